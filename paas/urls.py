@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from accounts.urls import api_urlpatterns as accounts_api
+
+admin.site.site_header = "PaaS operations"
+admin.site.site_title = "PaaS admin"
+
+api_v1 = [
+    *accounts_api,
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("", include("accounts.urls")),
+]

@@ -1,0 +1,20 @@
+// Live updates: any element with data-live-org="<slug>" opens the organization's event socket
+// and re-dispatches each event as a DOM event ("live:<event>") that pages listen to.
+(function () {
+  function connect(slug, target) {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/o/${slug}/events/`);
+    socket.onopen = () => target.dataset.liveState = "connected";
+    socket.onmessage = (msg) => {
+      const payload = JSON.parse(msg.data);
+      document.dispatchEvent(new CustomEvent("live:" + payload.event, { detail: payload.data }));
+    };
+    socket.onclose = () => {
+      target.dataset.liveState = "disconnected";
+      setTimeout(() => connect(slug, target), 2000);  // reconnect: deploys keep running server-side
+    };
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("[data-live-org]").forEach((el) => connect(el.dataset.liveOrg, el));
+  });
+})();
