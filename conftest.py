@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from django.conf import settings
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
-if "REDIS_URL" not in os.environ:
+if not os.environ.get("REDIS_URL"):
     from paas import embedded_redis
 
     embedded_redis.start(settings.EMBEDDED_REDIS_PORT, Path(settings.VAR_DIR) / "test-redis")
@@ -132,3 +133,10 @@ def celery_worker(django_db_setup, django_db_blocker, redis_url):
         proc = start_celery_worker()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings):
+    """A fresh in-memory cache per test, so rate limits and cached state never leak between tests."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": f"test-{uuid.uuid4()}"}}

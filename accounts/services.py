@@ -135,7 +135,9 @@ class IssuedInvitation:
     url: str
 
 
-def invite(actor: Membership, email: str, role: str = Role.MEMBER) -> IssuedInvitation:
+def invite(actor: Membership, email: str, role: str = Role.MEMBER, base_url: str | None = None) -> IssuedInvitation:
+    """Invite by e-mail. `base_url` is where the invitee should land (the host the inviter used);
+    SITE_URL otherwise."""
     if not actor.can("manage_members"):
         raise PermissionDenied("Only owners and admins can invite people.")
     if role not in Role.values:
@@ -150,7 +152,7 @@ def invite(actor: Membership, email: str, role: str = Role.MEMBER) -> IssuedInvi
     invitation = Invitation.objects.create(
         organization=org, email=email, role=role, token_hash=hash_token(raw), invited_by=actor.user
     )
-    url = settings.SITE_URL + reverse("invitation", args=[raw])
+    url = (base_url or settings.SITE_URL).rstrip("/") + reverse("invitation", args=[raw])
     context = {"invitation": invitation, "url": url, "inviter": actor.user}
     send_mail(
         subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to {org.name}",

@@ -72,7 +72,8 @@ def members(request: HttpRequest, org_slug: str) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                issued = services.invite(membership, form.cleaned_data["email"], form.cleaned_data["role"])
+                issued = services.invite(membership, form.cleaned_data["email"], form.cleaned_data["role"],
+                                         base_url=request.build_absolute_uri("/"))
             except ValidationError as exc:
                 _error(request, exc)
             else:

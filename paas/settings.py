@@ -117,7 +117,14 @@ CHANNEL_LAYERS = {
     }
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Lets several deployments (or test runs) share one Redis without sharing rate limits.
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", ""),
+    }
+}
 
 # --- Celery (namespace CELERY, see paas/celery.py)
 CELERY_BROKER_URL = REDIS_URL
@@ -143,7 +150,7 @@ AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "dashboard"
+LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
@@ -177,6 +184,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "emails"))  # for the file-based backend
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "PaaS <noreply@localhost>")
 
 # --- Organizations
@@ -223,6 +231,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+# WhiteNoise warns on every start when STATIC_ROOT is missing; in DEBUG it serves from finders.
+if DEBUG:
+    STATIC_ROOT.mkdir(exist_ok=True)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

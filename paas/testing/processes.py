@@ -20,6 +20,13 @@ from django.conf import settings
 from django.db import connection
 
 BASE_DIR = Path(settings.BASE_DIR)
+# Child processes write e-mail here (file backend), so tests can follow links in them.
+MAIL_DIR = Path(tempfile.mkdtemp(prefix="paas-test-mail-"))
+
+
+def sent_mail() -> list[str]:
+    """Bodies of the e-mails child processes sent, oldest first."""
+    return [p.read_text() for p in sorted(MAIL_DIR.glob("*.log"), key=lambda p: p.stat().st_mtime)]
 
 
 def free_port() -> int:
@@ -46,6 +53,8 @@ def child_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=test_database_url(),
         REDIS_URL=settings.REDIS_URL,
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(MAIL_DIR),
+        CACHE_KEY_PREFIX=MAIL_DIR.name,  # unique per test run: no rate limits carried over
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
