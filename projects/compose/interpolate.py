@@ -128,3 +128,17 @@ def _walk(value: Any, interpolator: Interpolator, path: tuple[str | int, ...]) -
     if isinstance(value, list):
         return [_walk(v, interpolator, (*path, i)) for i, v in enumerate(value)]
     return value
+
+
+def project_variables(dotenv: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variables from a project `.env` (later lines may use earlier ones), then `overrides`."""
+    from .convert import parse_env_file  # the env-file syntax lives with env_file handling
+
+    variables: dict[str, str] = {}
+    for key, value in parse_env_file(dotenv).items():
+        try:
+            variables[key] = Interpolator(variables).expand(value)
+        except InterpolationError:
+            variables[key] = value
+    variables.update(overrides or {})
+    return variables

@@ -12,7 +12,7 @@ import referencing
 from kubernetes_validate import utils as kv
 
 from projects.compose import RenderContext
-from projects.compose.convert import parse_env_file
+from projects.compose.interpolate import project_variables
 from projects.management.commands.compose_convert import read_folder
 
 K8S_VERSION = "1.35.0"
@@ -46,7 +46,7 @@ def folder_files(folder: Path) -> dict[str, str]:
 
 def sample_ctx(path: Path, **overrides: Any) -> RenderContext:
     files = folder_files(path.parent)
-    overrides.setdefault("variables", parse_env_file(files.get(".env", "")))
+    overrides.setdefault("variables", project_variables(files.get(".env", "")))
     overrides.setdefault("files", files)
     return make_ctx(**overrides)
 

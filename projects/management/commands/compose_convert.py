@@ -16,7 +16,7 @@ import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from projects.compose import ComposeRefusal, PlanLimits, RenderContext, render_project
-from projects.compose.convert import parse_env_file
+from projects.compose.interpolate import project_variables
 
 MAX_FILES = 500
 MAX_FILE_BYTES = 256 * 1024
@@ -63,10 +63,8 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
         files = read_folder(path.parent)
-        variables = parse_env_file(files.get(".env", ""))
-        for item in options["var"]:
-            key, _, value = item.partition("=")
-            variables[key] = value
+        overrides = dict(item.partition("=")[::2] for item in options["var"])
+        variables = project_variables(files.get(".env", ""), overrides)
         ctx = RenderContext(
             org_slug=options["org"],
             project_slug=options["project"],
