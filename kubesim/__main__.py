@@ -1,0 +1,50 @@
+"""`python -m kubesim --port N`: serve the emulator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from kubesim.app import Emulator, load_crds, write_kubeconfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m kubesim", description="Kubernetes API emulator")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--kubeconfig-out", metavar="FILE", help="write a kubeconfig pointing at the emulator")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every request")
+    p.add_argument("--no-controllers", action="store_true", help="serve the API only, no simulated controllers")
+    p.add_argument("--controller-delay", type=float, default=0.5, metavar="S",
+                   help="seconds each controller waits before acting (default 0.5)")
+    p.add_argument("--preload-crds", metavar="DIR", nargs="?", const="", default=None,
+                   help="install the CRDs found in DIR (default: ../shared/crds) at start")
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    crds = load_crds(args.preload_crds or None) if args.preload_crds is not None else []
+    emu = Emulator(controllers=not args.no_controllers, controller_delay=args.controller_delay, crds=crds,
+                   latency_ms=args.latency_ms)
+    url = await emu.start(args.host, args.port)
+    if args.kubeconfig_out:
+        write_kubeconfig(url, args.kubeconfig_out)
+    print(f"kubesim serving on {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await emu.stop()
+    print("kubesim stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    asyncio.run(serve(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

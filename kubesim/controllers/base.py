@@ -1,0 +1,149 @@
+"""Controller plumbing: a work queue per controller fed by store events, a delay, and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubesim.cluster import Cluster, WriteOptions, random_suffix
+from kubesim.errors import ApiError
+from kubesim.resources import ResourceType
+from kubesim.store import Event, clone
+from kubesim.streams import LogHub
+
+log = logging.getLogger("kubesim.controllers")
+Key = tuple[str, str]
+
+# Image (or chart) markers that drive the failure paths.
+CRASH_MARKERS = (":crash", "crashloop")
+PULL_FAIL_MARKERS = ("does-not-exist", ":pull-fail", "imagepullbackoff")
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    uid = owner["metadata"]["uid"]
+    return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
+
+
+def owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def controller_of(obj: dict[str, Any], kind: str) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == kind:
+            return ref.get("name")
+    return None
+
+
+def short_hash(data: str, n: int = 10) -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    digest = hashlib.sha256(data.encode()).digest()
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:n])
+
+
+def set_condition(conditions: list[dict[str, Any]], ctype: str, status: str, reason: str, message: str,
+                  *, update_time: bool = False) -> list[dict[str, Any]]:
+    """Set one condition; its transition time only moves when the status does (no churn on no-ops)."""
+    out = [dict(c) for c in conditions]
+    for c in out:
+        if c.get("type") == ctype:
+            if c.get("status") != status:
+                c["lastTransitionTime"] = now()
+            if (c.get("status"), c.get("reason"), c.get("message")) != (status, reason, message) and update_time:
+                c["lastUpdateTime"] = now()
+            c.update(status=status, reason=reason, message=message)
+            return out
+    cond = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": now()}
+    if update_time:
+        cond["lastUpdateTime"] = now()
+    out.append(cond)
+    return out
+
+
+class Controller:
+    """Reconciles keys of one primary kind after `delay` seconds; events map to keys via `keys_for`."""
+
+    name = "controller"
+    manager = "kube-controller-manager"
+
+    def __init__(self, cluster: Cluster, logs: LogHub, delay: float) -> None:
+        self.cluster = cluster
+        self.logs = logs
+        self.delay = delay
+        self.enabled = True
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queued: set[Key] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def rt(self, api_version: str, kind: str) -> ResourceType:
+        return self.cluster.rt_for(api_version, kind)
+
+    def keys_for(self, event: Event) -> Iterable[Key]:
+        return ()
+
+    def enqueue(self, key: Key) -> None:
+        if key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+
+    def enqueue_later(self, key: Key, seconds: float) -> None:
+        asyncio.get_running_loop().call_later(seconds, self.enqueue, key)
+
+    async def run(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.queued.discard(key)
+            if not self.enabled:
+                continue
+            try:
+                self.reconcile(*key)
+            except ApiError as err:
+                # Conflicts and races with deletions are normal; try again shortly like a real controller.
+                if err.code not in (404, 409):
+                    log.warning("%s: %s/%s: %s", self.name, key[0], key[1], err.message)
+                self.enqueue_later(key, 0.05)
+            except Exception:
+                log.exception("%s failed on %s/%s", self.name, *key)
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        raise NotImplementedError
+
+    # --- helpers for subclasses ------------------------------------------------------------------
+
+    def fetch(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.cluster.find(rt, namespace, name)
+        return clone(obj) if obj is not None else None
+
+    def create(self, rt: ResourceType, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return self.cluster.create(rt, namespace, obj, WriteOptions(field_manager=self.manager))
+
+    def write_status(self, rt: ResourceType, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        new = clone(obj)
+        new["status"] = status
+        return self.cluster.write(rt, new, self.manager, subresource="status")
+
+    def event(self, obj: dict[str, Any], reason: str, message: str, etype: str = "Normal",
+              component: str = "kubesim") -> None:
+        """A core/v1 Event about `obj`, as controllers and the kubelet record them."""
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
+        ts = now()
+        self.cluster.create(self.rt("v1", "Event"), ns, {
+            "metadata": {"name": f"{meta['name']}.{random_suffix(8)}", "namespace": ns},
+            "involvedObject": {"kind": obj["kind"], "apiVersion": obj["apiVersion"], "name": meta["name"],
+                               "namespace": ns, "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion")},
+            "reason": reason, "message": message, "type": etype, "count": 1,
+            "source": {"component": component}, "firstTimestamp": ts, "lastTimestamp": ts,
+            "reportingComponent": component, "reportingInstance": "kubesim"},
+            WriteOptions(field_manager=self.manager))

@@ -1,0 +1,206 @@
+"""`KubeSim`: the emulator on a background thread, for tests in any suite (sync or async)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+
+from kubesim.app import Emulator, load_crds, write_kubeconfig
+from kubesim.controllers.helm import HelmController
+from kubesim.resources import ResourceType
+from kubesim.store import clone
+from kubesim.streams import ExecHandler, ExecSession, builtin_shell
+
+T = TypeVar("T")
+
+__all__ = ["ExecSession", "KubeSim"]
+
+
+class KubeSim:
+    """A Kubernetes API emulator on 127.0.0.1 and a free port, served from its own thread and loop.
+
+    `sim = KubeSim(); sim.start()` (or `with KubeSim() as sim:`), then point the official client at
+    `sim.url` (`sim.api_client()`, `sim.write_kubeconfig(path)`). State reads (`get`, `list`) are
+    thread-safe copies.
+    """
+
+    def __init__(self, controllers: bool = True, controller_delay: float = 0.0, preload_crds: bool | str | Path = True,
+                 latency_ms: float = 0, *, host: str = "127.0.0.1", port: int = 0,
+                 bookmark_interval: float = 1.0) -> None:
+        self.host, self.port = host, port
+        crds_dir = None if preload_crds is True else preload_crds
+        self._emulator_args = dict(controllers=controllers, controller_delay=controller_delay,
+                                   crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
+                                   bookmark_interval=bookmark_interval)
+        self.url = ""
+        self.emulator: Emulator | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> KubeSim:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self.emulator = Emulator(**self._emulator_args)  # type: ignore[arg-type]
+                self.url = loop.run_until_complete(self.emulator.start(self.host, self.port))
+            except BaseException as exc:  # surfaced to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.emulator.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="kubesim", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> KubeSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Callable[[], Coroutine[Any, Any, T] | T]) -> T:
+        """Run `fn` on the emulator's loop (awaiting it if it is a coroutine) and return its result."""
+        assert self._loop is not None, "KubeSim is not started"
+
+        async def wrapper() -> T:
+            result = fn()
+            if isinstance(result, Awaitable):
+                return await result  # type: ignore[no-any-return]
+            return result
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(30)
+
+    @property
+    def _emu(self) -> Emulator:
+        assert self.emulator is not None, "KubeSim is not started"
+        return self.emulator
+
+    def reset(self) -> None:
+        """Back to a fresh cluster: default namespaces, two nodes, preloaded CRDs, built-in shell."""
+        self.call(self._emu.reset)
+
+    # --- clients ---------------------------------------------------------------------------------
+
+    def configuration(self) -> kubernetes.client.Configuration:
+        cfg = kubernetes.client.Configuration()
+        cfg.host = self.url
+        cfg.api_key = {"authorization": "kubesim"}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        return cfg
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return kubernetes.client.ApiClient(self.configuration())
+
+    def write_kubeconfig(self, path: str | Path) -> Path:
+        return write_kubeconfig(self.url, path)
+
+    # --- state and knobs -------------------------------------------------------------------------
+
+    def _resolve(self, kind: str) -> ResourceType:
+        """`Deployment`, `deployments`, `Deployment.apps`, `apps/v1/Deployment` or `Deployment/apps/v1`."""
+        reg = self._emu.cluster.registry
+        api_version = None
+        if "/" in kind:
+            head, _, tail = kind.partition("/")
+            if head[:1].isupper():
+                kind, api_version = head, tail
+            else:
+                api_version, _, kind = kind.rpartition("/")
+        group = None
+        if "." in kind:
+            kind, group = kind.split(".", 1)
+        for rt in reg.all():
+            if kind not in (rt.kind, rt.plural, rt.singular):
+                continue
+            if (api_version is None or rt.api_version == api_version) and (group is None or rt.group == group):
+                return rt
+        raise KeyError(f"unknown kind {kind!r}")
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """A copy of a stored object, or None."""
+        def read() -> dict[str, Any] | None:
+            rt = self._resolve(kind)
+            obj = self._emu.cluster.find(rt, namespace or "", name)
+            return clone(obj) if obj is not None else None
+        return self.call(read)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.call(lambda: clone(self._emu.cluster.list(self._resolve(kind), namespace)))
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+        """Poll `predicate` until it returns something truthy; raise TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout:.1f}s")
+            time.sleep(interval)
+
+    def push_logs(self, namespace: str, pod: str, lines: list[str] | str, container: str | None = None) -> None:
+        """Append lines to a container's log (the pod's first container by default)."""
+        if isinstance(lines, str):
+            lines = lines.splitlines()
+
+        def push() -> None:
+            name = container
+            if name is None:
+                obj = self._emu.cluster.find(self._resolve("Pod"), namespace, pod)
+                name = obj["spec"]["containers"][0]["name"] if obj else "main"
+            self._emu.server.logs.push(namespace, pod, name, list(lines))
+        self.call(push)
+
+    def set_exec_handler(self, handler: ExecHandler | None) -> None:
+        """Replace the built-in shell: `async def handler(session: ExecSession) -> int` (the exit code)."""
+        def setter() -> None:
+            self._emu.server.exec_handler = handler or builtin_shell
+        self.call(setter)
+
+    def fail_helm_chart(self, namespace: str, name: str) -> None:
+        """Make the next install Job of this HelmChart fail, as if `helm install` errored."""
+        def mark() -> None:
+            helm = self._emu.controllers.controllers["helm"]
+            assert isinstance(helm, HelmController)
+            helm.forced_failures.add((namespace, name))
+        self.call(mark)
+
+    def configure_controllers(self, *, enabled: bool | None = None, delay: float | None = None,
+                              only: list[str] | None = None) -> None:
+        """Switch controllers on/off or change their delay; `only` names some (kubelet, deployment, helm...)."""
+        self.call(lambda: self._emu.controllers.configure(enabled=enabled, delay=delay, only=only))
+
+    def set_latency(self, latency_ms: float) -> None:
+        def setter() -> None:
+            self._emu.server.latency_ms = latency_ms
+        self.call(setter)
+
+    def compact(self) -> None:
+        """Forget watch history, like etcd compaction: older resourceVersions then answer 410 Gone."""
+        self.call(self._emu.cluster.store.compact)
