@@ -3,12 +3,16 @@
 from django.urls import path
 
 from accounts.consumers import OrganizationEventsConsumer
+from clusters import routing as clusters_routing
 
 # Paths under this prefix are for cluster agents (token auth, no browser session).
 AGENT_PREFIX = "/agent/"
 
-agent_websocket_urlpatterns: list = []
+agent_websocket_urlpatterns: list = [
+    *clusters_routing.agent_websocket_urlpatterns,
+]
 
 browser_websocket_urlpatterns: list = [
     path("ws/o/<slug:org_slug>/events/", OrganizationEventsConsumer.as_asgi()),
+    *clusters_routing.browser_websocket_urlpatterns,
 ]

@@ -110,7 +110,9 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # redis-py caps an asyncio pool at 100 connections; bursts of WebSocket
             # connects then fail with "Too many connections".
-            "hosts": [{"address": REDIS_URL, "max_connections": 1000}],
+            # redis-py 8 reads with a 5 s socket timeout by default, the same as channels_redis's
+            # blocking BZPOPMIN: an idle consumer then dies with "Timeout reading from ...". Read longer.
+            "hosts": [{"address": REDIS_URL, "max_connections": 1000, "socket_timeout": 30}],
             "capacity": 1500,
             "expiry": 30,
         },
@@ -189,6 +191,12 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "PaaS <noreply@localhost>")
 
 # --- Organizations
 INVITATION_TTL_HOURS = env_int("INVITATION_TTL_HOURS", 72, minimum=1)
+
+# --- Clusters and their agents
+AGENT_HEARTBEAT_SECONDS = env_int("AGENT_HEARTBEAT_SECONDS", 15, minimum=1)  # a silent agent is dropped after 3
+AGENT_MAX_MESSAGE_BYTES = env_int("AGENT_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024)
+AGENT_TOKEN_GRACE_MINUTES = env_int("AGENT_TOKEN_GRACE_MINUTES", 60, minimum=0)  # old token valid after rotation
+AGENT_IMAGE = env_str("AGENT_IMAGE", "ghcr.io/paas/agent:0.1.0")
 
 # --- REST API
 REST_FRAMEWORK = {

@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("accounts.urls")),
+    path("", include("clusters.urls")),
 ]

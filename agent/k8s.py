@@ -1,0 +1,228 @@
+"""The agent's only door to Kubernetes, over the official client.
+
+Calls are blocking (urllib3 underneath); async callers run them with `asyncio.to_thread`.
+Objects travel as plain dicts, exactly as the apiserver sends them, so nothing is lost in
+model conversion and server-side apply sees the fields the control plane chose, no more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger("agent.k8s")
+
+FIELD_MANAGER = "paas-agent"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "paas"
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def collection(self, namespace: str | None = None) -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def item(self, name: str, namespace: str | None = None) -> str:
+        return f"{self.collection(namespace)}/{quote(name, safe='')}"
+
+
+# Every kind a project may contain. The same list is what pruning looks at: an explicit list,
+# so a kind the agent was never told about is never deleted by accident.
+PROJECT_KINDS: tuple[Kind, ...] = (
+    Kind("v1", "ConfigMap", "configmaps"),
+    Kind("v1", "Secret", "secrets"),
+    Kind("v1", "Service", "services"),
+    Kind("v1", "ServiceAccount", "serviceaccounts"),
+    Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    Kind("v1", "ResourceQuota", "resourcequotas"),
+    Kind("v1", "LimitRange", "limitranges"),
+    Kind("apps/v1", "Deployment", "deployments"),
+    Kind("apps/v1", "StatefulSet", "statefulsets"),
+    Kind("batch/v1", "Job", "jobs"),
+    Kind("batch/v1", "CronJob", "cronjobs"),
+    Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Kind("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    Kind("traefik.io/v1alpha1", "Middleware", "middlewares"),
+)
+_BY_TYPE = {(k.api_version, k.kind): k for k in PROJECT_KINDS}
+
+NAMESPACE = Kind("v1", "Namespace", "namespaces", namespaced=False)
+NODE = Kind("v1", "Node", "nodes", namespaced=False)
+DEPLOYMENT = _BY_TYPE[("apps/v1", "Deployment")]
+POD = Kind("v1", "Pod", "pods")
+EVENT = Kind("v1", "Event", "events")
+
+
+def kind_of(obj: dict[str, Any]) -> Kind | None:
+    return _BY_TYPE.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+
+
+class KubeError(Exception):
+    """An apiserver error, with the status code and the message from its Status body."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+    @classmethod
+    def from_api(cls, exc: ApiException) -> KubeError:
+        message, reason = exc.reason or "", ""
+        try:
+            body = json.loads(exc.body or "{}")
+            message, reason = body.get("message") or message, body.get("reason") or ""
+        except (TypeError, ValueError):
+            pass
+        return cls(int(exc.status or 0), message, reason)
+
+
+class Kube:
+    """A thin JSON-in, JSON-out wrapper over the official client's ApiClient."""
+
+    def __init__(self, kubeconfig: str | None = None, request_timeout: float = 30.0) -> None:
+        configuration = client.Configuration()
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+        self.api = client.ApiClient(configuration)
+        self.timeout = request_timeout
+
+    def close(self) -> None:
+        self.api.close()
+
+    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
+                content_type: str = "application/json", timeout: float | None = None) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, _, _ = self.api.param_serialize(method, path, header_params=headers,
+                                                              auth_settings=["BearerToken"])
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        try:
+            response = self.api.call_api(method, url, headers, body=None if body is None else json.dumps(body),
+                                         _request_timeout=timeout or self.timeout)
+            data = response.read()
+        except ApiException as exc:
+            raise KubeError.from_api(exc) from None
+        if not 200 <= response.status < 300:
+            raise KubeError.from_api(ApiException(status=response.status, reason=response.reason, body=data))
+        return json.loads(data) if data else {}
+
+    # --- objects ----------------------------------------------------------------------------
+
+    def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", kind.item(name, namespace))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
+        return self.request("GET", kind.collection(namespace), query={"labelSelector": label_selector}).get(
+            "items"
+        ) or []
+
+    def apply(self, kind: Kind, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Server-side apply as FIELD_MANAGER, taking over conflicting fields (we are the authority)."""
+        return self.request(
+            "PATCH", kind.item(obj["metadata"]["name"], namespace),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=obj, content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
+        try:
+            self.request("DELETE", kind.item(name, namespace), body={"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def watch(self, kind: Kind, *, label_selector: str | None = None, resource_version: str | None = None,
+              timeout_seconds: int = 60) -> Iterator[dict[str, Any]]:
+        """Yield watch events ({type, object}) across all namespaces until the server ends the watch."""
+        query = {"watch": "true", "labelSelector": label_selector, "resourceVersion": resource_version,
+                 "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": "true"}
+        method, url, headers, _, _ = self.api.param_serialize("GET", kind.collection(), auth_settings=["BearerToken"],
+                                                              header_params={"Accept": "application/json"})
+        url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        try:
+            response = self.api.call_api(method, url, headers, _request_timeout=(10, timeout_seconds + 10))
+        except ApiException as exc:
+            raise KubeError.from_api(exc) from None
+        if response.status != 200:
+            raise KubeError.from_api(ApiException(status=response.status, reason=response.reason,
+                                                  body=response.read()))
+        buffer = b""
+        try:
+            for chunk in response.response.stream(amt=None, decode_content=False):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            response.response.release_conn()
+
+    # --- cluster facts for the handshake ----------------------------------------------------
+
+    def version(self) -> str:
+        return self.request("GET", "/version").get("gitVersion", "unknown")
+
+    def nodes(self) -> list[dict[str, Any]]:
+        summary = []
+        for node in self.list(NODE):
+            labels = node.get("metadata", {}).get("labels", {}) or {}
+            roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+            capacity = node.get("status", {}).get("capacity", {}) or {}
+            conditions = {c.get("type"): c.get("status") for c in node.get("status", {}).get("conditions", []) or []}
+            summary.append({
+                "name": node["metadata"]["name"],
+                "roles": roles,
+                "ingress_ready": labels.get("ingress-ready") == "true",
+                "ready": conditions.get("Ready") == "True",
+                "capacity": {k: capacity[k] for k in ("cpu", "memory", "pods") if k in capacity},
+            })
+        return summary
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        """Platform components found running, by well-known Deployment names (all namespaces)."""
+        known = {"traefik": "traefik", "sablier": "sablier", "cloudnative-pg": "cnpg", "garage": "garage",
+                 "coredns": "coredns", "metrics-server": "metrics-server"}
+        found: dict[str, dict[str, Any]] = {}
+        for deployment in self.list(DEPLOYMENT):
+            name = deployment["metadata"]["name"]
+            for component, needle in known.items():
+                if needle in name and component not in found:
+                    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+                    image = containers[0].get("image", "") if containers else ""
+                    status = deployment.get("status", {}) or {}
+                    found[component] = {
+                        "namespace": deployment["metadata"].get("namespace"),
+                        "deployment": name,
+                        "version": image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "",
+                        "ready": f"{status.get('readyReplicas', 0)}/{deployment.get('spec', {}).get('replicas', 1)}",
+                    }
+        return found

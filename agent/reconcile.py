@@ -1,0 +1,130 @@
+"""Desired state: make one project's namespace hold exactly the objects the control plane sent.
+
+The last applied revision lives on the namespace (an annotation), not in memory, so a restarted
+agent still refuses stale revisions and replays stay harmless.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, PROJECT_KINDS, Kube, KubeError, kind_of
+
+log = logging.getLogger("agent.reconcile")
+
+REVISION_ANNOTATION = "paas.dev/applied-revision"
+
+
+class StaleRevision(Exception):
+    pass
+
+
+class NotManaged(Exception):
+    pass
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def applied_revision(namespace_obj: dict[str, Any] | None) -> int:
+    if not namespace_obj:
+        return 0
+    annotations = namespace_obj.get("metadata", {}).get("annotations") or {}
+    try:
+        return int(annotations.get(REVISION_ANNOTATION, 0))
+    except ValueError:
+        return 0
+
+
+def _apply_namespace(kube: Kube, namespace: str, labels: dict[str, str], revision: int) -> dict[str, Any]:
+    return kube.apply(NAMESPACE, {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": labels, "annotations": {REVISION_ANNOTATION: str(revision)}},
+    })
+
+
+def apply_project(kube: Kube, namespace: str, labels: dict[str, str], revision: int,
+                  objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply `objects` into `namespace` and prune what carries `labels` but is not among them.
+
+    Returns {"namespace", "revision", "results": [{kind, name, action, message?}]} where action is
+    created / configured / unchanged / pruned / failed. Raises StaleRevision for an older revision.
+    """
+    labels = {**labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    existing_ns = kube.get(NAMESPACE, namespace)
+    current = applied_revision(existing_ns)
+    if revision < current:
+        raise StaleRevision(f"revision {revision} is older than the applied revision {current} of {namespace}")
+    if existing_ns is None:
+        _apply_namespace(kube, namespace, labels, current)
+
+    results: list[dict[str, Any]] = []
+    wanted: set[tuple[str, str]] = set()
+    for original in objects:
+        obj = copy.deepcopy(original)
+        kind, name = obj.get("kind", "?"), (obj.get("metadata") or {}).get("name", "?")
+        entry: dict[str, Any] = {"kind": kind, "name": name}
+        results.append(entry)
+        k = kind_of(obj)
+        if k is None:
+            entry.update(action="failed", message=f"{obj.get('apiVersion')}/{kind} is not a kind projects may use")
+            continue
+        wanted.add((k.kind, name))
+        metadata = obj.setdefault("metadata", {})
+        metadata["namespace"] = namespace
+        metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+        try:
+            before = kube.get(k, name, namespace)
+            after = kube.apply(k, obj, namespace)
+        except KubeError as exc:
+            entry.update(action="failed", message=exc.message)
+            continue
+        if before is None:
+            entry["action"] = "created"
+        elif before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion"):
+            entry["action"] = "unchanged"
+        else:
+            entry["action"] = "configured"
+
+    selector = _selector(labels)
+    for k in PROJECT_KINDS:
+        try:
+            present = kube.list(k, namespace, selector)
+        except KubeError as exc:
+            if exc.status == 404:  # the kind is not served by this cluster (e.g. no Traefik CRDs)
+                continue
+            raise
+        for item in present:
+            name = item["metadata"]["name"]
+            if (k.kind, name) in wanted:
+                continue
+            entry = {"kind": k.kind, "name": name}
+            try:
+                kube.delete(k, name, namespace)
+                entry["action"] = "pruned"
+            except KubeError as exc:
+                entry.update(action="failed", message=exc.message)
+            results.append(entry)
+
+    if revision != current or existing_ns is None:
+        _apply_namespace(kube, namespace, labels, revision)
+    counts: dict[str, int] = {}
+    for entry in results:
+        counts[entry["action"]] = counts.get(entry["action"], 0) + 1
+    log.info("applied revision %s to %s: %s", revision, namespace, counts)
+    return {"namespace": namespace, "revision": revision, "results": results}
+
+
+def delete_project(kube: Kube, namespace: str) -> dict[str, Any]:
+    """Delete the project's namespace, and with it everything inside. Refuses unmanaged namespaces."""
+    existing = kube.get(NAMESPACE, namespace)
+    if existing is None:
+        return {"namespace": namespace, "deleted": False}
+    if (existing["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        raise NotManaged(f"namespace {namespace} is not managed by the platform")
+    kube.delete(NAMESPACE, namespace)
+    log.info("deleted project namespace %s", namespace)
+    return {"namespace": namespace, "deleted": True}

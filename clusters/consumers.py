@@ -1,0 +1,277 @@
+"""WebSocket consumers: the agents' tunnel endpoint, and operators' live view of a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+
+from agent import protocol as p
+from clusters import services
+from clusters.access import get_cluster_for_operator
+from clusters.models import DesiredProject
+
+log = logging.getLogger("clusters.agent")
+
+LAST_SEEN_EVERY = 10.0  # seconds: write last_seen at most this often per session
+RESYNC_TIMEOUT = 120.0
+
+
+class AgentConsumer(AsyncWebsocketConsumer):
+    """One agent's socket. Authenticated before accept(); at most one live session per cluster."""
+
+    cluster_id: int | None = None
+
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers") or [])
+        auth = headers.get(p.TOKEN_HEADER.lower().encode(), b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        client = (self.scope.get("client") or ["?"])[0]
+        cluster = await self._authenticate(token.strip()) if scheme == p.TOKEN_SCHEME and token else None
+        if cluster is None:
+            log.warning("agent connection from %s refused: bad or revoked token", client)
+            await self._rejected(token)
+            await self.close()  # before accept(): the agent sees HTTP 403 and stops retrying
+            return
+        self.cluster_id = cluster.pk
+        self.cluster_slug = cluster.slug
+        self.session_id = secrets.token_hex(8)
+        self.heartbeat = float(settings.AGENT_HEARTBEAT_SECONDS)
+        self.max_bytes = int(settings.AGENT_MAX_MESSAGE_BYTES)
+        self.helloed = False
+        self.last_rx = self.last_seen_write = time.monotonic()
+        self.rpc_ids = itertools.count(1)
+        self.stream_ids = itertools.count(1)
+        self.pending: dict[int, str | asyncio.Future] = {}
+        self.streams: dict[int, str] = {}  # stream id -> owner's channel
+        self.tasks: set[asyncio.Task] = set()
+        await self.accept()
+        log.info("agent for cluster %s connected from %s (session %s)", cluster.slug, client, self.session_id)
+        self._spawn(self._watchdog())
+
+    async def disconnect(self, code: int) -> None:
+        if self.cluster_id is None:
+            return
+        for task in list(self.tasks):
+            task.cancel()
+        for waiter in list(self.pending.values()):
+            await self._reply(waiter, {"type": "rpc.error", "code": "offline", "message": "the agent disconnected"})
+        self.pending.clear()
+        for sid, owner in list(self.streams.items()):
+            await self.channel_layer.send(owner, {"type": "stream.closed", "id": sid, "reason": "agent disconnected"})
+        self.streams.clear()
+        if self.helloed:
+            reason = p.CLOSE_REASONS.get(code, f"close code {code}")
+            marked = await database_sync_to_async(services.agent_disconnected)(self.cluster_id, self.session_id, reason)
+            log.info("agent for cluster %s disconnected (%s)%s", self.cluster_slug, reason,
+                     "" if marked else "; a newer session is live")
+
+    # --- frames from the agent --------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > self.max_bytes:
+            log.warning("cluster %s: %d-byte frame over the %d-byte limit; closing", self.cluster_slug, size,
+                        self.max_bytes)
+            await self.close(code=p.CLOSE_TOO_BIG)
+            return
+        now = time.monotonic()
+        self.last_rx = now
+        if self.helloed and now - self.last_seen_write > LAST_SEEN_EVERY:
+            self.last_seen_write = now
+            await database_sync_to_async(services.agent_seen)(self.cluster_id, self.session_id)
+        if bytes_data is not None:
+            sid, data = p.unpack_data(bytes_data)
+            if owner := self.streams.get(sid):
+                await self.channel_layer.send(owner, {"type": "stream.data", "id": sid, "data": data})
+            return
+        try:
+            message = p.decode(text_data or "")
+        except ValueError:
+            await self.close(code=p.CLOSE_PROTOCOL_ERROR)
+            return
+        kind = message["type"]
+        if not self.helloed:
+            await self._hello(message)
+        elif kind == "ping":
+            await self.send(text_data=p.encode({"type": "pong", "t": message.get("t")}))
+        elif kind in ("rpc.reply", "rpc.error"):
+            waiter = self.pending.pop(message.get("id"), None)
+            if waiter is not None:
+                await self._reply(waiter, message)
+        elif kind == "event":
+            await self._event(message)
+        elif kind in ("stream.credit", "stream.close"):
+            sid = message.get("id")
+            owner = self.streams.get(sid) if kind == "stream.credit" else self.streams.pop(sid, None)
+            if owner:
+                relay = ({"type": "stream.credit", "id": sid, "bytes": int(message.get("bytes", 0))}
+                         if kind == "stream.credit" else
+                         {"type": "stream.closed", "id": sid, "reason": message.get("reason", "")})
+                await self.channel_layer.send(owner, relay)
+
+    async def _hello(self, message: dict[str, Any]) -> None:
+        if message["type"] != "hello" or message.get("protocol") != p.PROTOCOL_VERSION:
+            log.warning("cluster %s: expected hello with protocol %s, got %s", self.cluster_slug, p.PROTOCOL_VERSION,
+                        {k: message.get(k) for k in ("type", "protocol")})
+            await self.close(code=p.CLOSE_PROTOCOL_ERROR)
+            return
+        previous = await database_sync_to_async(services.agent_connected)(
+            self.cluster_id, self.session_id, self.channel_name, message)
+        if previous:
+            log.info("cluster %s: replacing the previous agent session", self.cluster_slug)
+            await self.channel_layer.send(previous, {"type": "agent.close", "code": p.CLOSE_REPLACED})
+        self.helloed = True
+        await self.send(text_data=p.encode({"type": "welcome", "cluster": self.cluster_slug,
+                                            "heartbeat": self.heartbeat, "max_message_bytes": self.max_bytes}))
+        self._spawn(self._resync())
+
+    async def _event(self, message: dict[str, Any]) -> None:
+        data = message.get("data") or {}
+        if message.get("kind") == "observed" and isinstance(data.get("namespace"), str):
+            await database_sync_to_async(services.record_observed)(self.cluster_id, data["namespace"],
+                                                                    data.get("state"))
+
+    # --- messages from the rest of the control plane (channel layer) ------------------------
+
+    async def agent_rpc(self, message: dict[str, Any]) -> None:
+        rid = next(self.rpc_ids)
+        self.pending[rid] = message["reply_to"]
+        self._spawn(self._expire(rid, float(message.get("timeout") or 30.0)))
+        await self.send(text_data=p.encode({"type": "rpc", "id": rid, "op": message["op"],
+                                            "payload": message.get("payload") or {}}))
+
+    async def agent_close(self, message: dict[str, Any]) -> None:
+        code = int(message.get("code", p.CLOSE_NORMAL))
+        log.info("closing agent session of cluster %s: %s", self.cluster_slug, p.CLOSE_REASONS.get(code, code))
+        await self.close(code=code)
+
+    async def agent_stream_open(self, message: dict[str, Any]) -> None:
+        sid = next(self.stream_ids)
+        self.streams[sid] = message["owner"]
+        window = int(message.get("window") or p.DEFAULT_STREAM_WINDOW)
+        await self.send(text_data=p.encode({"type": "stream.open", "id": sid, "op": message["op"],
+                                            "payload": message.get("payload") or {}, "window": window}))
+        # The agent's receive window is the protocol default: that is the caller's initial credit.
+        await self.channel_layer.send(message["owner"], {"type": "stream.opened", "id": sid,
+                                                         "window": p.DEFAULT_STREAM_WINDOW})
+
+    async def agent_stream_data(self, message: dict[str, Any]) -> None:
+        if message["id"] in self.streams:
+            await self.send(bytes_data=p.pack_data(message["id"], message["data"]))
+
+    async def agent_stream_credit(self, message: dict[str, Any]) -> None:
+        if message["id"] in self.streams:
+            await self.send(text_data=p.encode({"type": "stream.credit", "id": message["id"],
+                                                "bytes": message["bytes"]}))
+
+    async def agent_stream_close(self, message: dict[str, Any]) -> None:
+        if self.streams.pop(message["id"], None):
+            await self.send(text_data=p.encode({"type": "stream.close", "id": message["id"], "reason": "closed"}))
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _reply(self, waiter: str | asyncio.Future, message: dict[str, Any]) -> None:
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():
+                waiter.set_result(message)
+        else:
+            await self.channel_layer.send(waiter, {**message, "type": message["type"]})
+
+    async def _expire(self, rid: int, timeout: float) -> None:
+        # The caller gave up by now; forget the entry so a silent agent cannot grow `pending`.
+        await asyncio.sleep(timeout + 1)
+        self.pending.pop(rid, None)
+
+    async def _local_call(self, op: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        rid = next(self.rpc_ids)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending[rid] = future
+        await self.send(text_data=p.encode({"type": "rpc", "id": rid, "op": op, "payload": payload}))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self.pending.pop(rid, None)
+
+    async def _resync(self) -> None:
+        """After every (re)connect, re-send the latest revision of every project on this cluster."""
+        desired = await database_sync_to_async(
+            lambda: list(DesiredProject.objects.filter(cluster_id=self.cluster_id)))()
+        if desired:
+            log.info("cluster %s: re-sending %d desired project(s)", self.cluster_slug, len(desired))
+        for project in desired:
+            try:
+                reply = await self._local_call("apply_project", project.rpc_payload(), RESYNC_TIMEOUT)
+            except TimeoutError:
+                reply = {"type": "rpc.error", "code": "timeout", "message": "no answer to apply_project"}
+            if reply["type"] == "rpc.reply":
+                result = reply.get("result") or {}
+                failed = [r for r in result.get("results", []) if r.get("action") == "failed"]
+                error = "; ".join(f"{r['kind']}/{r['name']}: {r.get('message', '')}" for r in failed)
+                await database_sync_to_async(services.record_apply_result)(project.pk, project.revision, result, error)
+            else:
+                await database_sync_to_async(services.record_apply_result)(
+                    project.pk, project.revision, None, reply.get("message", ""))
+
+    async def _watchdog(self) -> None:
+        """Hello within one heartbeat-timeout; then ping each interval and drop a silent agent."""
+        dead_after = p.dead_after(self.heartbeat)
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if time.monotonic() - self.last_rx > dead_after:
+                log.warning("cluster %s: no frame from the agent for %.0fs; closing", self.cluster_slug, dead_after)
+                await self.close(code=p.CLOSE_HEARTBEAT_TIMEOUT)
+                return
+            if self.helloed:
+                await self.send(text_data=p.encode({"type": "ping", "t": time.time()}))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    @database_sync_to_async
+    def _authenticate(self, token: str):
+        return services.authenticate_agent(token)
+
+    @database_sync_to_async
+    def _rejected(self, token: str) -> None:
+        cluster_id = token.partition(".")[0]
+        services.record_rejected_connection(int(cluster_id) if cluster_id.isdigit() else None,
+                                            "bad, expired or revoked token")
+
+
+class ClusterLiveConsumer(AsyncJsonWebsocketConsumer):
+    """Operators' cluster page: status, observed state and agent events as they happen."""
+
+    async def connect(self) -> None:
+        cluster_id = await self._cluster_id()
+        if cluster_id is None:
+            await self.close(code=4403)
+            return
+        self.group = services.cluster_group(cluster_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def live_event(self, message: dict[str, Any]) -> None:
+        await self.send_json({"event": message["event"], "data": message["data"]})
+
+    @database_sync_to_async
+    def _cluster_id(self) -> int | None:
+        try:
+            return get_cluster_for_operator(self.scope["user"], self.scope["url_route"]["kwargs"]["slug"]).pk
+        except Http404:
+            return None

@@ -1,0 +1,49 @@
+"""Register the local cluster bin/run starts an agent for, and write that agent's token file.
+
+    manage.py ensure_local_cluster --simulated --token-file var/agent-token      # kubesim
+    manage.py ensure_local_cluster --token-file var/agent-token                  # local K3s
+
+A fresh token is issued on every run (the previous one stays valid for the grace period), so
+the file always holds a working token without the database ever storing it in clear.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from clusters import services
+from clusters.models import Cluster
+
+SIMULATED = ("local-simulated", "local (simulated)")
+K3S = ("local-k3s", "local K3s")
+
+
+class Command(BaseCommand):
+    help = "Create the local cluster (simulated or K3s) if missing and write a fresh agent token to a file."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--simulated", action="store_true", help="the cluster is kubesim, not a real K3s")
+        parser.add_argument("--token-file", required=True, help="where to write the agent token (mode 0600)")
+        parser.add_argument("--base-domain", default="localtest.me",
+                            help="public base domain for service URLs (default: %(default)s)")
+
+    def handle(self, *args, **options) -> None:
+        slug, name = SIMULATED if options["simulated"] else K3S
+        with transaction.atomic():
+            cluster = Cluster.objects.filter(slug=slug).first()
+            if cluster is None:
+                cluster = services.create_cluster(name, options["base_domain"], "127.0.0.1:2222", slug=slug,
+                                                  simulated=options["simulated"])
+                self.stdout.write(f"Registered cluster {name!r}.")
+            token = services.issue_token(cluster)
+        path = Path(options["token_file"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        os.chmod(path, 0o600)  # also when the file existed with looser permissions
+        self.stdout.write(f"Agent token for {name!r} written to {path}.")

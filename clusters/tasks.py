@@ -1,0 +1,55 @@
+"""Celery tasks that push desired state to agents. They take primary keys and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from agent import protocol
+from clusters import rpc, services
+from clusters.models import DesiredProject
+
+log = logging.getLogger(__name__)
+
+APPLY_TIMEOUT = 120.0
+
+
+@shared_task(ignore_result=True)
+def push_desired_project(desired_pk: int, revision: int) -> None:
+    desired = DesiredProject.objects.filter(pk=desired_pk).first()
+    if desired is None or desired.revision != revision:
+        return  # deleted, or a newer revision was queued and will be pushed by its own task
+    try:
+        result = rpc.call(desired.cluster_id, "apply_project", desired.rpc_payload(), timeout=APPLY_TIMEOUT)
+    except (rpc.AgentOffline, rpc.AgentTimeout) as exc:
+        # Not an error for the project: the agent's next (re)connect re-sends every desired project.
+        log.info("apply of %s r%s deferred: %s", desired.namespace, revision, exc)
+        return
+    except rpc.AgentError as exc:
+        if exc.code == protocol.ERR_STALE_REVISION:
+            log.warning("agent refused %s r%s as stale: %s", desired.namespace, revision, exc.message)
+        services.record_apply_result(desired_pk, revision, None, exc.message)
+        return
+    failed = [r for r in result.get("results", []) if r.get("action") == "failed"]
+    error = "; ".join(f"{r['kind']}/{r['name']}: {r.get('message', '')}" for r in failed)
+    services.record_apply_result(desired_pk, revision, result, error)
+
+
+@shared_task(ignore_result=True)
+def delete_project_namespace(cluster_pk: int, namespace: str) -> None:
+    try:
+        rpc.call(cluster_pk, "delete_project", {"namespace": namespace}, timeout=APPLY_TIMEOUT)
+    except rpc.RPCError as exc:
+        log.warning("could not delete namespace %s on cluster %s: %s", namespace, cluster_pk, exc)
+
+
+@shared_task
+def agent_rpc(cluster_pk: int, op: str, payload: dict, timeout: float = 30.0) -> dict:
+    """Run one RPC from a worker and return {"result"} or {"error", "code"} (used by tests and the bench)."""
+    try:
+        return {"result": rpc.call(cluster_pk, op, payload, timeout=timeout)}
+    except rpc.AgentError as exc:
+        return {"error": exc.message, "code": exc.code}
+    except rpc.RPCError as exc:
+        return {"error": str(exc), "code": type(exc).__name__}

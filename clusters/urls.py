@@ -1,0 +1,14 @@
+from django.urls import path
+
+from clusters import views
+
+urlpatterns = [
+    path("clusters/", views.cluster_list, name="cluster_list"),
+    path("clusters/new/", views.cluster_create, name="cluster_create"),
+    path("clusters/<int:cluster_id>/agent.yaml", views.agent_manifest, name="cluster_agent_manifest"),
+    path("clusters/<slug:slug>/", views.cluster_detail, name="cluster_detail"),
+    path("clusters/<slug:slug>/edit/", views.cluster_edit, name="cluster_edit"),
+    path("clusters/<slug:slug>/install/", views.cluster_install, name="cluster_install"),
+    path("clusters/<slug:slug>/token/rotate/", views.cluster_rotate_token, name="cluster_rotate_token"),
+    path("clusters/<slug:slug>/token/revoke/", views.cluster_revoke_token, name="cluster_revoke_token"),
+]
