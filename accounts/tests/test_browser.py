@@ -82,7 +82,7 @@ def test_a_new_user_signs_up_creates_an_organization_and_invites_a_member(daphne
     link = wait_for_mail("engineer@example.com", r"http://\S+/invitations/\S+/")
     invitee.goto(link)
     expect(invitee.get_by_role("heading", name="Join Rocket Labs")).to_be_visible()
-    invitee.get_by_role("link", name="Sign up").click()
+    invitee.get_by_role("main").get_by_role("link", name="Sign up").click()
     sign_up_and_verify(invitee, base, "engineer@example.com")
     invitee.goto(link)
     invitee.get_by_role("button", name="Accept invitation").click()
