@@ -119,8 +119,8 @@ class Kube:
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         try:
-            response = self.api.call_api(method, url, headers, body=None if body is None else json.dumps(body),
-                                         _request_timeout=timeout or self.timeout)
+            # The client serialises dict bodies itself, for JSON and for apply-patch+yaml alike.
+            response = self.api.call_api(method, url, headers, body=body, _request_timeout=timeout or self.timeout)
             data = response.read()
         except ApiException as exc:
             raise KubeError.from_api(exc) from None

@@ -46,6 +46,17 @@ def _apply_namespace(kube: Kube, namespace: str, labels: dict[str, str], revisio
     })
 
 
+def _label_pod_template(obj: dict[str, Any], labels: dict[str, str]) -> None:
+    """Pods carry the project labels too, so observing, logs and billing can select them."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    template = spec.get("template")
+    if isinstance(template, dict):
+        meta = template.setdefault("metadata", {})
+        meta["labels"] = {**(meta.get("labels") or {}), **labels}
+
+
 def apply_project(kube: Kube, namespace: str, labels: dict[str, str], revision: int,
                   objects: list[dict[str, Any]]) -> dict[str, Any]:
     """Apply `objects` into `namespace` and prune what carries `labels` but is not among them.
@@ -76,6 +87,7 @@ def apply_project(kube: Kube, namespace: str, labels: dict[str, str], revision: 
         metadata = obj.setdefault("metadata", {})
         metadata["namespace"] = namespace
         metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+        _label_pod_template(obj, labels)
         try:
             before = kube.get(k, name, namespace)
             after = kube.apply(k, obj, namespace)

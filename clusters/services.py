@@ -115,7 +115,8 @@ def revoke_token(cluster: Cluster) -> None:
     cluster.save(update_fields=["token_hash", "previous_token_hash", "previous_token_valid_until",
                                 "install_secret_hash"])
     record_event(cluster, EventKind.TOKEN_REVOKED)
-    channel = cluster.channel_name
+    # Read the live session's channel now: the caller's copy of the cluster may predate the connection.
+    channel = Cluster.objects.filter(pk=cluster.pk).values_list("channel_name", flat=True).first()
     if channel:
         transaction.on_commit(lambda: async_to_sync(get_channel_layer().send)(
             channel, {"type": "agent.close", "code": protocol.CLOSE_TOKEN_REVOKED}))

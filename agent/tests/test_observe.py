@@ -1,0 +1,51 @@
+"""Observed state: the agent's watches over kubesim's simulated kubelet and deployment controller."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agent import reconcile
+from agent.observe import Observer
+from agent.tests.test_reconcile import LABELS, NS, deployment
+
+
+async def collect_until(observer: Observer, published: list, predicate, timeout: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            for item in reversed(published):
+                if item["namespace"] == NS and item["state"] and predicate(item["state"]):
+                    return item["state"]
+            await asyncio.sleep(0.05)
+
+
+async def test_it_reports_rollouts_and_waiting_reasons(kube):
+    published: list[dict] = []
+
+    async def publish(kind: str, data: dict) -> bool:
+        assert kind == "observed"
+        published.append(data)
+        return True
+
+    observer = Observer(kube, publish, debounce=0.05, watch_timeout=5)
+    task = asyncio.create_task(observer.run())
+    try:
+        objects = [deployment("web", replicas=2), deployment("broken", image="example/does-not-exist:pull-fail")]
+        await asyncio.to_thread(reconcile.apply_project, kube, NS, LABELS, 1, objects)
+        state = await collect_until(observer, published, lambda s: s["deployments"].get("web", {}).get("rollout")
+                                    == "complete" and len(s["pods"]) == 3 and any(p["waiting"] for p in
+                                                                                 s["pods"].values()))
+        assert state["deployments"]["web"]["ready"] == 2
+        assert state["deployments"]["broken"]["rollout"] == "progressing"
+        assert {p["waiting"] for p in state["pods"].values()} == {None, "ImagePullBackOff"}
+        assert any(e["type"] == "Warning" for e in state["events"])
+        # After a reconnect everything is sent again, unchanged.
+        published.clear()
+        await observer.resend_all()
+        assert [p["namespace"] for p in published] == [NS]
+        # Scaling to zero shows as such.
+        await asyncio.to_thread(reconcile.apply_project, kube, NS, LABELS, 2, [deployment("web", replicas=0)])
+        state = await collect_until(observer, published, lambda s: s["deployments"].get("web", {}).get("rollout")
+                                    == "scaled-to-zero" and "broken" not in s["deployments"])
+    finally:
+        task.cancel()
