@@ -1,0 +1,183 @@
+"""Project data services, joined to Kubernetes: credentials in, Secrets out.
+
+The superuser password and the Garage admin token are read from their Secrets in the data
+namespace on every call (a rotation needs no agent restart). Each project's credentials go into a
+Secret in the project's namespace and nowhere else: the results returned to the control plane never
+carry a password or a secret key.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from agent import charts
+from agent.data import garage, postgres
+from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, Kind, Kube
+
+log = logging.getLogger("agent.data")
+
+SECRET = Kind("v1", "Secret", "secrets")
+DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names)
+BUCKET_SECRET = "paas-bucket"  # noqa: S105
+SERVICE_LABEL = "paas.dev/data-service"
+SECRETS = {"database": DATABASE_SECRET, "bucket": BUCKET_SECRET}
+
+
+class NotReady(Exception):
+    """The shared service is not there yet (bootstrap still running): retry later."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the agent itself reaches the shared services. Tenants always get the in-cluster names.
+
+    Overridable for development and tests (a kubesim "cluster" next to a local PostgreSQL).
+    """
+
+    postgres_host: str = charts.POSTGRES_HOST
+    postgres_port: int = charts.POSTGRES_PORT
+    garage_admin_url: str = charts.GARAGE_ADMIN_URL
+    garage_s3_url: str = charts.GARAGE_S3_URL
+
+    @classmethod
+    def from_env(cls) -> Endpoints:
+        env = os.environ.get
+        return cls(postgres_host=env("AGENT_POSTGRES_HOST", charts.POSTGRES_HOST),
+                   postgres_port=int(env("AGENT_POSTGRES_PORT", str(charts.POSTGRES_PORT))),
+                   garage_admin_url=env("AGENT_GARAGE_ADMIN_URL", charts.GARAGE_ADMIN_URL),
+                   garage_s3_url=env("AGENT_GARAGE_S3_URL", charts.GARAGE_S3_URL))
+
+
+# --- Secrets ----------------------------------------------------------------------------------------
+
+
+def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
+    obj = kube.get(SECRET, name, namespace)
+    if obj is None:
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+
+def secret_object(namespace: str, name: str, data: dict[str, str], labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(data.items())}}
+
+
+def _write_project_secret(kube: Kube, namespace: str, service: str, data: dict[str, str]) -> None:
+    # Labelled managed-by but without the project's labels: a release's prune (which selects on the
+    # project labels) leaves it alone, and deleting the namespace removes it.
+    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SERVICE_LABEL: service}
+    kube.apply(SECRET, secret_object(namespace, SECRETS[service], data, labels), namespace)
+
+
+def _ensure_namespace(kube: Kube, namespace: str) -> None:
+    # Create only: applying over an existing project namespace would strip the labels a release set.
+    if kube.get(NAMESPACE, namespace) is None:
+        kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}})
+
+
+def credentials(kube: Kube, namespace: str, service: str) -> dict[str, str] | None:
+    """The project's credentials as stored in its Secret, for a member who asked to reveal them."""
+    return read_secret(kube, namespace, SECRETS[service])
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------
+
+
+def superuser_connect(kube: Kube, endpoints: Endpoints) -> postgres.Connect:
+    secret = read_secret(kube, charts.DATA_NAMESPACE, charts.POSTGRES_SUPERUSER_SECRET)
+    if not secret or not secret.get("password"):
+        raise NotReady(f"the superuser Secret {charts.DATA_NAMESPACE}/{charts.POSTGRES_SUPERUSER_SECRET} does not "
+                       "exist yet (is the shared PostgreSQL bootstrapped?)")
+    user, password = secret.get("username") or "postgres", secret["password"]
+
+    def connect(dbname: str) -> psycopg.Connection:
+        return psycopg.connect(host=endpoints.postgres_host, port=endpoints.postgres_port, user=user,
+                               password=password, dbname=dbname, connect_timeout=5)
+
+    return connect
+
+
+def ensure_database(kube: Kube, namespace: str, endpoints: Endpoints, *, rotate: bool = False,
+                    connect: postgres.Connect | None = None) -> dict[str, Any]:
+    connect = connect or superuser_connect(kube, endpoints)
+    existing = read_secret(kube, namespace, DATABASE_SECRET) or {}
+    creds = postgres.ensure_database(connect, namespace, password=existing.get("PGPASSWORD"), rotate=rotate)
+    _ensure_namespace(kube, namespace)
+    _write_project_secret(kube, namespace, "database", creds.secret_data(charts.POSTGRES_HOST, charts.POSTGRES_PORT))
+    return {"namespace": namespace, "secret": DATABASE_SECRET, "database": creds.name, "user": creds.user,
+            "host": charts.POSTGRES_HOST, "port": charts.POSTGRES_PORT, "created": creds.created,
+            "rotated": creds.rotated}
+
+
+def drop_database(kube: Kube, namespace: str, endpoints: Endpoints, *,
+                  connect: postgres.Connect | None = None) -> dict[str, Any]:
+    connect = connect or superuser_connect(kube, endpoints)
+    result = postgres.drop_database(connect, namespace)
+    secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, DATABASE_SECRET, namespace)
+    return {"namespace": namespace, **result, "secret_deleted": bool(secret_deleted)}
+
+
+# --- Garage ---------------------------------------------------------------------------------------------
+
+
+def garage_admin(kube: Kube, endpoints: Endpoints) -> garage.GarageAdmin:
+    secret = read_secret(kube, charts.DATA_NAMESPACE, charts.GARAGE_ADMIN_SECRET)
+    if not secret or not secret.get("token"):
+        raise NotReady(f"the Garage admin token Secret {charts.DATA_NAMESPACE}/{charts.GARAGE_ADMIN_SECRET} does "
+                       "not exist yet (is Garage bootstrapped?)")
+    return garage.GarageAdmin(endpoints.garage_admin_url, secret["token"])
+
+
+def ensure_bucket(kube: Kube, namespace: str, endpoints: Endpoints) -> dict[str, Any]:
+    admin = garage_admin(kube, endpoints)
+    creds = admin.ensure_bucket(garage.bucket_name_for(namespace))
+    _ensure_namespace(kube, namespace)
+    _write_project_secret(kube, namespace, "bucket", creds.secret_data(charts.GARAGE_S3_URL, charts.GARAGE_REGION))
+    return {"namespace": namespace, "secret": BUCKET_SECRET, "bucket": creds.bucket, "bucket_id": creds.bucket_id,
+            "access_key_id": creds.access_key_id, "endpoint": charts.GARAGE_S3_URL, "region": charts.GARAGE_REGION,
+            "created": creds.created}
+
+
+EmptyBucket = Callable[[str, str, str, str, str], int]  # (endpoint, region, bucket, key id, secret) -> deleted
+
+
+def empty_bucket(endpoint: str, region: str, bucket: str, access_key_id: str, secret_access_key: str) -> int:
+    """Delete every object (and object version) through S3: Garage's admin API cannot."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key_id,
+                      aws_secret_access_key=secret_access_key,
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents") or []]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+    return deleted
+
+
+def delete_bucket(kube: Kube, namespace: str, endpoints: Endpoints, *,
+                  empty: EmptyBucket = empty_bucket) -> dict[str, Any]:
+    admin = garage_admin(kube, endpoints)
+    alias = garage.bucket_name_for(namespace)
+    objects_deleted = 0
+    key = admin.key_by_name(alias)
+    if admin.bucket_by_alias(alias) is not None and key is not None:
+        objects_deleted = empty(endpoints.garage_s3_url, charts.GARAGE_REGION, alias, key["accessKeyId"],
+                                key["secretAccessKey"])
+    result = admin.delete_bucket(alias)
+    secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, BUCKET_SECRET, namespace)
+    return {"namespace": namespace, "bucket": alias, "objects_deleted": objects_deleted, **result,
+            "secret_deleted": bool(secret_deleted)}
