@@ -286,7 +286,7 @@ def apply(live: dict[str, Any] | None, cfg: dict[str, Any], rt: ResourceType, ma
     merged = merge_config(base, cfg, root_schema(rt))
     # Fields this manager applied before and drops now are removed unless someone else still owns them.
     others = set().union(*[s for k, s in sets.items() if k != eid]) if sets else set()
-    for p in sorted(previous - applied, key=len, reverse=True):
+    for p in sorted(previous - applied, key=len):  # parents first: an item goes whole
         if not any(o[:len(p)] == p for o in others):
             remove_path(merged, p)
     sets[eid] = applied

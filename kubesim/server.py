@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from kubesim.resources import ResourceType
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.store import Event, clone
 
+log = logging.getLogger("kubesim.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _PATCH_TYPES = {
@@ -72,6 +74,11 @@ class ApiServer:
             return await handler(request)
         except ApiError as err:
             return error_response(err)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # an emulator bug still answers like the apiserver does: a Status
+            log.exception("internal error on %s %s", request.method, request.path)
+            return error_response(ApiError("InternalError", f"Internal error occurred: {exc}"))
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
@@ -165,6 +172,8 @@ class ApiServer:
                 raise ApiError("UnsupportedMediaType", f"the body of the request was in an unknown format - "
                                f"accepted media types include: {', '.join(_PATCH_TYPES)}")
             body = await _body(request, yaml_ok=ptype == "apply")
+            if ptype == "apply":
+                opts.field_manager = q.get("fieldManager", "")  # no User-Agent fallback for apply
             existed = ptype == "apply" and self.cluster.find(rt, ns, r.name) is not None
             obj = self.cluster.patch(rt, ns, r.name, ptype, body, opts, force=_bool(q.get("force")),
                                      subresource=sub)

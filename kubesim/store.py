@@ -22,7 +22,7 @@ class Event:
     rv: int
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     key: Key
     namespace: str | None
