@@ -148,6 +148,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self._spawn(self._expire(rid, float(message.get("timeout") or 30.0)))
         await self.send(text_data=p.encode({"type": "rpc", "id": rid, "op": message["op"],
                                             "payload": message.get("payload") or {}}))
+        await self.channel_layer.send(message["reply_to"], {"type": "rpc.accepted", "id": rid})
 
     async def agent_close(self, message: dict[str, Any]) -> None:
         code = int(message.get("code", p.CLOSE_NORMAL))

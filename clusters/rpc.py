@@ -20,6 +20,8 @@ from channels.layers import get_channel_layer
 from agent import protocol
 from clusters.models import Cluster
 
+DELIVERY_TIMEOUT = 3.0  # seconds for the consumer holding the socket to acknowledge a call
+
 
 class RPCError(Exception):
     """Base of everything call() raises."""
@@ -56,9 +58,18 @@ async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None 
     reply_to = await layer.new_channel("agent-rpc")
     await layer.send(channel, {"type": "agent.rpc", "op": op, "payload": payload or {}, "reply_to": reply_to,
                                "timeout": timeout})
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout):
+        # The consumer acknowledges at once. Without that, a channel left behind by a daphne process
+        # that died would make every call wait for its full timeout instead of failing fast.
+        async with asyncio.timeout(min(timeout, DELIVERY_TIMEOUT)):
             reply = await layer.receive(reply_to)
+    except TimeoutError:
+        raise AgentOffline(f"no control plane process holds a connection for cluster {cluster_id}") from None
+    try:
+        async with asyncio.timeout_at(deadline):
+            while reply.get("type") == "rpc.accepted":
+                reply = await layer.receive(reply_to)
     except TimeoutError:
         raise AgentTimeout(f"the agent of cluster {cluster_id} did not answer {op!r} within {timeout:g}s") from None
     if reply.get("type") == "rpc.reply":
