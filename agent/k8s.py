@@ -186,6 +186,21 @@ class Kube:
         finally:
             response.response.release_conn()
 
+    def pod_log(self, name: str, namespace: str, *, tail_lines: int = 20, container: str | None = None) -> str:
+        """The last lines of a container's log, as text (the one read that does not answer JSON)."""
+        method, url, headers, _, _ = self.api.param_serialize("GET", POD.item(name, namespace) + "/log",
+                                                              auth_settings=["BearerToken"],
+                                                              header_params={"Accept": "text/plain"})
+        url += "?" + urlencode({k: v for k, v in {"tailLines": tail_lines, "container": container}.items() if v})
+        try:
+            response = self.api.call_api(method, url, headers, _request_timeout=self.timeout)
+            data = response.read()
+        except ApiException as exc:
+            raise KubeError.from_api(exc) from None
+        if not 200 <= response.status < 300:
+            raise KubeError.from_api(ApiException(status=response.status, reason=response.reason, body=data))
+        return data.decode(errors="replace")
+
     # --- cluster facts for the handshake ----------------------------------------------------
 
     def version(self) -> str:
