@@ -2,6 +2,11 @@
 
 Their output is interleaved line by line with a coloured name prefix. Ctrl-C (or SIGTERM)
 stops all of them; if one dies, the others are stopped too so nothing half-runs.
+
+--emulated-cluster also runs kubesim (the Kubernetes API emulator) and an agent connected to it,
+registered as the cluster "local (simulated)", so the whole product works without K3s.
+--k3s registers the local K3s instead (KUBECONFIG or /etc/rancher/k3s/k3s.yaml) and runs the agent
+against it.
 """
 
 from __future__ import annotations
@@ -23,10 +28,55 @@ def prefix(name: str) -> bytes:
     return f"\033[{COLOURS.get(name, 37)}m{name:>7} |\033[0m ".encode()
 
 
+VAR = BASE_DIR / "var"
+KUBESIM_KUBECONFIG = VAR / "kubesim.kubeconfig"
+AGENT_TOKEN = VAR / "agent-token"
+K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+            raise SystemExit(f"bin/run: kubesim did not start (no {path}):\n{out}")
+        time.sleep(0.05)
+
+
+def local_cluster_commands(args: argparse.Namespace, env: dict[str, str], py: str) -> dict[str, list[str]]:
+    """kubesim (when emulated) and an agent for the local cluster, after registering it with a fresh token."""
+    VAR.mkdir(exist_ok=True)
+    commands: dict[str, list[str]] = {}
+    register = [py, "manage.py", "ensure_local_cluster", "--token-file", str(AGENT_TOKEN)]
+    if args.emulated_cluster:
+        kubeconfig = KUBESIM_KUBECONFIG
+        kubeconfig.unlink(missing_ok=True)
+        commands["kubesim"] = [py, "-m", "kubesim", "--port", str(args.kubesim_port),
+                               "--kubeconfig-out", str(kubeconfig)]
+        register.append("--simulated")
+    else:
+        kubeconfig = Path(os.environ.get("KUBECONFIG") or K3S_KUBECONFIG)
+        if not kubeconfig.is_file():
+            raise RuntimeError(f"--k3s: no kubeconfig at {kubeconfig} (set KUBECONFIG, or run as a user who can "
+                               f"read {K3S_KUBECONFIG})")
+    subprocess.run(register, cwd=BASE_DIR, env=env, check=True)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+    commands["agent"] = [py, "-m", "agent", "--server", f"ws://{host}:{args.port}/agent/ws",
+                         "--token-file", str(AGENT_TOKEN), "--kubeconfig", str(kubeconfig), "--health-port", "0"]
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/run", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address daphne binds")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="daphne's port")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--emulated-cluster", action="store_true",
+                         help="also run kubesim and a local agent, registered as the cluster 'local (simulated)'")
+    cluster.add_argument("--k3s", action="store_true",
+                         help="register the local K3s (KUBECONFIG or /etc/rancher/k3s/k3s.yaml) and run an agent on it")
+    parser.add_argument("--kubesim-port", type=int, default=int(os.environ.get("KUBESIM_PORT", "16443")),
+                        help="kubesim's port with --emulated-cluster (default 16443)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas.settings")
@@ -47,12 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         "beat": [py, "-m", "celery", "-A", "paas", "beat", "--loglevel=INFO",
                  "--schedule", str(BASE_DIR / "var" / "celerybeat-schedule")],
     }
+    if args.emulated_cluster or args.k3s:
+        try:
+            commands = {**local_cluster_commands(args, env, py), **commands}
+        except RuntimeError as exc:
+            sys.stderr.write(f"bin/run: {exc}\n")
+            return 2
     procs: dict[str, subprocess.Popen] = {}
     sel = selectors.DefaultSelector()
     for name, cmd in commands.items():
         proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs[name] = proc
         sel.register(proc.stdout, selectors.EVENT_READ, name)
+        if name == "kubesim":
+            wait_for_file(KUBESIM_KUBECONFIG, proc)  # the agent needs the kubeconfig kubesim writes
 
     stopping = False
 
@@ -73,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
             if line:
                 sys.stdout.buffer.write(prefix(key.data) + line)
                 sys.stdout.flush()
-        for name, proc in procs.items():
+        for name, proc in list(procs.items()):
             if proc.poll() is not None:
+                if name == "agent":
+                    # The local agent exits on its own only when its token was revoked: keep the rest up.
+                    sys.stdout.buffer.write(prefix(name) + f"exited with {proc.returncode}\n".encode())
+                    sel.unregister(proc.stdout)
+                    procs.pop(name)
+                    continue
                 sys.stdout.buffer.write(prefix(name) + f"exited with {proc.returncode}; stopping\n".encode())
                 exit_code = proc.returncode or 1
                 stopping = True
