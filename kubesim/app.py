@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,13 @@ class Emulator:
 
 
 def load_crds(directory: str | Path | None) -> list[dict[str, Any]]:
-    return schema.load_crd_files(Path(directory) if directory else None)
+    return _load_crds(str(Path(directory) if directory else schema.crds_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_crds(directory: str) -> list[dict[str, Any]]:
+    # Parsed once per process: every KubeSim (one per test module) shares the read-only documents.
+    return schema.load_crd_files(Path(directory))
 
 
 def kubeconfig(url: str) -> dict[str, Any]:

@@ -110,9 +110,10 @@ class Controller:
                 self.reconcile(*key)
             except ApiError as err:
                 # Conflicts and races with deletions are normal; try again shortly like a real controller.
-                if err.code not in (404, 409):
+                if err.code in (404, 409):
+                    self.enqueue_later(key, 0.05)
+                else:
                     log.warning("%s: %s/%s: %s", self.name, key[0], key[1], err.message)
-                self.enqueue_later(key, 0.05)
             except Exception:
                 log.exception("%s failed on %s/%s", self.name, *key)
 

@@ -110,7 +110,7 @@ class Kubelet(Controller):
             if any(m in image for m in PULL_FAIL_MARKERS):
                 cs.update(ready=False, started=False, state={"waiting": {
                     "reason": "ImagePullBackOff", "message": f'Back-off pulling image "{image}"'}})
-                cs.pop("imageID")
+                cs["imageID"] = ""
                 phase, ready = "Pending", False
                 self.event(pod, "Failed", f'Failed to pull image "{image}": not found', "Warning", "kubelet")
             elif any(m in image for m in CRASH_MARKERS):
