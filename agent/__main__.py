@@ -19,6 +19,7 @@ from typing import Any
 
 from agent import __version__, health
 from agent import protocol as p
+from agent.bootstrap import bootstrapper_for
 from agent.handlers import STREAM_OPS, build_ops
 from agent.k8s import PROJECT_KINDS, Kube
 from agent.observe import Observer
@@ -86,6 +87,7 @@ async def run(args: argparse.Namespace) -> int:
                     heartbeat=args.heartbeat, backoff=Backoff(cap=args.backoff_cap), ssl=ssl_context)
     observer = Observer(kube, tunnel.send_event)
     tunnel.on_connect.append(observer.resend_all)
+    bootstrapper_for(kube).attach(tunnel)  # bootstrap on every connect, progress as events
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

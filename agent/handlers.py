@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+from agent import infra, reconcile
 from agent import protocol as p
-from agent import reconcile
 from agent.k8s import Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
 
@@ -51,7 +51,8 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
             raise OpError(p.ERR_BAD_REQUEST, str(exc)) from None
 
     return {"ping": ping, "version": version, "cluster_info": cluster_info,
-            "apply_project": apply_project, "delete_project": delete_project}
+            "apply_project": apply_project, "delete_project": delete_project,
+            **infra.build_ops(kube)}  # bootstrap and project data services
 
 
 async def echo(stream: Stream, payload: dict[str, Any]) -> None:

@@ -1,0 +1,108 @@
+"""Operations for the platform's infrastructure: bootstrap and the per-project data services.
+
+    bootstrap          {settings?}                 store the sizing (if given) and (re)run the bootstrap
+    bootstrap_status   {}                          every component's state, the pinned versions
+    ensure_database    {namespace, rotate?}        role + database + Secret `paas-database`
+    drop_database      {namespace}
+    ensure_bucket      {namespace}                 bucket + key + Secret `paas-bucket`
+    delete_bucket      {namespace}                 empty, delete bucket and key, delete the Secret
+    data_credentials   {namespace, service}        the Secret's values, for a member who asked to see them
+
+Results never carry a password or a secret key, except `data_credentials`, whose caller shows them
+once and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import asdict
+from typing import Any
+
+from agent import bootstrap, charts
+from agent import protocol as p
+from agent.data import garage, services
+from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
+from agent.tunnel import OpError, OpHandler
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# Namespaces no project may be: the platform's own and Kubernetes'.
+RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease", "paas-system", charts.DATA_NAMESPACE,
+            charts.CNPG.target_namespace, charts.SABLIER.target_namespace}
+
+
+def _namespace(payload: dict[str, Any]) -> str:
+    namespace = payload.get("namespace")
+    if not isinstance(namespace, str) or not DNS_LABEL.fullmatch(namespace):
+        raise OpError(p.ERR_BAD_REQUEST, "'namespace' must be a DNS-1123 label")
+    if namespace in RESERVED:
+        raise OpError(p.ERR_BAD_REQUEST, f"{namespace} is not a project namespace")
+    return namespace
+
+
+async def _data(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except services.NotReady as exc:
+        raise OpError(p.ERR_FAILED, f"not ready: {exc}") from None
+    except garage.GarageError as exc:
+        raise OpError(p.ERR_FAILED, f"Garage admin API: {exc}") from None
+    except ValueError as exc:
+        raise OpError(p.ERR_BAD_REQUEST, str(exc)) from None
+
+
+def build_ops(kube: Kube, endpoints: services.Endpoints | None = None) -> dict[str, OpHandler]:
+    boot = bootstrap.bootstrapper_for(kube)
+    endpoints = endpoints or boot.endpoints
+
+    async def run_bootstrap(payload: dict[str, Any]) -> dict[str, Any]:
+        raw = payload.get("settings")
+        if raw is not None and not isinstance(raw, dict):
+            raise OpError(p.ERR_BAD_REQUEST, "'settings' must be an object")
+        try:
+            if raw:
+                settings = await asyncio.to_thread(boot.store_settings, raw)
+            else:
+                settings = await asyncio.to_thread(boot.settings)
+        except ValueError as exc:
+            raise OpError(p.ERR_BAD_REQUEST, f"bad settings: {exc}") from None
+        started = boot.trigger()
+        return {"started": started, "settings": asdict(settings), **boot.snapshot()}
+
+    async def bootstrap_status(payload: dict[str, Any]) -> dict[str, Any]:
+        if not boot.statuses and not boot.running:  # a fresh agent: look once (a pass is idempotent)
+            await asyncio.to_thread(boot.run_pass)
+        return boot.snapshot()
+
+    async def ensure_database(payload: dict[str, Any]) -> dict[str, Any]:
+        rotate = payload.get("rotate", False)
+        if not isinstance(rotate, bool):
+            raise OpError(p.ERR_BAD_REQUEST, "'rotate' must be a boolean")
+        return await _data(services.ensure_database, kube, _namespace(payload), endpoints, rotate=rotate)
+
+    async def drop_database(payload: dict[str, Any]) -> dict[str, Any]:
+        return await _data(services.drop_database, kube, _namespace(payload), endpoints)
+
+    async def ensure_bucket(payload: dict[str, Any]) -> dict[str, Any]:
+        return await _data(services.ensure_bucket, kube, _namespace(payload), endpoints)
+
+    async def delete_bucket(payload: dict[str, Any]) -> dict[str, Any]:
+        return await _data(services.delete_bucket, kube, _namespace(payload), endpoints)
+
+    async def data_credentials(payload: dict[str, Any]) -> dict[str, Any]:
+        namespace, service = _namespace(payload), payload.get("service")
+        if service not in services.SECRETS:
+            raise OpError(p.ERR_BAD_REQUEST, f"'service' must be one of {sorted(services.SECRETS)}")
+        secret = await asyncio.to_thread(kube.get, services.SECRET, services.SECRETS[service], namespace)
+        labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
+        # Only Secrets this agent wrote: never a way to read arbitrary Secrets of a namespace.
+        if secret is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE \
+                or labels.get(services.SERVICE_LABEL) != service:
+            raise OpError(p.ERR_FAILED, f"no {service} provisioned in {namespace}")
+        values = await asyncio.to_thread(services.credentials, kube, namespace, service)
+        return {"namespace": namespace, "service": service, "secret": services.SECRETS[service], "values": values}
+
+    return {"bootstrap": run_bootstrap, "bootstrap_status": bootstrap_status, "ensure_database": ensure_database,
+            "drop_database": drop_database, "ensure_bucket": ensure_bucket, "delete_bucket": delete_bucket,
+            "data_credentials": data_credentials}
+
