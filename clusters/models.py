@@ -21,7 +21,7 @@ class ClusterStatus(models.TextChoices):
     PENDING = "pending", "Pending (agent never connected)"
     ONLINE = "online", "Online"
     OFFLINE = "offline", "Offline"
-    DEGRADED = "degraded", "Degraded (agent cannot reach Kubernetes)"
+    DEGRADED = "degraded", "Degraded (Kubernetes unreachable or infrastructure not ready)"
 
 
 class ClusterQuerySet(models.QuerySet["Cluster"]):
@@ -98,6 +98,10 @@ class Cluster(models.Model):
     def ingress_nodes(self) -> list[dict]:
         return [n for n in self.nodes if n.get("ingress_ready")]
 
+    def infrastructure_pending(self) -> bool:
+        """Some reported bootstrap component is not ready (an agent that never reported counts as fine)."""
+        return self.bootstrap_components.exclude(state=ComponentState.READY).exists()
+
 
 class EventKind(models.TextChoices):
     CONNECTED = "connected", "Agent connected"
@@ -110,6 +114,7 @@ class EventKind(models.TextChoices):
     INSTALL_FETCHED = "install_fetched", "Install manifest fetched"
     RESYNC = "resync", "Desired state re-sent"
     APPLY_FAILED = "apply_failed", "Apply failed"
+    BOOTSTRAP = "bootstrap", "Bootstrap requested"
 
 
 class ClusterEvent(models.Model):
@@ -173,6 +178,34 @@ class ObservedProject(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}@{self.cluster}"
+
+
+class ComponentState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    INSTALLING = "installing", "Installing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class BootstrapComponent(models.Model):
+    """One piece of a cluster's shared infrastructure (Traefik, CNPG, Sablier, Garage, PostgreSQL), as the
+    agent last reported it. The agent's cluster is the source of truth; this is the live view of it."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="bootstrap_components")
+    name = models.CharField(max_length=20)
+    state = models.CharField(max_length=10, choices=ComponentState.choices, default=ComponentState.PENDING)
+    reason = models.TextField(blank=True)
+    logs = models.JSONField(default=list, blank=True, help_text="The install Job's last log lines, on failure.")
+    attempt = models.PositiveIntegerField(default=0, help_text="Install retries so far.")
+    version = models.JSONField(default=dict, blank=True, help_text="Pinned chart and application versions.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="one_component_per_cluster")]
+        ordering = ["cluster", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.cluster}: {self.state}"
 
 
 def install_secret_ttl() -> timedelta:

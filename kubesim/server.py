@@ -89,6 +89,8 @@ class ApiServer:
             return web.Response(text="ok")
         if head == "version":
             return _json(version_info())
+        if head == "openapi" and parts[1:2] == ["v3"]:
+            return _json(self._openapi_v3(parts[2:]))
         if head == "openapi":
             raise resource_not_found()
         if head == "api":
@@ -128,6 +130,40 @@ class ApiServer:
         if rt is None or len(rest) > 3:
             raise resource_not_found()
         return Route(rt, None, _at(rest, 1), _at(rest, 2), watch)
+
+    def _openapi_v3(self, gv_parts: list[str]) -> dict[str, Any]:
+        """Just enough OpenAPI v3 for kubectl to see that PATCH takes fieldValidation (server-side checks)."""
+        reg = self.cluster.registry
+        if not gv_parts:
+            paths = {}
+            for group, versions in reg.group_versions().items():
+                for v in versions:
+                    key = f"apis/{group}/{v}" if group else f"api/{v}"
+                    paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={self.cluster.store.rv}"}
+            return {"paths": paths}
+        if len(gv_parts) == 2 and gv_parts[0] == "api":
+            group, version = "", gv_parts[1]
+        elif len(gv_parts) == 3 and gv_parts[0] == "apis":
+            group, version = gv_parts[1], gv_parts[2]
+        else:
+            raise resource_not_found()
+        params = [{"name": n, "in": "query", "schema": {"type": "string"}}
+                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+        paths: dict[str, Any] = {}
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        for rt in reg.all():
+            if (rt.group, rt.version) != (group, version):
+                continue
+            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            base = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
+            op = {"parameters": params, "x-kubernetes-group-version-kind": gvk, "responses": {}}
+            paths[base] = {"post": {**op, "x-kubernetes-action": "post"}}
+            paths[base + "/{name}"] = {"patch": {**op, "x-kubernetes-action": "patch"},
+                                       "put": {**op, "x-kubernetes-action": "put"}}
+        if not paths:
+            raise resource_not_found()
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": f"v{schema.KUBERNETES_VERSION}"},
+                "paths": paths, "components": {"schemas": {}}}
 
     # --- verbs -----------------------------------------------------------------------------------
 
@@ -360,6 +396,10 @@ def _warn(opts: WriteOptions) -> dict[str, str] | None:
 
 
 async def _body(request: web.Request, *, yaml_ok: bool = False, optional: bool = False) -> Any:
+    if request.content_type in ("application/vnd.kubernetes.protobuf", "application/cbor"):
+        # Only JSON (and YAML for apply) is spoken here; client-go retries in JSON on 415.
+        raise ApiError("UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
+                       f"media types include: application/json, application/yaml ({request.content_type})")
     raw = await request.read()
     if not raw.strip():
         if optional:
