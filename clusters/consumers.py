@@ -15,7 +15,7 @@ from django.conf import settings
 from django.http import Http404
 
 from agent import protocol as p
-from clusters import services
+from clusters import infrastructure, services
 from clusters.access import get_cluster_for_operator
 from clusters.models import DesiredProject
 
@@ -139,6 +139,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if message.get("kind") == "observed" and isinstance(data.get("namespace"), str):
             await database_sync_to_async(services.record_observed)(self.cluster_id, data["namespace"],
                                                                     data.get("state"))
+        elif message.get("kind") == "bootstrap.progress":
+            await database_sync_to_async(infrastructure.record_bootstrap_progress)(self.cluster_id, data)
 
     # --- messages from the rest of the control plane (channel layer) ------------------------
 

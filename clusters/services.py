@@ -173,7 +173,9 @@ def agent_connected(cluster_id: int, session_id: str, channel_name: str, hello: 
         previous = cluster.channel_name if cluster.session_id != session_id else ""
         capabilities = hello.get("capabilities") or {}
         reachable = capabilities.get("kubernetes_reachable", True)
-        cluster.status = ClusterStatus.ONLINE if reachable else ClusterStatus.DEGRADED
+        # Degraded too while the shared infrastructure is not ready (clusters.infrastructure keeps it current).
+        pending = cluster.infrastructure_pending()
+        cluster.status = ClusterStatus.ONLINE if reachable and not pending else ClusterStatus.DEGRADED
         cluster.session_id, cluster.channel_name = session_id, channel_name
         cluster.connected_at = cluster.last_seen = timezone.now()
         cluster.agent_version = str(hello.get("agent_version", ""))[:40]

@@ -7,8 +7,8 @@ import logging
 from celery import shared_task
 
 from agent import protocol
-from clusters import rpc, services
-from clusters.models import DesiredProject
+from clusters import infrastructure, rpc, services
+from clusters.models import DesiredProject, EventKind
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +53,13 @@ def agent_rpc(cluster_pk: int, op: str, payload: dict, timeout: float = 30.0) ->
         return {"error": exc.message, "code": exc.code}
     except rpc.RPCError as exc:
         return {"error": str(exc), "code": type(exc).__name__}
+
+
+@shared_task(ignore_result=True)
+def run_cluster_bootstrap(cluster_pk: int) -> None:
+    """Ask the agent to re-run its bootstrap; progress then arrives as bootstrap.progress events."""
+    try:
+        infrastructure.start_bootstrap(cluster_pk)
+    except rpc.RPCError as exc:
+        log.warning("bootstrap of cluster %s not started: %s", cluster_pk, exc)
+        services.record_event(cluster_pk, EventKind.BOOTSTRAP, f"could not reach the agent: {exc}")

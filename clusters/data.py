@@ -1,0 +1,70 @@
+"""Per-project data services on a cluster's shared infrastructure, for the projects app's Celery tasks.
+
+Each function calls the cluster's agent and returns an `Outcome` the caller records; none of them
+stores or logs a password or secret key. Credentials live in the project namespace's Secrets
+(`paas-database`, `paas-bucket`); `reveal_credentials` reads them live for a member who asked, and
+the caller shows them without storing them.
+
+    outcome = data.ensure_database(cluster, namespace)      # safe to call again: keeps the password
+    if outcome.retry: ...                                   # agent offline / infrastructure not ready
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import protocol
+from clusters import rpc
+from clusters.models import Cluster
+
+DATA_TIMEOUT = 120.0  # emptying a bucket before deleting it can take a while
+DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names; agent.data.services agrees)
+BUCKET_SECRET = "paas-bucket"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)  # what the agent answered (never a secret)
+    error: str = ""
+    retry: bool = False  # worth retrying later: the agent is away or the shared service is not ready yet
+
+
+def _call(cluster: Cluster | int, op: str, payload: dict[str, Any]) -> Outcome:
+    try:
+        return Outcome(True, rpc.call(cluster, op, payload, timeout=DATA_TIMEOUT) or {})
+    except (rpc.AgentOffline, rpc.AgentTimeout) as exc:
+        return Outcome(False, error=str(exc), retry=True)
+    except rpc.AgentError as exc:
+        not_ready = exc.code == protocol.ERR_FAILED and exc.message.startswith("not ready")
+        return Outcome(False, error=exc.message, retry=not_ready)
+
+
+def ensure_database(cluster: Cluster | int, namespace: str, *, rotate: bool = False) -> Outcome:
+    """A role and a database for the project, closed to other tenants; DATABASE_URL etc. in its Secret."""
+    return _call(cluster, "ensure_database", {"namespace": namespace, "rotate": rotate})
+
+
+def drop_database(cluster: Cluster | int, namespace: str) -> Outcome:
+    """For project deletion, once its grace period is over."""
+    return _call(cluster, "drop_database", {"namespace": namespace})
+
+
+def ensure_bucket(cluster: Cluster | int, namespace: str) -> Outcome:
+    """A bucket and a key allowed on it only; S3_* in the project's Secret."""
+    return _call(cluster, "ensure_bucket", {"namespace": namespace})
+
+
+def delete_bucket(cluster: Cluster | int, namespace: str) -> Outcome:
+    """Empties the bucket, then removes it and its key (after the grace period)."""
+    return _call(cluster, "delete_bucket", {"namespace": namespace})
+
+
+def reveal_credentials(cluster: Cluster | int, namespace: str, service: str) -> dict[str, str] | None:
+    """The values of the project's `database` or `bucket` Secret, read from the cluster now; None if unavailable.
+
+    The caller must have checked that the user is a member of the project's organization.
+    """
+    outcome = _call(cluster, "data_credentials", {"namespace": namespace, "service": service})
+    return outcome.result.get("values") if outcome.ok else None
