@@ -6,9 +6,12 @@ import asyncio
 import time
 from typing import Any
 
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
 from agent import infra, reconcile
 from agent import protocol as p
-from agent.k8s import Kube
+from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
 
 
@@ -50,9 +53,47 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
         except reconcile.NotManaged as exc:
             raise OpError(p.ERR_BAD_REQUEST, str(exc)) from None
 
+    async def pod_logs(payload: dict[str, Any]) -> dict[str, Any]:
+        namespace = _require(payload, "namespace", str)
+        pod = _require(payload, "pod", str)
+        tail = payload.get("tail", 20)
+        if not isinstance(tail, int) or isinstance(tail, bool) or not 0 < tail <= 1000:
+            raise OpError(p.ERR_BAD_REQUEST, "'tail' must be an int between 1 and 1000")
+        return await asyncio.to_thread(_pod_logs, kube, namespace, pod, tail)
+
     return {"ping": ping, "version": version, "cluster_info": cluster_info,
-            "apply_project": apply_project, "delete_project": delete_project,
+            "apply_project": apply_project, "delete_project": delete_project, "pod_logs": pod_logs,
             **infra.build_ops(kube)}  # bootstrap and project data services
+
+
+def _pod_logs(kube: Kube, namespace: str, pod_name: str, tail: int) -> dict[str, Any]:
+    """The last lines of a pod's failing container (its previous run when it crashed), with its image.
+
+    Only pods the platform manages are readable, so the op cannot be used to read system pods.
+    """
+    pod = kube.get(POD, pod_name, namespace)
+    labels = ((pod or {}).get("metadata") or {}).get("labels") or {}
+    if pod is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        raise OpError(p.ERR_BAD_REQUEST,
+                      f"no managed pod {pod_name} in {namespace}")
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    failing = next((s for s in statuses if (s.get("state") or {}).get("waiting")), statuses[0] if statuses else {})
+    container = failing.get("name") or pod["spec"]["containers"][0]["name"]
+    image = next((c.get("image", "") for c in pod["spec"]["containers"] if c["name"] == container), "")
+    core = client.CoreV1Api(kube.api)
+    lines: list[str] = []
+    previous = bool(failing.get("lastState", {}).get("terminated"))
+    for attempt in ((True, False) if previous else (False,)):
+        try:
+            text = core.read_namespaced_pod_log(pod_name, namespace, container=container, tail_lines=tail,
+                                                previous=attempt, _request_timeout=kube.timeout)
+        except ApiException:
+            continue
+        lines = text.splitlines()[-tail:]
+        previous = attempt
+        break
+    return {"pod": pod_name, "container": container, "image": image, "service": labels.get("paas.dev/service", ""),
+            "previous": previous, "lines": lines}
 
 
 async def echo(stream: Stream, payload: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from clusters.models import (
     hash_secret,
     install_secret_ttl,
 )
+from clusters.signals import observed_changed
 from paas.realtime import publish
 
 log = logging.getLogger(__name__)
@@ -268,5 +269,6 @@ def record_observed(cluster_id: int, namespace: str, state: dict[str, Any] | Non
     else:
         ObservedProject.objects.update_or_create(cluster_id=cluster_id, namespace=namespace,
                                                  defaults={"state": state})
+    observed_changed.send(sender=ObservedProject, cluster_id=cluster_id, namespace=namespace, state=state)
     transaction.on_commit(lambda: publish(cluster_group(cluster_id), "cluster.observed",
                                           {"namespace": namespace, "state": state}))

@@ -20,6 +20,8 @@ def push_desired_project(desired_pk: int, revision: int) -> None:
     desired = DesiredProject.objects.filter(pk=desired_pk).first()
     if desired is None or desired.revision != revision:
         return  # deleted, or a newer revision was queued and will be pushed by its own task
+    if desired.applied_revision == revision and not desired.last_error and desired.last_result:
+        return  # already applied inline (the projects deploy task does), nothing new to send
     try:
         result = rpc.call(desired.cluster_id, "apply_project", desired.rpc_payload(), timeout=APPLY_TIMEOUT)
     except (rpc.AgentOffline, rpc.AgentTimeout) as exc:

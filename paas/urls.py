@@ -3,12 +3,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.urls import api_urlpatterns as accounts_api
+from projects.urls import api_urlpatterns as projects_api
 
 admin.site.site_header = "PaaS operations"
 admin.site.site_title = "PaaS admin"
 
 api_v1 = [
     *accounts_api,
+    *projects_api,
 ]
 
 urlpatterns = [
@@ -18,4 +20,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("accounts.urls")),
     path("", include("clusters.urls")),
+    path("", include("projects.urls")),
 ]

@@ -1,0 +1,175 @@
+"""REST endpoints (organization-scoped): projects, compose validation, releases, rollback, variables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.access import get_organization_for_user
+from clusters.access import clusters_for_organization, get_cluster_for_org
+from projects import services
+from projects.access import get_project_for_user, get_release_for_user, get_variable_for_user
+from projects.models import Project
+
+
+def project_dict(project: Project, *, detail: bool = False) -> dict[str, Any]:
+    latest = project.latest_release()
+    data: dict[str, Any] = {
+        "name": project.name, "slug": project.slug, "cluster": project.cluster.slug, "namespace": project.namespace,
+        "allow_internet_egress": project.allow_internet_egress, "wants_database": project.wants_database,
+        "wants_bucket": project.wants_bucket, "suspended": project.suspended,
+        "created_at": project.created_at.isoformat(),
+        "latest_release": {"revision": latest.revision, "status": latest.status} if latest else None,
+    }
+    if detail:
+        data["services"] = [s.as_dict() for s in project.services.all()]
+        data["compose"] = project.compose_text
+    return data
+
+
+def refused(exc: ValidationError) -> Response:
+    body: dict[str, Any] = {"detail": " ".join(exc.messages), "code": exc.code or "invalid"}
+    if getattr(exc, "problems", None):
+        body["problems"] = exc.problems
+    return Response(body, status=status.HTTP_409_CONFLICT if exc.code == "organization_suspended"
+                    else status.HTTP_400_BAD_REQUEST)
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=60)
+    slug = serializers.SlugField(max_length=40, required=False, allow_blank=True)
+    cluster = serializers.SlugField(required=False, help_text="A cluster open to the organization; default the first.")
+    allow_internet_egress = serializers.BooleanField(default=False)
+    wants_database = serializers.BooleanField(default=False)
+    wants_bucket = serializers.BooleanField(default=False)
+    compose = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+
+
+class ComposeSerializer(serializers.Serializer):
+    compose = serializers.CharField(allow_blank=True, trim_whitespace=False, required=False)
+
+
+class RollbackSerializer(serializers.Serializer):
+    pass
+
+
+class VariableSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    service = serializers.CharField(max_length=63, required=False, allow_blank=True, default="")
+    secret = serializers.BooleanField(default=False)
+
+
+class ProjectListView(APIView):
+    serializer_class = ProjectCreateSerializer
+
+    def get(self, request, org_slug: str):
+        org, _ = get_organization_for_user(request.user, org_slug, "view")
+        projects = Project.objects.active().filter(organization=org).select_related("cluster")
+        return Response({"results": [project_dict(p) for p in projects]})
+
+    def post(self, request, org_slug: str):
+        org, _ = get_organization_for_user(request.user, org_slug, "deploy")
+        form = ProjectCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        d = form.validated_data
+        cluster = (get_cluster_for_org(org, d["cluster"]) if d.get("cluster")
+                   else clusters_for_organization(org).first())
+        if cluster is None:
+            return Response({"detail": "No cluster is open to this organization yet.", "code": "no_cluster"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        try:
+            project = services.create_project(
+                org, request.user, d["name"], cluster, slug=d.get("slug", ""),
+                allow_internet_egress=d["allow_internet_egress"], wants_database=d["wants_database"],
+                wants_bucket=d["wants_bucket"], compose_text=d["compose"])
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(project_dict(project, detail=True), status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    def get(self, request, org_slug: str, project_slug: str):
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+        return Response(project_dict(project, detail=True))
+
+
+class ValidateView(APIView):
+    serializer_class = ComposeSerializer
+
+    def post(self, request, org_slug: str, project_slug: str):
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+        form = ComposeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return Response(services.validate(project, form.validated_data.get("compose", project.compose_text)))
+
+
+class ReleaseListView(APIView):
+    serializer_class = ComposeSerializer
+
+    def get(self, request, org_slug: str, project_slug: str):
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+        releases = project.releases.select_related("created_by", "rollback_of", "project")[:50]
+        return Response({"results": [r.as_dict() for r in releases]})
+
+    def post(self, request, org_slug: str, project_slug: str):
+        """Deploy: a new release from `compose` (or the project's current compose file)."""
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
+        form = ComposeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            release = services.deploy(project, request.user, form.validated_data.get("compose"))
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(release.as_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class ReleaseDetailView(APIView):
+    def get(self, request, org_slug: str, project_slug: str, revision: int):
+        release, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "view")
+        data = release.as_dict()
+        if request.query_params.get("manifests") == "1":
+            data["manifests"] = release.manifests  # Secret data is redacted (hashes only)
+        return Response(data)
+
+
+class RollbackView(APIView):
+    serializer_class = RollbackSerializer
+
+    def post(self, request, org_slug: str, project_slug: str, revision: int):
+        target, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "deploy")
+        try:
+            release = services.rollback(target.project, request.user, target)
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(release.as_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class VariableListView(APIView):
+    serializer_class = VariableSerializer
+
+    def get(self, request, org_slug: str, project_slug: str):
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+        return Response({"results": [v.as_dict() for v in project.variables.all()]})
+
+    def post(self, request, org_slug: str, project_slug: str):
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
+        form = VariableSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        d = form.validated_data
+        try:
+            variable = services.set_variable(project, d["name"], d["value"], service=d["service"], secret=d["secret"])
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(variable.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class VariableDetailView(APIView):
+    def delete(self, request, org_slug: str, project_slug: str, variable_id: int):
+        variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
+        services.delete_variable(variable)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,216 @@
+"""Projects, their services, releases (every deploy, stored with its exact manifests) and variables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Organization
+from clusters.models import Cluster
+from projects import crypto
+
+
+class ProjectQuerySet(models.QuerySet["Project"]):
+    def active(self) -> ProjectQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+
+class Project(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=60)
+    slug = models.SlugField(max_length=40)
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="projects")
+    # Stored, never recomputed: namespace_for() can collide across organizations (a-b/c vs a/b-c).
+    namespace = models.CharField(max_length=63)
+    allow_internet_egress = models.BooleanField(default=False, help_text="Containers may open connections out.")
+    wants_database = models.BooleanField(default=False, help_text="A managed PostgreSQL database.")
+    wants_bucket = models.BooleanField(default=False, help_text="An S3 bucket.")
+    compose_text = models.TextField(blank=True, help_text="The editor's current compose file.")
+    # While the organization is suspended every service runs with zero replicas.
+    suspended = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Deleting: the namespace is pruned at once; the row (and the data services) go after a grace period.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    purge_after = models.DateTimeField(null=True, blank=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="one_project_slug_per_org"),
+            models.UniqueConstraint(fields=["cluster", "namespace"], name="one_project_per_namespace"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.slug}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        from projects.compose import labels
+
+        return {labels.ORGANIZATION: self.organization.slug, labels.PROJECT: self.slug}
+
+    def latest_release(self) -> Release | None:
+        return self.releases.order_by("-revision").first()
+
+    def live_release(self) -> Release | None:
+        return self.releases.filter(status=ReleaseStatus.LIVE).order_by("-revision").first()
+
+
+class Exposure(models.TextChoices):
+    PUBLIC = "public", "Public (URL)"
+    PRIVATE = "private", "Private (inside the project)"
+
+
+class Service(models.Model):
+    """One compose service as the last release rendered it, with its live status from the agent."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="services")
+    name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=20, default="Deployment")
+    image = models.CharField(max_length=500, blank=True)
+    exposure = models.CharField(max_length=10, choices=Exposure.choices, default=Exposure.PRIVATE)
+    # The user's choice, winning over what the ports suggest ("" = follow the compose file).
+    exposure_override = models.CharField(max_length=10, choices=Exposure.choices, blank=True)
+    public_host = models.CharField(max_length=253, blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=20, default="pending")
+    replicas = models.PositiveIntegerField(default=0)
+    ready_replicas = models.PositiveIntegerField(default=0)
+    restarts = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="one_service_name_per_project")]
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.name}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.public_host}/" if self.public_host else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "image": self.image, "exposure": self.exposure,
+                "url": self.url, "status": self.status, "replicas": self.replicas, "ready": self.ready_replicas,
+                "restarts": self.restarts, "message": self.message}
+
+
+class ReleaseStatus(models.TextChoices):
+    PENDING = "pending", "Queued"
+    DEPLOYING = "deploying", "Deploying"
+    LIVE = "live", "Live"
+    FAILED = "failed", "Failed"
+    SUPERSEDED = "superseded", "Superseded"
+
+
+IN_FLIGHT = (ReleaseStatus.PENDING, ReleaseStatus.DEPLOYING)
+
+
+class ReleaseKind(models.TextChoices):
+    DEPLOY = "deploy", "Deploy"
+    REDEPLOY = "redeploy", "Redeploy"
+    ROLLBACK = "rollback", "Rollback"
+
+
+# The deploy pipeline's steps, in order; each gets a status and a duration on the release.
+STEPS = ("render", "data", "apply", "rollout")
+STEP_LABELS = {"render": "Validate and render", "data": "Database and bucket", "apply": "Send to the cluster",
+               "rollout": "Roll out"}
+
+
+class Release(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
+    revision = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=ReleaseKind.choices, default=ReleaseKind.DEPLOY)
+    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    compose_text = models.TextField()
+    variables = models.JSONField(default=dict, blank=True, help_text="The non-secret variables used to render.")
+    # The exact objects applied, with every Secret's data replaced by a content hash.
+    manifests = models.JSONField(default=list, blank=True)
+    # The same objects with Secret data encrypted: what a rollback re-applies.
+    sealed_manifests = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=12, choices=ReleaseStatus.choices, default=ReleaseStatus.PENDING)
+    # {step: {"status": pending|running|done|failed|skipped|unavailable, "seconds": float, "message": str}}
+    steps = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-revision"]
+        constraints = [models.UniqueConstraint(fields=["project", "revision"], name="one_release_per_revision")]
+
+    def __str__(self) -> str:
+        return f"{self.project} r{self.revision}"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in IN_FLIGHT
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def step_list(self) -> list[dict[str, Any]]:
+        return [{"name": s, "label": STEP_LABELS[s], **(self.steps.get(s) or {"status": "pending"})} for s in STEPS]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"project": self.project.slug, "revision": self.revision, "kind": self.kind,
+                "status": self.status, "steps": self.steps, "error": self.error, "error_code": self.error_code,
+                "warnings": self.warnings, "created_at": self.created_at.isoformat(),
+                "created_by": self.created_by.email if self.created_by else None,
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "rollback_of": self.rollback_of.revision if self.rollback_of else None}
+
+
+class Variable(models.Model):
+    """A project variable (compose interpolation) or, with a service, an environment variable of it.
+
+    Secret ones are stored encrypted, shown to nobody, and delivered as a Kubernetes Secret that the
+    containers reference with envFrom; they are never interpolated into the manifests.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="variables")
+    service = models.CharField(max_length=63, blank=True, help_text="Empty: the whole project.")
+    name = models.CharField(max_length=128)
+    is_secret = models.BooleanField(default=False)
+    value = models.TextField(blank=True, help_text="Plain value (not secret variables only).")
+    encrypted_value = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "service", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "service", "name"], name="one_variable_per_scope")]
+
+    def __str__(self) -> str:
+        return f"{self.project}:{self.service or '*'}:{self.name}"
+
+    def set_value(self, raw: str) -> None:
+        if self.is_secret:
+            self.value, self.encrypted_value = "", crypto.encrypt(raw)
+        else:
+            self.value, self.encrypted_value = raw, ""
+
+    def plain_value(self) -> str:
+        return crypto.decrypt(self.encrypted_value) if self.is_secret else self.value
+
+    def as_dict(self) -> dict[str, Any]:
+        # Secret values are write-only: never returned, not even masked-by-length.
+        return {"id": self.pk, "name": self.name, "service": self.service, "secret": self.is_secret,
+                "value": None if self.is_secret else self.value}

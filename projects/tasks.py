@@ -1,0 +1,22 @@
+"""Celery tasks of the projects app: thin wrappers taking primary keys, safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from projects import pipeline, services
+
+
+@shared_task(ignore_result=True)
+def deploy_release(release_pk: int) -> str:
+    return pipeline.run_release(release_pk)
+
+
+@shared_task(ignore_result=True)
+def purge_project(project_pk: int) -> bool:
+    return services.purge_project(project_pk)
+
+
+@shared_task(ignore_result=True)
+def purge_due_projects() -> int:
+    return services.purge_due_projects()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import Membership, Role
+from clusters import services as cluster_services
+from conftest import make_user
+from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
+from projects import services
+
+THREE_SERVICES = """services:
+  web:
+    image: nginx:1.27
+    ports:
+      - "8080:80"
+    environment:
+      GREETING: ${GREETING:-hello}
+  api:
+    image: ghcr.io/acme/api:1.0
+    ports:
+      - "9000:9000"
+  worker:
+    image: ghcr.io/acme/worker:1.0
+"""
+
+
+@pytest.fixture
+def viewer(personas):
+    user = make_user("victor@example.com")
+    Membership.objects.create(user=user, organization=personas.org, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def cluster(db):
+    return cluster_services.create_cluster("Falkenstein", "apps.example.com", simulated=True, slug="fsn")
+
+
+@pytest.fixture
+def project(personas, cluster):
+    return services.create_project(personas.org, personas.owner, "Shop", cluster, compose_text=THREE_SERVICES)

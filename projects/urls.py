@@ -1,0 +1,32 @@
+from django.urls import path
+
+from projects import api, views
+
+P = "o/<slug:org_slug>/projects/<slug:project_slug>/"
+
+urlpatterns = [
+    path("o/<slug:org_slug>/projects/", views.project_list, name="project_list"),
+    path(P, views.project_detail, name="project_detail"),
+    path(P + "validate/", views.validate, name="project_validate"),
+    path(P + "deploy/", views.deploy, name="project_deploy"),
+    path(P + "redeploy/", views.redeploy, name="project_redeploy"),
+    path(P + "delete/", views.project_delete, name="project_delete"),
+    path(P + "variables/", views.variables, name="project_variables"),
+    path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),
+    path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
+    path(P + "releases/<int:revision>/rollback/", views.rollback, name="release_rollback"),
+]
+
+A = "organizations/<slug:org_slug>/projects/"
+AP = A + "<slug:project_slug>/"
+
+api_urlpatterns = [
+    path(A, api.ProjectListView.as_view(), name="api_projects"),
+    path(AP, api.ProjectDetailView.as_view(), name="api_project"),
+    path(AP + "validate/", api.ValidateView.as_view(), name="api_project_validate"),
+    path(AP + "releases/", api.ReleaseListView.as_view(), name="api_releases"),
+    path(AP + "releases/<int:revision>/", api.ReleaseDetailView.as_view(), name="api_release"),
+    path(AP + "releases/<int:revision>/rollback/", api.RollbackView.as_view(), name="api_release_rollback"),
+    path(AP + "variables/", api.VariableListView.as_view(), name="api_variables"),
+    path(AP + "variables/<int:variable_id>/", api.VariableDetailView.as_view(), name="api_variable"),
+]

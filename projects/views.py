@@ -1,0 +1,197 @@
+"""Project pages: list/create, the project page (services, releases, editor, variables), release diff,
+deploy/redeploy/rollback/delete. Thin: parse, reach objects through projects.access, call services."""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+import yaml
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.access import get_organization_for_user
+from clusters.access import clusters_for_organization, get_cluster_for_org
+from projects import services
+from projects.access import get_project_for_user, get_release_for_user, get_variable_for_user
+from projects.models import Project, Release
+
+STARTER_COMPOSE = """services:
+  web:
+    image: nginx:1.27
+    ports:
+      - "8080:80"
+"""
+
+
+def _error(request: HttpRequest, exc: ValidationError) -> None:
+    messages.error(request, " ".join(exc.messages))
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
+
+
+@login_required
+def project_list(request: HttpRequest, org_slug: str) -> HttpResponse:
+    org, membership = get_organization_for_user(request.user, org_slug, "view")
+    clusters = list(clusters_for_organization(org))
+    if request.method == "POST":
+        org, membership = get_organization_for_user(request.user, org_slug, "deploy")
+        slug = request.POST.get("cluster", "")
+        cluster = get_cluster_for_org(org, slug) if slug else (clusters[0] if clusters else None)
+        if cluster is None:
+            messages.error(request, "No cluster is open to this organization yet; ask an operator to register one.")
+        else:
+            try:
+                project = services.create_project(
+                    org, request.user, request.POST.get("name", ""), cluster,
+                    allow_internet_egress=bool(request.POST.get("allow_internet_egress")),
+                    wants_database=bool(request.POST.get("wants_database")),
+                    wants_bucket=bool(request.POST.get("wants_bucket")), compose_text=STARTER_COMPOSE)
+            except ValidationError as exc:
+                _error(request, exc)
+            else:
+                return redirect("project_detail", org.slug, project.slug)
+    projects = Project.objects.active().filter(organization=org).select_related("cluster").prefetch_related(
+        "services")
+    return render(request, "projects/project_list.html", {
+        "org": org, "membership": membership, "projects": projects, "clusters": clusters,
+        "can_deploy": membership.can("deploy")})
+
+
+@login_required
+def project_detail(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, membership = get_project_for_user(request.user, org_slug, project_slug, "view")
+    releases = list(project.releases.select_related("created_by", "rollback_of")[:30])
+    for release in releases:
+        release.project = project
+    return render(request, "projects/project_detail.html", {
+        "org": project.organization, "project": project, "membership": membership,
+        "services": project.services.all(), "releases": releases, "latest": releases[0] if releases else None,
+        "variables": project.variables.all(), "can_deploy": membership.can("deploy"),
+        "can_delete": membership.can("manage_organization"), "compose_json": json.dumps(project.compose_text)})
+
+
+@login_required
+@require_POST
+def validate(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+    if request.content_type == "application/json":
+        text = (json.loads(request.body or b"{}") or {}).get("compose", "")
+    else:
+        text = request.POST.get("compose", "")
+    return JsonResponse(services.validate(project, text))
+
+
+@login_required
+@require_POST
+def deploy(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
+    compose = request.POST.get("compose")
+    try:
+        release = services.deploy(project, request.user, compose)
+    except ValidationError as exc:
+        if _wants_json(request):
+            return JsonResponse({"detail": " ".join(exc.messages), "problems": getattr(exc, "problems", [])},
+                                status=400)
+        _error(request, exc)
+        return redirect("project_detail", org_slug, project_slug)
+    if _wants_json(request):
+        return JsonResponse(release.as_dict(), status=202)
+    messages.success(request, f"Revision {release.revision} is deploying.")
+    return redirect("project_detail", org_slug, project_slug)
+
+
+@login_required
+@require_POST
+def redeploy(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
+    try:
+        release = services.redeploy(project, request.user)
+        messages.success(request, f"Revision {release.revision} is deploying.")
+    except ValidationError as exc:
+        _error(request, exc)
+    return redirect("project_detail", org_slug, project_slug)
+
+
+@login_required
+@require_POST
+def rollback(request: HttpRequest, org_slug: str, project_slug: str, revision: int) -> HttpResponse:
+    target, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "deploy")
+    try:
+        release = services.rollback(target.project, request.user, target)
+        messages.success(request, f"Rolling back to revision {target.revision} as revision {release.revision}.")
+    except ValidationError as exc:
+        _error(request, exc)
+    return redirect("project_detail", org_slug, project_slug)
+
+
+def manifests_text(release: Release | None) -> list[str]:
+    if release is None:
+        return []
+    return yaml.safe_dump_all(release.manifests, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
+
+
+@login_required
+def release_detail(request: HttpRequest, org_slug: str, project_slug: str, revision: int) -> HttpResponse:
+    release, membership = get_release_for_user(request.user, org_slug, project_slug, revision, "view")
+    project = release.project
+    against_rev = request.GET.get("against", "")
+    against = (project.releases.filter(revision=int(against_rev)).first() if against_rev.isdigit()
+               else project.releases.filter(revision__lt=release.revision).order_by("-revision").first())
+    diff = list(difflib.unified_diff(
+        manifests_text(against), manifests_text(release),
+        fromfile=f"revision {against.revision}" if against else "(nothing)", tofile=f"revision {release.revision}"))
+    return render(request, "projects/release_detail.html", {
+        "org": project.organization, "project": project, "release": release, "against": against,
+        "diff": diff, "membership": membership, "can_deploy": membership.can("deploy"),
+        "others": project.releases.exclude(pk=release.pk).values_list("revision", flat=True)})
+
+
+@login_required
+@require_POST
+def variables(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
+    try:
+        services.set_variable(project, request.POST.get("name", ""), request.POST.get("value", ""),
+                              service=request.POST.get("service", "").strip(),
+                              secret=bool(request.POST.get("secret")))
+        messages.success(request, "Saved. Deploy (or redeploy) to apply it.")
+    except ValidationError as exc:
+        _error(request, exc)
+    return redirect(f"{project_url(project)}#variables")
+
+
+@login_required
+@require_POST
+def variable_delete(request: HttpRequest, org_slug: str, project_slug: str, variable_id: int) -> HttpResponse:
+    variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
+    services.delete_variable(variable)
+    return redirect(f"{project_url(variable.project)}#variables")
+
+
+@login_required
+def project_delete(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, membership = get_project_for_user(request.user, org_slug, project_slug, "manage_organization")
+    if request.method == "POST":
+        try:
+            services.delete_project(project, request.user, request.POST.get("confirm", ""))
+        except ValidationError as exc:
+            _error(request, exc)
+        else:
+            messages.success(request, f"{project.name} is deleted; its data is kept for "
+                             f"{project.purge_after:%Y-%m-%d %H:%M} UTC, then removed.")
+            return redirect("project_list", org_slug)
+    return render(request, "projects/project_delete.html", {"org": project.organization, "project": project,
+                                                            "membership": membership})
+
+
+def project_url(project: Project) -> str:
+    from django.urls import reverse
+
+    return reverse("project_detail", args=[project.organization.slug, project.slug])

@@ -1,0 +1,139 @@
+// Project page: the Monaco compose editor (validated as you type through the server), and live
+// release progress / service status (events from live.js, plus a polling fallback while in flight).
+(function () {
+  const root = document.getElementById("live-root");
+  if (!root) return;
+  const project = root.dataset.project;
+  const org = root.dataset.liveOrg;
+  const apiBase = `/api/v1/organizations/${org}/projects/${project}/`;
+  const csrf = () => (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
+  const TERMINAL = ["live", "failed", "superseded"];
+
+  // --- live release progress ------------------------------------------------------------------
+  const progress = document.getElementById("progress");
+  const LABELS = { render: "Validate and render", data: "Database and bucket", apply: "Send to the cluster",
+                   rollout: "Roll out" };
+
+  function badgeClass(status) {
+    return status === "live" || status === "running" ? "badge ok"
+      : status === "failed" || status === "failing" ? "badge bad" : "badge warn";
+  }
+
+  function showRelease(r) {
+    if (!progress || r.project !== project) return;
+    progress.hidden = false;
+    progress.querySelector("[data-field=revision]").textContent = r.revision;
+    const status = progress.querySelector("[data-field=status]");
+    status.textContent = r.status;
+    status.className = badgeClass(r.status);
+    const steps = document.getElementById("steps");
+    steps.innerHTML = "";
+    for (const name of Object.keys(LABELS)) {
+      const s = (r.steps || {})[name] || { status: "pending" };
+      const li = document.createElement("li");
+      li.dataset.step = name;
+      li.textContent = `${LABELS[name]}: ${s.status}` + (s.seconds != null ? ` (${s.seconds} s)` : "") +
+        (s.message ? ` ${s.message}` : "");
+      steps.appendChild(li);
+    }
+    const err = document.getElementById("release-error");
+    err.hidden = !r.error;
+    err.textContent = r.error || "";
+    const row = document.querySelector(`tr[data-revision="${r.revision}"] .badge`);
+    if (row) { row.textContent = r.status; row.className = badgeClass(r.status); }
+    if (TERMINAL.includes(r.status)) refreshServices();
+  }
+
+  function showServices(services) {
+    const body = document.getElementById("services-body");
+    if (!body) return;
+    body.innerHTML = "";
+    for (const s of services) {
+      const tr = document.createElement("tr");
+      tr.dataset.service = s.name;
+      const url = s.url ? `<a href="${s.url}" data-testid="url-${s.name}"></a>` : '<span class="muted">private</span>';
+      tr.innerHTML = `<td></td><td class="mono"></td><td><span data-field="status"></span> <span class="muted" data-field="message"></span></td><td data-field="replicas"></td><td>${url}</td>`;
+      tr.children[0].textContent = s.name;
+      tr.children[1].textContent = s.image;
+      const status = tr.querySelector("[data-field=status]");
+      status.textContent = s.status;
+      status.className = badgeClass(s.status);
+      tr.querySelector("[data-field=message]").textContent = s.message || "";
+      tr.querySelector("[data-field=replicas]").textContent = `${s.ready}/${s.replicas}`;
+      if (s.url) tr.querySelector("a").textContent = s.url;
+      body.appendChild(tr);
+    }
+  }
+
+  function refreshServices() {
+    fetch(apiBase, { credentials: "same-origin" }).then((r) => r.json()).then((p) => showServices(p.services || []));
+  }
+
+  document.addEventListener("live:release.progress", (e) => showRelease(e.detail));
+  document.addEventListener("live:project.services", (e) => {
+    if (e.detail.project === project) showServices(e.detail.services);
+  });
+
+  // Fallback: events sent before the socket connected are not replayed, so poll while in flight.
+  function poll() {
+    const rev = progress && progress.querySelector("[data-field=revision]").textContent.trim();
+    const status = progress && progress.querySelector("[data-field=status]").textContent.trim();
+    if (!rev || TERMINAL.includes(status)) return;
+    fetch(`${apiBase}releases/${rev}/`, { credentials: "same-origin" }).then((r) => r.json()).then((r) => {
+      showRelease(r);
+      if (!TERMINAL.includes(r.status)) setTimeout(poll, 1000);
+    });
+  }
+  setTimeout(poll, 1000);
+
+  // --- the editor -------------------------------------------------------------------------------
+  const textarea = document.getElementById("compose");
+  const container = document.getElementById("editor");
+  if (!textarea || !container || typeof require === "undefined") {
+    if (textarea) { textarea.style.display = ""; if (container) container.hidden = true; }
+    return;
+  }
+  require.config({ paths: { vs: "/static/vendor/monaco/vs" } });
+  require(["vs/editor/editor.main"], function () {
+    const editor = monaco.editor.create(container, {
+      value: textarea.value, language: "yaml", automaticLayout: true, minimap: { enabled: false },
+      tabSize: 2, insertSpaces: true,
+    });
+    window.composeEditor = editor;  // tests and power users
+    const problemsEl = document.getElementById("problems");
+    let timer = null;
+    let seq = 0;
+
+    function validate() {
+      const mine = ++seq;
+      const body = JSON.stringify({ compose: editor.getValue() });
+      fetch(root.dataset.validateUrl, {
+        method: "POST", credentials: "same-origin", body,
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      }).then((r) => r.json()).then((result) => {
+        if (mine !== seq) return;  // a newer keystroke's answer wins
+        const model = editor.getModel();
+        const marker = (p, severity) => ({
+          severity, message: (p.service ? `${p.service}: ` : "") + p.message,
+          startLineNumber: p.line || 1, startColumn: p.column || 1,
+          endLineNumber: p.line || 1, endColumn: model.getLineMaxColumn(Math.min(p.line || 1, model.getLineCount())),
+        });
+        const markers = result.problems.map((p) => marker(p, monaco.MarkerSeverity.Error))
+          .concat(result.warnings.map((p) => marker(p, monaco.MarkerSeverity.Warning)));
+        monaco.editor.setModelMarkers(model, "compose", markers);
+        problemsEl.textContent = result.ok
+          ? `Valid: ${result.services.length} service(s)` + (result.warnings.length ? `, ${result.warnings.length} warning(s)` : "")
+          : result.problems.map((p) => (p.line ? `line ${p.line}: ` : "") + p.message).join("\n");
+        problemsEl.dataset.ok = result.ok ? "true" : "false";
+      });
+    }
+    editor.onDidChangeModelContent(() => {
+      textarea.value = editor.getValue();
+      clearTimeout(timer);
+      timer = setTimeout(validate, 300);
+    });
+    document.getElementById("deploy-form").addEventListener("submit", () => { textarea.value = editor.getValue(); });
+    container.dataset.ready = "true";
+    validate();
+  });
+})();
