@@ -116,10 +116,11 @@ class HelmController(Controller):
             lines += [f"NAME: {name}", "LAST DEPLOYED: now", f"NAMESPACE: {target}", "STATUS: deployed",
                       "REVISION: 1"]
         labels = {CHART_LABEL: name}
-        self.create(self.rt("batch/v1", "Job"), ns, {
+        job_rt = self.rt("batch/v1", "Job")
+        job = self.create(job_rt, ns, {
             "metadata": {"name": job_name, "labels": labels, "annotations": {HASH_ANNOTATION: config_hash},
                          "ownerReferences": [owner_ref(chart)]},
-            "spec": {"backoffLimit": int(spec.get("backOffLimit", 0)), "suspend": False, "template": {
+            "spec": {"backoffLimit": int(spec.get("backOffLimit", 0)), "suspend": True, "template": {
                 "metadata": {"labels": labels, "annotations": {
                     EXIT_CODE_ANNOTATION: "1" if fails else "0", LOG_LINES_ANNOTATION: json.dumps(lines)}},
                 "spec": {"serviceAccountName": f"helm-{name}", "restartPolicy": "OnFailure",
@@ -130,6 +131,9 @@ class HelmController(Controller):
                                                  {"name": "REPO", "value": str(spec.get("repo", ""))},
                                                  {"name": "TARGET_NAMESPACE", "value": target},
                                                  {"name": "CHART", "value": str(spec.get("chart", ""))}]}]}}}})
+        # The controller creates its Jobs suspended and resumes them once their config is in place.
+        job["spec"]["suspend"] = False
+        self.cluster.write(job_rt, job, self.manager)
 
     def _values(self, spec: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -146,7 +146,7 @@ def test_it_installs_helm_charts_like_the_k3s_helm_controller(kubesim: KubeSim, 
     co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", _chart(
         "cloudnative-pg", targetNamespace="cnpg-system", createNamespace=True, valuesContent="replicaCount: 2"))
     job = _job_done(kubesim, "cloudnative-pg")
-    assert {c["type"] for c in job["status"]["conditions"]} >= {"Complete"}
+    assert {c["type"] for c in job["status"]["conditions"]} >= {"Complete"} and job["spec"]["suspend"] is False
     assert job["metadata"]["labels"]["helmcharts.helm.cattle.io/chart"] == "cloudnative-pg"
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "helm-cloudnative-pg"
     core = client.CoreV1Api(kube_api)
@@ -198,6 +198,20 @@ def test_it_reruns_the_helm_job_when_the_chart_changes(kubesim: KubeSim, kube_ap
     kubesim.wait_for(lambda: (kubesim.get("Job", "kube-system", "helm-install-app") or first)["metadata"]["uid"]
                      != first["metadata"]["uid"], 3)
     kubesim.wait_for(lambda: kubesim.get("Secret", "default", "sh.helm.release.v1.app.v2"), 5)
+
+
+def test_it_uninstalls_when_the_helm_chart_is_deleted(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
+    """The controller's finalizer holds a deleted HelmChart until the release's workloads are removed."""
+    co = client.CustomObjectsApi(kube_api)
+    co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", _chart(
+        "app", targetNamespace="default"))
+    kubesim.wait_for(lambda: kubesim.get("Deployment", "default", "app"), 5)
+    chart = co.get_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", "app")
+    assert chart["metadata"]["finalizers"] == ["wrangler.cattle.io/on-helm-chart-remove"]
+    co.delete_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", "app")
+    kubesim.wait_for(lambda: kubesim.get("HelmChart", "kube-system", "app") is None, 3)
+    assert kubesim.get("Deployment", "default", "app") is None
+    assert kubesim.get("Job", "kube-system", "helm-install-app") is None  # owned by the chart: collected
 
 
 def test_it_gives_services_cluster_ips_and_load_balancer_status(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
