@@ -74,6 +74,9 @@ class Controller:
 
     name = "controller"
     manager = "kube-controller-manager"
+    primary: tuple[str, str] | None = None  # (group, plural) of the kind reconciled, keyed by its name
+    # Events of owned objects (group, plural) wake their controlling owner of this kind.
+    children: tuple[tuple[str, str], str] | None = None
 
     def __init__(self, cluster: Cluster, logs: LogHub, delay: float) -> None:
         self.cluster = cluster
@@ -88,6 +91,12 @@ class Controller:
         return self.cluster.rt_for(api_version, kind)
 
     def keys_for(self, event: Event) -> Iterable[Key]:
+        meta = event.obj["metadata"]
+        if event.key == self.primary:
+            return [(meta.get("namespace", ""), meta["name"])]
+        if self.children is not None and event.key == self.children[0]:
+            owner = controller_of(event.obj, self.children[1])
+            return [(meta.get("namespace", ""), owner)] if owner else []
         return ()
 
     def enqueue(self, key: Key) -> None:

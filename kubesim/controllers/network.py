@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from kubesim.controllers.base import Controller, Key
-from kubesim.store import Event
+from kubesim.controllers.base import Controller
 
 INGRESS_IP = "172.18.0.2"  # the ingress-ready node's InternalIP
 
@@ -14,12 +12,7 @@ INGRESS_IP = "172.18.0.2"  # the ingress-ready node's InternalIP
 class ServiceLBController(Controller):
     name = "servicelb"
     manager = "k3s-servicelb"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("", "services") and event.type != "DELETED" \
-                and (event.obj.get("spec") or {}).get("type") == "LoadBalancer":
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        return ()
+    primary = ("", "services")
 
     def reconcile(self, namespace: str, name: str) -> None:
         rt = self.rt("v1", "Service")
@@ -34,11 +27,7 @@ class ServiceLBController(Controller):
 class IngressController(Controller):
     name = "ingress"
     manager = "traefik"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("networking.k8s.io", "ingresses") and event.type != "DELETED":
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        return ()
+    primary = ("networking.k8s.io", "ingresses")
 
     def reconcile(self, namespace: str, name: str) -> None:
         rt = self.rt("networking.k8s.io/v1", "Ingress")
@@ -53,11 +42,7 @@ class VolumeController(Controller):
 
     name = "volumes"
     manager = "local-path-provisioner"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("", "persistentvolumeclaims") and event.type != "DELETED":
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        return ()
+    primary = ("", "persistentvolumeclaims")
 
     def reconcile(self, namespace: str, name: str) -> None:
         rt = self.rt("v1", "PersistentVolumeClaim")

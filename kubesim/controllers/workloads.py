@@ -11,7 +11,6 @@ from kubesim.controllers.base import (
     PULL_FAIL_MARKERS,
     Controller,
     Key,
-    controller_of,
     now,
     owned_by,
     owner_ref,
@@ -177,14 +176,8 @@ def _pod_from_template(owner: dict[str, Any], name: str, extra_labels: dict[str,
 
 class ReplicaSetController(Controller):
     name = "replicaset"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("apps", "replicasets"):
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        if event.key == ("", "pods"):
-            owner = controller_of(event.obj, "ReplicaSet")
-            return [(event.obj["metadata"]["namespace"], owner)] if owner else []
-        return ()
+    primary = ("apps", "replicasets")
+    children = (("", "pods"), "ReplicaSet")
 
     def reconcile(self, namespace: str, name: str) -> None:
         rs_rt, pod_rt = self.rt("apps/v1", "ReplicaSet"), self.rt("v1", "Pod")
@@ -220,14 +213,8 @@ class ReplicaSetController(Controller):
 
 class DeploymentController(Controller):
     name = "deployment"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("apps", "deployments"):
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        if event.key == ("apps", "replicasets"):
-            owner = controller_of(event.obj, "Deployment")
-            return [(event.obj["metadata"]["namespace"], owner)] if owner else []
-        return ()
+    primary = ("apps", "deployments")
+    children = (("apps", "replicasets"), "Deployment")
 
     def reconcile(self, namespace: str, name: str) -> None:
         d_rt, rs_rt = self.rt("apps/v1", "Deployment"), self.rt("apps/v1", "ReplicaSet")
@@ -306,14 +293,8 @@ class StatefulSetController(Controller):
     """Pods named <set>-0..N-1, created in order once the previous one is Ready (OrderedReady)."""
 
     name = "statefulset"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("apps", "statefulsets"):
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        if event.key == ("", "pods"):
-            owner = controller_of(event.obj, "StatefulSet")
-            return [(event.obj["metadata"]["namespace"], owner)] if owner else []
-        return ()
+    primary = ("apps", "statefulsets")
+    children = (("", "pods"), "StatefulSet")
 
     def reconcile(self, namespace: str, name: str) -> None:
         sts_rt, pod_rt = self.rt("apps/v1", "StatefulSet"), self.rt("v1", "Pod")
@@ -355,14 +336,8 @@ class JobController(Controller):
     """One pod at a time until `completions` succeed, or more than `backoffLimit` fail."""
 
     name = "job"
-
-    def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("batch", "jobs"):
-            return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
-        if event.key == ("", "pods"):
-            owner = controller_of(event.obj, "Job")
-            return [(event.obj["metadata"]["namespace"], owner)] if owner else []
-        return ()
+    primary = ("batch", "jobs")
+    children = (("", "pods"), "Job")
 
     def reconcile(self, namespace: str, name: str) -> None:
         job_rt, pod_rt = self.rt("batch/v1", "Job"), self.rt("v1", "Pod")
