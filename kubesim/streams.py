@@ -6,7 +6,7 @@ import asyncio
 import json
 import shlex
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +24,20 @@ PROTOCOLS = (V5, V4, "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 LogKey = tuple[str, str, str]
+# Lines a container logs when it starts: (pod object, container name) -> lines.
+LogGenerator = Callable[[dict[str, Any], str], Iterable[str]]
+
+
+def default_log_lines(pod: dict[str, Any], container: str) -> list[str]:
+    image = next((c.get("image", "") for c in pod["spec"]["containers"] if c["name"] == container), "")
+    return [f"[kubesim] {container}: started {image}", f"[kubesim] {container}: listening"]
 
 
 class LogHub:
     """Log lines per container, the previous instance's lines, and wake-ups for followers."""
 
     def __init__(self) -> None:
+        self.generator: LogGenerator = default_log_lines
         self.lines: dict[LogKey, list[tuple[datetime, str]]] = defaultdict(list)
         self.previous: dict[LogKey, list[tuple[datetime, str]]] = {}
         self._changed: dict[LogKey, asyncio.Event] = defaultdict(asyncio.Event)
@@ -60,6 +68,7 @@ class LogHub:
             self.wake(key)
 
     def clear(self) -> None:
+        self.generator = default_log_lines
         self.lines.clear()
         self.previous.clear()
         for key in list(self._changed):

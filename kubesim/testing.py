@@ -15,7 +15,7 @@ from kubesim.app import Emulator, load_crds, write_kubeconfig
 from kubesim.controllers.helm import HelmController
 from kubesim.resources import ResourceType
 from kubesim.store import clone
-from kubesim.streams import ExecHandler, ExecSession, builtin_shell
+from kubesim.streams import ExecHandler, ExecSession, LogGenerator, builtin_shell, default_log_lines
 
 T = TypeVar("T")
 
@@ -176,6 +176,12 @@ class KubeSim:
                 name = obj["spec"]["containers"][0]["name"] if obj else "main"
             self._emu.server.logs.push(namespace, pod, name, list(lines))
         self.call(push)
+
+    def set_log_generator(self, generator: LogGenerator | None) -> None:
+        """Lines each container logs when it starts: `generator(pod: dict, container: str) -> Iterable[str]`."""
+        def setter() -> None:
+            self._emu.server.logs.generator = generator or default_log_lines
+        self.call(setter)
 
     def set_exec_handler(self, handler: ExecHandler | None) -> None:
         """Replace the built-in shell: `async def handler(session: ExecSession) -> int` (the exit code)."""

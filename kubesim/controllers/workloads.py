@@ -126,9 +126,10 @@ class Kubelet(Controller):
             else:
                 cs.update(containerID=f"containerd://{short_hash(name + c['name'], 32)}",
                           state={"running": {"startedAt": now()}})
-                lines = json.loads(annotations[LOG_LINES_ANNOTATION]) if LOG_LINES_ANNOTATION in annotations \
-                    and c is pod["spec"]["containers"][0] else \
-                    [f"[kubesim] {c['name']}: started {image}", f"[kubesim] {c['name']}: listening"]
+                if LOG_LINES_ANNOTATION in annotations and c is pod["spec"]["containers"][0]:
+                    lines = json.loads(annotations[LOG_LINES_ANNOTATION])
+                else:
+                    lines = list(self.logs.generator(pod, c["name"]))
                 self.logs.push(ns, name, c["name"], lines)
             statuses.append(cs)
         status = pod.get("status") or {}

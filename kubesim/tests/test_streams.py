@@ -42,6 +42,13 @@ def test_it_serves_logs_with_tail_and_timestamps(kubesim: KubeSim, core: client.
     assert text == "three\n" and stamp.endswith("Z") and len(stamp) == 30
 
 
+def test_it_takes_startup_lines_from_a_configurable_generator(kubesim: KubeSim, core: client.CoreV1Api) -> None:
+    """A test can choose what containers log when they start (the source of pods/log lines)."""
+    kubesim.set_log_generator(lambda pod, container: [f"{pod['metadata']['name']}/{container} up", "ready"])
+    _running(kubesim, core)
+    assert core.read_namespaced_pod_log("p", "default") == "p/main up\nready\n"
+
+
 def test_it_filters_logs_by_since_seconds(kubesim: KubeSim, core: client.CoreV1Api) -> None:
     """sinceSeconds only returns lines newer than the window."""
     _running(kubesim, core)
