@@ -232,6 +232,9 @@ class ApiServer:
         items = self.cluster.list(rt, namespace, parse_label_selector(q.get("labelSelector")),
                                   parse_field_selector(q.get("fieldSelector"), rt.kind))
         rv = str(self.cluster.store.rv)
+        if q.get("resourceVersionMatch") == "Exact" and q.get("resourceVersion", "").isdigit() \
+                and int(q["resourceVersion"]) < self.cluster.store.compacted_rv:
+            raise ApiError("Expired", "The resourceVersion for the provided list is too old.", code=410)
         meta: dict[str, Any] = {"resourceVersion": rv}
         start = 0
         if q.get("continue"):
@@ -336,7 +339,7 @@ class ApiServer:
 
         try:
             rv_param = q.get("resourceVersion")
-            last = store.rv
+            last = store.rv  # the snapshot below is taken at this revision, with no await in between
             if rv_param in (None, "", "0"):
                 for obj in self.cluster.list(rt, namespace):
                     if matches(obj):
@@ -370,8 +373,8 @@ class ApiServer:
                     continue
                 if event is None:
                     break
-                if event.rv <= last and rv_param not in (None, "", "0"):
-                    continue
+                if event.rv <= last:
+                    continue  # already part of the initial state or the replayed history
                 await send_event(event)
         except (ConnectionResetError, asyncio.CancelledError):
             pass

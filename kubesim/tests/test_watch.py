@@ -97,3 +97,13 @@ def test_it_watches_across_namespaces_and_cluster_scoped_kinds(core: client.Core
     core.create_namespaced_config_map("w1", configmap("a"))
     assert _first(1, core.list_namespace, resource_version=rv) == [("ADDED", "w1")]
     assert _first(1, core.list_config_map_for_all_namespaces, resource_version=rv) == [("ADDED", "a")]
+
+
+def test_it_answers_gone_for_an_exact_list_of_a_compacted_version(kubesim: KubeSim, core: client.CoreV1Api) -> None:
+    """list with resourceVersionMatch=Exact and a compacted resourceVersion is 410 Expired."""
+    rv = core.create_namespaced_config_map("default", configmap("a")).metadata.resource_version
+    core.create_namespaced_config_map("default", configmap("b"))
+    kubesim.compact()
+    with pytest.raises(ApiException) as exc:
+        core.list_namespaced_config_map("default", resource_version=rv, resource_version_match="Exact")
+    assert exc.value.status == 410
