@@ -65,12 +65,18 @@ def apply_project(kube: Kube, namespace: str, labels: dict[str, str], revision: 
     created / configured / unchanged / pruned / failed. Raises StaleRevision for an older revision.
     """
     labels = {**labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    # The project's own Namespace object (the converter's, with Pod Security labels) is not applied
+    # as an object: its labels go onto the namespace the agent manages. Other namespaces stay refused.
+    own = [o for o in objects if o.get("kind") == "Namespace" and (o.get("metadata") or {}).get("name") == namespace]
+    objects = [o for o in objects if o not in own]
+    namespace_labels = {k: v for o in own for k, v in ((o.get("metadata") or {}).get("labels") or {}).items()}
+    namespace_labels.update(labels)
     existing_ns = kube.get(NAMESPACE, namespace)
     current = applied_revision(existing_ns)
     if revision < current:
         raise StaleRevision(f"revision {revision} is older than the applied revision {current} of {namespace}")
     if existing_ns is None:
-        _apply_namespace(kube, namespace, labels, current)
+        _apply_namespace(kube, namespace, namespace_labels, current)
 
     results: list[dict[str, Any]] = []
     wanted: set[tuple[str, str]] = set()
@@ -121,8 +127,8 @@ def apply_project(kube: Kube, namespace: str, labels: dict[str, str], revision: 
                 entry.update(action="failed", message=exc.message)
             results.append(entry)
 
-    if revision != current or existing_ns is None:
-        _apply_namespace(kube, namespace, labels, revision)
+    if revision != current or existing_ns is None or own:
+        _apply_namespace(kube, namespace, namespace_labels, revision)
     counts: dict[str, int] = {}
     for entry in results:
         counts[entry["action"]] = counts.get(entry["action"], 0) + 1

@@ -26,15 +26,12 @@ REDACTED_PREFIX = "redacted:sha256:"
 @lru_cache(maxsize=4)
 def _fernet(key: str) -> Fernet:
     if not key:
-        if not settings.DEBUG:
-            raise ImproperlyConfigured("PAAS_ENCRYPTION_KEY is required when DEBUG is off")
-        # Development only: a key derived from SECRET_KEY, so a fresh checkout just works.
-        key = base64.urlsafe_b64encode(hashlib.sha256(f"paas-encryption:{settings.SECRET_KEY}".encode()).digest())
-        return Fernet(key)
-    return Fernet(key.encode() if isinstance(key, str) else key)
+        raise ImproperlyConfigured("PAAS_ENCRYPTION_KEY is not set")
+    return Fernet(key.encode())
 
 
 def fernet() -> Fernet:
+    # settings.py derives a development key from SECRET_KEY when DEBUG is on and none is set.
     return _fernet(getattr(settings, "PAAS_ENCRYPTION_KEY", "") or "")
 
 

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from clusters import rpc
+from clusters import data, rpc
 from clusters import services as cluster_services
 from clusters.models import ObservedProject
 from projects import crypto, services
@@ -120,13 +120,15 @@ class Run:
         available = services.data_ops_available(self.project.cluster)
         missing = [w for w in wanted if not available[w]]
         for what in wanted:
-            if available[what]:
-                op = "ensure_database" if what == "database" else "ensure_bucket"
-                try:
-                    rpc.call(self.project.cluster_id, op, {"namespace": self.project.namespace},
-                             timeout=settings.PROJECTS_DATA_TIMEOUT)
-                except rpc.RPCError as exc:
-                    raise Failed(f"{what}_failed", f"The {what} could not be provisioned: {exc}") from None
+            if not available[what]:
+                continue
+            ensure = data.ensure_database if what == "database" else data.ensure_bucket
+            outcome = ensure(self.project.cluster_id, self.project.namespace)
+            if not outcome.ok and outcome.retry:
+                raise Failed(f"{what}_not_ready", f"The cluster's {what} service is not reachable yet "
+                             f"({outcome.error}); deploy again in a few minutes.")
+            if not outcome.ok:
+                raise Failed(f"{what}_failed", f"The {what} could not be provisioned: {outcome.error}")
         if missing:
             self.step("data", "unavailable", f"{' and '.join(missing)} not available on this cluster "
                       "(its agent has no data services yet); deployed without them")

@@ -21,7 +21,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization, User
+from clusters import data
 from clusters import services as cluster_services
+from clusters.data import BUCKET_SECRET, DATABASE_SECRET
 from clusters.models import Cluster
 from paas.realtime import org_group, publish
 from projects.compose import ComposeRefusal, PlanLimits, RenderContext, RenderResult, labels, namespace_for
@@ -30,9 +32,6 @@ from projects.models import IN_FLIGHT, Exposure, Project, Release, ReleaseKind, 
 
 log = logging.getLogger(__name__)
 
-# Names of the Secrets the agent's EnsureDatabase / EnsureBucket write (agent/data/services.py).
-DATABASE_SECRET = "paas-database"  # noqa: S105 (a Secret's name)
-BUCKET_SECRET = "paas-bucket"  # noqa: S105
 # Where the project's own secrets and service variables are delivered (referenced with envFrom).
 PROJECT_SECRET = "paas-env"  # noqa: S105
 WORKLOAD_KINDS = ("Deployment", "Job")
@@ -408,21 +407,18 @@ def delete_project(project: Project, user: User | None, confirmation: str) -> No
 
 def purge_project(project_pk: int) -> bool:
     """Remove the data services (when the cluster can) and the project's record. Safe to run twice."""
-    from clusters import rpc
-
     project = Project.objects.filter(pk=project_pk, deleted_at__isnull=False).first()
     if project is None:
         return False
     if project.purge_after and project.purge_after > timezone.now():
         return False  # queued early (a retry): the beat sweep picks it up later
     available = data_ops_available(project.cluster)
-    for wanted, op, ok in ((project.wants_database, "drop_database", available["database"]),
-                           (project.wants_bucket, "delete_bucket", available["bucket"])):
+    for wanted, drop, ok in ((project.wants_database, data.drop_database, available["database"]),
+                             (project.wants_bucket, data.delete_bucket, available["bucket"])):
         if wanted and ok:
-            try:
-                rpc.call(project.cluster_id, op, {"namespace": project.namespace}, timeout=120)
-            except rpc.RPCError as exc:
-                log.warning("%s for %s failed (%s); retrying later", op, project, exc)
+            outcome = drop(project.cluster_id, project.namespace)
+            if not outcome.ok:
+                log.warning("removing data of %s failed (%s); retrying later", project, outcome.error)
                 return False
     project.delete()
     return True

@@ -1,0 +1,95 @@
+"""Deploys end to end without a browser: a real daphne, a Celery worker, the agent process and kubesim."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from clusters import services as cluster_services
+from clusters.models import DesiredProject
+from clusters.tests.test_integration import Agents, online, poll
+from projects import services
+from projects.models import Release, ReleaseStatus
+from projects.tests.conftest import THREE_SERVICES
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def connected(daphne_server, celery_worker, kubesim, tmp_path, cluster):
+    """The cluster with its agent connected over the real tunnel to our daphne."""
+    plane = SimpleNamespace(agent_url=daphne_server.replace("http://", "ws://") + "/agent/ws")
+    agents = Agents(plane, kubesim.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
+    agents.start(cluster_services.issue_token(cluster))
+    poll(lambda: online(cluster), 30, "agent online")
+    yield cluster
+    agents.stop_all()
+
+
+def finished(release: Release, timeout: float = 30.0) -> Release:
+    def done():
+        release.refresh_from_db()
+        return release.status in (ReleaseStatus.LIVE, ReleaseStatus.FAILED)
+
+    poll(done, timeout, f"release r{release.revision} to finish")
+    return release
+
+
+def test_it_deploys_fails_with_reasons_rolls_back_and_deletes(connected, kubesim, personas, project):
+    started = time.monotonic()
+    first = finished(services.deploy(project, personas.owner))
+    assert first.status == "live", first.error
+    assert [s["status"] for s in first.step_list()] == ["done", "skipped", "done", "done"]
+    assert {d["metadata"]["name"] for d in kubesim.list("deployments", "acme-shop")} == {"web", "api", "worker"}
+    urls = {s.name: s.url for s in project.services.all()}
+    assert urls == {"web": "https://web-shop-acme.apps.example.com/", "api": "https://api-shop-acme.apps.example.com/",
+                    "worker": ""}
+
+    broken = finished(services.deploy(project, personas.owner, THREE_SERVICES.replace(
+        "ghcr.io/acme/api:1.0", "ghcr.io/acme/does-not-exist:1.0")))
+    assert broken.status == "failed" and broken.error_code == "image_not_found"
+    assert "image ghcr.io/acme/does-not-exist:1.0 could not be pulled: check the name and tag" in broken.error
+
+    back = finished(services.rollback(project, personas.owner, first))
+    assert back.status == "live", back.error
+    assert back.revision == 3 and back.rollback_of == first
+    api = kubesim.get("deployments", "acme-shop", "api")
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/acme/api:1.0"
+
+    crash = finished(services.deploy(project, personas.owner, THREE_SERVICES.replace(
+        "ghcr.io/acme/worker:1.0", "ghcr.io/acme/worker:crash")))
+    assert crash.status == "failed" and crash.error_code == "crash_loop"
+    assert "'worker' keeps crashing" in crash.error and "simulated crash" in crash.error
+    assert time.monotonic() - started < 60
+
+    services.delete_project(project, personas.owner, "shop")
+    kubesim.wait_for(lambda: kubesim.get("namespaces", None, "acme-shop") is None, timeout=15)
+    assert not DesiredProject.objects.filter(namespace="acme-shop").exists()
+
+
+def test_it_delivers_secrets_as_kubernetes_secrets_and_never_stores_them_in_clear(connected, kubesim, personas,
+                                                                                 project):
+    services.set_variable(project, "GREETING", "bonjour")
+    services.set_variable(project, "API_KEY", "s3cr3t-value-42", secret=True)
+    services.set_variable(project, "WORKERS", "4", service="worker")
+    release = finished(services.deploy(project, personas.owner))
+    assert release.status == "live", release.error
+
+    secret = kubesim.get("secrets", "acme-shop", "paas-env")
+    assert base64.b64decode(secret["data"]["API_KEY"]).decode() == "s3cr3t-value-42"
+    web = kubesim.get("deployments", "acme-shop", "web")["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": "paas-env"}} in web["envFrom"]
+    assert {"name": "GREETING", "value": "bonjour"} in web["env"]
+    assert "s3cr3t" not in json.dumps(web)
+    worker = kubesim.get("deployments", "acme-shop", "worker")["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": "paas-env-worker"}} in worker["envFrom"]
+
+    release.refresh_from_db()
+    stored = json.dumps([release.manifests, release.sealed_manifests,
+                         DesiredProject.objects.get(namespace="acme-shop").manifests,
+                         list(project.variables.values("value", "encrypted_value"))])
+    assert "s3cr3t-value-42" not in stored and base64.b64encode(b"s3cr3t-value-42").decode() not in stored
