@@ -202,19 +202,6 @@ AGENT_IMAGE = env_str("AGENT_IMAGE", "ghcr.io/paas/agent:0.1.0")
 # Fernet key for secret variables and sealed Secret data (generate: python -c "from cryptography.fernet
 # import Fernet; print(Fernet.generate_key().decode())"). Derived from SECRET_KEY when unset in DEBUG.
 PAAS_ENCRYPTION_KEY = env_secret("PAAS_ENCRYPTION_KEY")
-PAAS_DESIRED_PAYLOAD_FILTER = "projects.crypto.unseal_payload"  # opens sealed Secrets just before sending
-PROJECTS_ROLLOUT_TIMEOUT = env_int("PROJECTS_ROLLOUT_TIMEOUT", 300, minimum=1)  # seconds until a deploy fails
-PROJECTS_ROLLOUT_POLL = 0.05  # seconds between looks at the observed state while following a rollout
-PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)
-PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)
-PROJECTS_DATA_GRACE_HOURS = env_int("PROJECTS_DATA_GRACE_HOURS", 72, minimum=0)  # deleted project's data kept
-CELERY_BEAT_SCHEDULE["hourly-purge-deleted-projects"] = {"task": "projects.tasks.purge_due_projects",
-                                                         "schedule": 3600.0}
-
-# --- Projects: deploys, secrets at rest
-# Fernet key for secret variables and sealed Secret data (generate: python -c "from cryptography.fernet
-# import Fernet; print(Fernet.generate_key().decode())"). Derived from SECRET_KEY when unset in DEBUG.
-PAAS_ENCRYPTION_KEY = env_secret("PAAS_ENCRYPTION_KEY")
 if not PAAS_ENCRYPTION_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("PAAS_ENCRYPTION_KEY is required when DEBUG is off")
