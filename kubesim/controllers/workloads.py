@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from kubesim.controllers.base import (
@@ -261,6 +262,18 @@ class DeploymentController(Controller):
         owned = [rs for rs in self.cluster.list(rs_rt, namespace) if owned_by(rs, d)]
         self._status(d, owned, rs_name, want)
 
+    def _past_deadline(self, d: dict[str, Any], new: list[dict[str, Any]]) -> bool:
+        """spec.progressDeadlineSeconds since the current ReplicaSet appeared, as the controller measures it."""
+        if not new:
+            return False
+        deadline = d["spec"].get("progressDeadlineSeconds", 600)
+        started = datetime.strptime(new[0]["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        age = (datetime.now(UTC) - started).total_seconds()
+        if age >= deadline:
+            return True
+        self.enqueue_later((d["metadata"]["namespace"], d["metadata"]["name"]), deadline - age + 0.5)
+        return False
+
     def _status(self, d: dict[str, Any], owned: list[dict[str, Any]], rs_name: str, want: int) -> None:
         def total(field: str, sets: list[dict[str, Any]]) -> int:
             return sum((rs.get("status") or {}).get(field, 0) for rs in sets)
@@ -277,9 +290,15 @@ class DeploymentController(Controller):
             conds = set_condition(conds, "Available", "False", "MinimumReplicasUnavailable",
                                   "Deployment does not have minimum availability.", update_time=True)
         done = updated == want and available >= want and replicas == want
-        conds = set_condition(conds, "Progressing", "True", "NewReplicaSetAvailable" if done else "ReplicaSetUpdated",
-                              f'ReplicaSet "{rs_name}" has successfully progressed.' if done
-                              else f'ReplicaSet "{rs_name}" is progressing.', update_time=True)
+        if done:
+            conds = set_condition(conds, "Progressing", "True", "NewReplicaSetAvailable",
+                                  f'ReplicaSet "{rs_name}" has successfully progressed.', update_time=True)
+        elif self._past_deadline(d, new):
+            conds = set_condition(conds, "Progressing", "False", "ProgressDeadlineExceeded",
+                                  f'ReplicaSet "{rs_name}" has timed out progressing.', update_time=True)
+        else:
+            conds = set_condition(conds, "Progressing", "True", "ReplicaSetUpdated",
+                                  f'ReplicaSet "{rs_name}" is progressing.', update_time=True)
         conds.sort(key=lambda c: c["type"] != "Available")
         new_status: dict[str, Any] = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": replicas,
                                       "updatedReplicas": updated, "readyReplicas": total("readyReplicas", owned),

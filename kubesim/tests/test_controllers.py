@@ -89,6 +89,19 @@ def test_it_crash_loops_pods_whose_image_says_crash(kubesim: KubeSim, kube_api: 
     assert "simulated crash" in core.read_namespaced_pod_log(pod["metadata"]["name"], "default", previous=True)
 
 
+def test_it_reports_a_stalled_rollout_after_its_progress_deadline(kubesim: KubeSim, apps: client.AppsV1Api) -> None:
+    """Progressing=False with ProgressDeadlineExceeded once progressDeadlineSeconds pass without availability."""
+    body = deployment(replicas=1, image="myapp:crash")
+    body["spec"]["progressDeadlineSeconds"] = 1
+    apps.create_namespaced_deployment("default", body)
+
+    def progressing() -> tuple[str, str] | None:
+        conds = (kubesim.get("Deployment", "default", "web") or {}).get("status", {}).get("conditions", [])
+        return next(((c["status"], c["reason"]) for c in conds if c["type"] == "Progressing"), None)
+
+    kubesim.wait_for(lambda: progressing() == ("False", "ProgressDeadlineExceeded"), 4)
+
+
 def test_it_backs_off_pulling_missing_images(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
     """An image containing `does-not-exist` stays Pending in ImagePullBackOff, with a Warning event."""
     core = client.CoreV1Api(kube_api)
