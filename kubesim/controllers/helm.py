@@ -39,7 +39,8 @@ class HelmController(Controller):
         self.forced_failures: set[Key] = set()
 
     def keys_for(self, event: Event) -> Iterable[Key]:
-        if event.key == ("helm.cattle.io", "helmcharts"):
+        # A HelmChartConfig customises the HelmChart of the same name and namespace.
+        if event.key in (("helm.cattle.io", "helmcharts"), ("helm.cattle.io", "helmchartconfigs")):
             return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
         if event.key == ("batch", "jobs"):
             chart = (event.obj["metadata"].get("labels") or {}).get(CHART_LABEL)
@@ -63,7 +64,9 @@ class HelmController(Controller):
             chart["metadata"].setdefault("finalizers", []).append(FINALIZER)
             chart = self.cluster.write(chart_rt, chart, self.manager)
         spec = chart.get("spec") or {}
-        config_hash = "SHA256=" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest().upper()
+        config = self._config(namespace, name)
+        digest = hashlib.sha256(json.dumps([spec, config], sort_keys=True).encode()).hexdigest()
+        config_hash = "SHA256=" + digest.upper()
         job_rt = self.rt("batch/v1", "Job")
         job_name = f"helm-install-{name}"
         job = self.fetch(job_rt, namespace, job_name)
@@ -91,8 +94,10 @@ class HelmController(Controller):
     def _fails(self, chart: dict[str, Any]) -> bool:
         key = (chart["metadata"]["namespace"], chart["metadata"]["name"])
         spec = chart.get("spec") or {}
+        config = self._config(*key)
         haystack = " ".join([chart["metadata"]["name"], str(spec.get("chart", "")), str(spec.get("version", "")),
-                             str(spec.get("valuesContent", "")), json.dumps(spec.get("values") or {})])
+                             str(spec.get("valuesContent", "")), json.dumps(spec.get("values") or {}),
+                             str(config.get("valuesContent", "")), json.dumps(config.get("values") or {})])
         if FAIL_MARKER in haystack or key in self.forced_failures:
             return True
         target = spec.get("targetNamespace") or "default"
@@ -135,13 +140,25 @@ class HelmController(Controller):
         job["spec"]["suspend"] = False
         self.cluster.write(job_rt, job, self.manager)
 
-    def _values(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def _config(self, namespace: str, name: str) -> dict[str, Any]:
+        """The spec of the HelmChartConfig with the chart's name and namespace, if any."""
         try:
-            values = yaml.safe_load(spec.get("valuesContent") or "") or {}
-        except yaml.YAMLError:
-            values = {}
-        values = values if isinstance(values, dict) else {}
-        values.update(spec.get("values") or {})
+            rt = self.rt("helm.cattle.io/v1", "HelmChartConfig")
+        except ApiError:
+            return {}
+        config = self.cluster.find(rt, namespace, name)
+        return dict((config or {}).get("spec") or {})
+
+    def _values(self, *specs: dict[str, Any]) -> dict[str, Any]:
+        """Chart values, later specs (the HelmChartConfig) overriding earlier ones key by key."""
+        values: dict[str, Any] = {}
+        for spec in specs:
+            try:
+                content = yaml.safe_load(spec.get("valuesContent") or "") or {}
+            except yaml.YAMLError:
+                content = {}
+            values.update(content if isinstance(content, dict) else {})
+            values.update(spec.get("values") or {})
         return values
 
     def _install(self, chart: dict[str, Any], config_hash: str) -> None:
@@ -154,7 +171,7 @@ class HelmController(Controller):
         releases = self._releases(target, name)
         if any((s["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == config_hash for s in releases):
             return
-        values = self._values(spec)
+        values = self._values(spec, self._config(chart["metadata"]["namespace"], name))
         chart_name = str(spec.get("chart", name)).rstrip("/").rsplit("/", 1)[-1].removesuffix(".tgz")
         labels = {"app.kubernetes.io/name": chart_name, "app.kubernetes.io/instance": name}
         release_meta = {"labels": {**labels, "app.kubernetes.io/managed-by": "Helm"},

@@ -213,6 +213,21 @@ def test_it_reruns_the_helm_job_when_the_chart_changes(kubesim: KubeSim, kube_ap
     kubesim.wait_for(lambda: kubesim.get("Secret", "default", "sh.helm.release.v1.app.v2"), 5)
 
 
+def test_it_applies_a_helm_chart_config_of_the_same_name(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
+    """A HelmChartConfig (same name/namespace) merges its values over the chart's and re-runs the install Job."""
+    co = client.CustomObjectsApi(kube_api)
+    co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", _chart(
+        "traefik", targetNamespace="kube-system", valuesContent="replicaCount: 1"))
+    first = _job_done(kubesim, "traefik")
+    co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmchartconfigs", {
+        "apiVersion": "helm.cattle.io/v1", "kind": "HelmChartConfig",
+        "metadata": {"name": "traefik", "namespace": "kube-system"}, "spec": {"valuesContent": "replicaCount: 3"}})
+    kubesim.wait_for(lambda: (kubesim.get("Job", "kube-system", "helm-install-traefik") or first)["metadata"]["uid"]
+                     != first["metadata"]["uid"], 3)
+    kubesim.wait_for(lambda: (kubesim.get("Deployment", "kube-system", "traefik") or {}).get("spec", {}).get(
+        "replicas") == 3, 5)
+
+
 def test_it_uninstalls_when_the_helm_chart_is_deleted(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
     """The controller's finalizer holds a deleted HelmChart until the release's workloads are removed."""
     co = client.CustomObjectsApi(kube_api)
