@@ -33,6 +33,7 @@ from kubesim.store import Store, clone
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _SYSTEM_META = ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields",
                 "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink")
+ROOT_CA = "-----BEGIN CERTIFICATE-----\nMIIBa2t1YmVzaW0tZmFrZS1yb290LWNh\n-----END CERTIFICATE-----\n"
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the apiserver's generateName alphabet
 
 
@@ -457,10 +458,27 @@ class Cluster:
             for obj in self.store.list(self.key(rt)):
                 self.store.write(self.key(rt), clone(obj), obj, "DELETED")
 
+    def ensure_namespace_defaults(self, namespace: str, manager: str) -> None:
+        """What controllers add to every namespace: the `default` ServiceAccount and `kube-root-ca.crt`."""
+        ns = self.find(self.rt_for("v1", "Namespace"), "", namespace)
+        if ns is None or ns["metadata"].get("deletionTimestamp"):
+            return
+        opts = WriteOptions(field_manager=manager)
+        sa_rt, cm_rt = self.rt_for("v1", "ServiceAccount"), self.rt_for("v1", "ConfigMap")
+        if self.find(sa_rt, namespace, "default") is None:
+            self.create(sa_rt, namespace, {"metadata": {"name": "default"}}, opts)
+        if self.find(cm_rt, namespace, "kube-root-ca.crt") is None:
+            self.create(cm_rt, namespace, {"metadata": {"name": "kube-root-ca.crt", "annotations": {
+                "kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver "
+                                             "when using internal endpoints such as the internal service IP or "
+                                             "kubernetes.default.svc. No other usage is guaranteed across "
+                                             "distributions of Kubernetes clusters."}},
+                "data": {"ca.crt": ROOT_CA}}, opts)
+
     # --- bootstrap -------------------------------------------------------------------------------
 
     def bootstrap(self, crds: list[dict[str, Any]] | None = None) -> None:
-        """A fresh K3s-like cluster: default namespaces, two nodes, a default ServiceAccount per namespace."""
+        """A fresh K3s-like cluster: default namespaces (with their ServiceAccount and root CA), two nodes."""
         self.store.clear()
         self.registry.reset()
         self._cluster_ips = ipaddress.ip_network("10.43.0.0/16").hosts()
@@ -470,6 +488,7 @@ class Cluster:
         ns_rt = self.rt_for("v1", "Namespace")
         for name in DEFAULT_NAMESPACES:
             self.create(ns_rt, "", {"metadata": {"name": name}}, opts)
+            self.ensure_namespace_defaults(name, "kube-controller-manager")
         node_rt = self.rt_for("v1", "Node")
         for i, extra in enumerate(({"ingress-ready": "true"}, {})):
             name = f"kubesim-node-{i}"

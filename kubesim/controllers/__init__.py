@@ -7,7 +7,12 @@ import asyncio
 from kubesim.cluster import Cluster
 from kubesim.controllers.base import Controller
 from kubesim.controllers.helm import HelmController
-from kubesim.controllers.network import IngressController, ServiceLBController, VolumeController
+from kubesim.controllers.network import (
+    IngressController,
+    NamespaceDefaultsController,
+    ServiceLBController,
+    VolumeController,
+)
 from kubesim.controllers.workloads import (
     DeploymentController,
     JobController,
@@ -20,7 +25,7 @@ from kubesim.streams import LogHub
 
 CONTROLLER_CLASSES: tuple[type[Controller], ...] = (
     Kubelet, ReplicaSetController, DeploymentController, StatefulSetController, JobController, HelmController,
-    ServiceLBController, IngressController, VolumeController,
+    ServiceLBController, IngressController, VolumeController, NamespaceDefaultsController,
 )
 
 __all__ = ["CONTROLLER_CLASSES", "ControllerManager"]

@@ -1,4 +1,4 @@
-"""K3s's ServiceLB (LoadBalancer status), Traefik's Ingress status, and local-path PVC binding."""
+"""Namespace defaults, K3s's ServiceLB (LoadBalancer status), Traefik's Ingress status, local-path PVCs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ from typing import Any
 from kubesim.controllers.base import Controller
 
 INGRESS_IP = "172.18.0.2"  # the ingress-ready node's InternalIP
+
+
+class NamespaceDefaultsController(Controller):
+    """Every namespace gets the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap."""
+
+    name = "namespace-defaults"
+    manager = "kube-controller-manager"
+    primary = ("", "namespaces")
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        self.cluster.ensure_namespace_defaults(name, self.manager)
 
 
 class ServiceLBController(Controller):

@@ -6,6 +6,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kubesim.testing import KubeSim
 from kubesim.tests.helpers import configmap, deployment, pod, status_body
 
 
@@ -120,7 +121,7 @@ def test_it_filters_lists_by_field_selector(core: client.CoreV1Api) -> None:
     found = core.list_config_map_for_all_namespaces(field_selector="metadata.name=a,metadata.namespace=default")
     assert [(c.metadata.namespace, c.metadata.name) for c in found.items] == [("default", "a")]
     assert [c.metadata.name for c in core.list_namespaced_config_map(
-        "default", field_selector="metadata.name!=a").items] == ["b"]
+        "default", field_selector="metadata.name!=a").items] == ["b", "kube-root-ca.crt"]
     core.create_namespaced_pod("default", pod("p"))
     assert core.list_namespaced_pod("default", field_selector="status.phase=Failed").items == []
     with pytest.raises(ApiException) as exc:
@@ -134,10 +135,11 @@ def test_it_paginates_with_limit_and_continue(core: client.CoreV1Api) -> None:
         core.create_namespaced_config_map("default", configmap(f"c{i}"))
     page = core.list_namespaced_config_map("default", limit=2)
     seen = [c.metadata.name for c in page.items]
+    assert page.metadata.remaining_item_count == 4
     while page.metadata._continue:
         page = core.list_namespaced_config_map("default", limit=2, _continue=page.metadata._continue)
         seen += [c.metadata.name for c in page.items]
-    assert seen == [f"c{i}" for i in range(5)]
+    assert seen == [f"c{i}" for i in range(5)] + ["kube-root-ca.crt"]
 
 
 def test_it_bumps_generation_on_spec_changes_only(kube_api: client.ApiClient) -> None:
@@ -172,7 +174,8 @@ def test_it_deletes_and_deletes_collections(core: client.CoreV1Api) -> None:
         core.create_namespaced_config_map("default", configmap(name, {"tier": tier}))
     core.delete_namespaced_config_map("c", "default")
     core.delete_collection_namespaced_config_map("default", label_selector="tier=x")
-    assert [c.metadata.name for c in core.list_namespaced_config_map("default").items] == []
+    # Only what every namespace gets from the controllers is left.
+    assert [c.metadata.name for c in core.list_namespaced_config_map("default").items] == ["kube-root-ca.crt"]
 
 
 def test_it_answers_method_not_allowed(kube_api: client.ApiClient) -> None:
@@ -186,6 +189,15 @@ def _raise_for(api: client.ApiClient, method: str, path: str) -> None:
     resp = api.call_api(*api.param_serialize(method, path, body={}, auth_settings=["BearerToken"]))
     resp.read()
     api.response_deserialize(resp, {})
+
+
+def test_it_gives_every_namespace_its_default_service_account_and_root_ca(kubesim: KubeSim,
+                                                                          core: client.CoreV1Api) -> None:
+    """As the serviceaccount and root-ca-publisher controllers do: `default` SA and `kube-root-ca.crt`."""
+    core.create_namespace({"metadata": {"name": "fresh"}})
+    kubesim.wait_for(lambda: kubesim.get("ServiceAccount", "fresh", "default"), 2)
+    kubesim.wait_for(lambda: kubesim.get("ConfigMap", "fresh", "kube-root-ca.crt"), 2)
+    assert core.read_namespaced_service_account("default", "kube-system").metadata.name == "default"
 
 
 def test_it_serves_cluster_scoped_kinds(kube_api: client.ApiClient) -> None:

@@ -96,7 +96,8 @@ def test_it_watches_across_namespaces_and_cluster_scoped_kinds(core: client.Core
     core.create_namespace({"metadata": {"name": "w1"}})
     core.create_namespaced_config_map("w1", configmap("a"))
     assert _first(1, core.list_namespace, resource_version=rv) == [("ADDED", "w1")]
-    assert _first(1, core.list_config_map_for_all_namespaces, resource_version=rv) == [("ADDED", "a")]
+    assert _first(1, core.list_config_map_for_all_namespaces, resource_version=rv,
+                  field_selector="metadata.name=a") == [("ADDED", "a")]
 
 
 def test_it_answers_gone_for_an_exact_list_of_a_compacted_version(kubesim: KubeSim, core: client.CoreV1Api) -> None:
