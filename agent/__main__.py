@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "[AGENT_BACKOFF_CAP]")
     parser.add_argument("--ca-file", default=env("AGENT_CA_FILE"),
                         help="CA bundle to verify a wss:// control plane with a private CA [AGENT_CA_FILE]")
+    parser.add_argument("--bootstrap", action=argparse.BooleanOptionalAction,
+                        default=env("AGENT_BOOTSTRAP", "").lower() in ("1", "true", "yes", "on"),
+                        help="install and keep the platform's infrastructure (Traefik config, CloudNativePG, Sablier, "
+                             "Garage, shared PostgreSQL) on every connect; the install manifest turns it on. Without "
+                             "it the bootstrap runs only when the control plane asks [AGENT_BOOTSTRAP]")
     parser.add_argument("--log-level", default=env("AGENT_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default %(default)s) [AGENT_LOG_LEVEL]")
     args = parser.parse_args(argv)
@@ -87,7 +92,7 @@ async def run(args: argparse.Namespace) -> int:
                     heartbeat=args.heartbeat, backoff=Backoff(cap=args.backoff_cap), ssl=ssl_context)
     observer = Observer(kube, tunnel.send_event)
     tunnel.on_connect.append(observer.resend_all)
-    bootstrapper_for(kube).attach(tunnel)  # bootstrap on every connect, progress as events
+    bootstrapper_for(kube).attach(tunnel, on_connect=args.bootstrap)  # progress goes out as events
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

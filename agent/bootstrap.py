@@ -510,16 +510,17 @@ class Bootstrapper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def on_connect(self) -> None:
+    async def on_connect(self, run: bool = True) -> None:
         """After every (re)connect: the control plane may have missed transitions; send all, then run."""
         self._sent.clear()
         await self._report()
-        self.trigger()
+        if run:
+            self.trigger()
 
-    def attach(self, tunnel: Any) -> None:
-        """Report through the tunnel's events and bootstrap on every connect."""
+    def attach(self, tunnel: Any, *, on_connect: bool = True) -> None:
+        """Report through the tunnel's events; with `on_connect`, also bootstrap on every connect."""
         self.publish = tunnel.send_event
-        tunnel.on_connect.append(self.on_connect)
+        tunnel.on_connect.append(lambda: self.on_connect(run=on_connect))
 
 
 _BOOTSTRAPPERS: weakref.WeakKeyDictionary[Kube, Bootstrapper] = weakref.WeakKeyDictionary()

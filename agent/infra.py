@@ -30,6 +30,22 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease", "paas-system", charts.DATA_NAMESPACE,
             charts.CNPG.target_namespace, charts.SABLIER.target_namespace}
 
+# What bootstrap and the data services need beyond the project kinds (clusters.manifest adds these to
+# the agent's ClusterRole). Secrets, ConfigMaps, Namespaces, Jobs, Deployments and StatefulSets are
+# already covered by the project kinds' rules.
+RBAC_RULES: list[tuple[str, dict[str, Any]]] = [
+    ("Bootstrap: HelmCharts for CloudNativePG, Sablier and Garage and the HelmChartConfig customising "
+     "K3s's Traefik, applied (get/create/patch) in kube-system.",
+     {"apiGroups": ["helm.cattle.io"], "resources": ["helmcharts", "helmchartconfigs"],
+      "verbs": ["get", "list", "watch", "create", "patch"]}),
+    ("Bootstrap: the shared CloudNativePG Cluster in paas-data.",
+     {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"], "verbs": ["get", "list", "create", "patch"]}),
+    ("Bootstrap: readiness of the DaemonSets a chart installs.",
+     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
+    ("Bootstrap: the last log lines of a failed helm-install Job's pod.",
+     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}),
+]
+
 
 def _namespace(payload: dict[str, Any]) -> str:
     namespace = payload.get("namespace")

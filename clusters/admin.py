@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from clusters.models import Cluster, ClusterEvent, DesiredProject, ObservedProject
+from clusters.models import BootstrapComponent, Cluster, ClusterEvent, DesiredProject, ObservedProject
 
 
 class ClusterEventInline(admin.TabularInline):
@@ -48,3 +48,11 @@ class ObservedProjectAdmin(admin.ModelAdmin):
     list_display = ["namespace", "cluster", "updated_at"]
     list_filter = ["cluster"]
     search_fields = ["namespace", "cluster__name"]
+
+
+@admin.register(BootstrapComponent)
+class BootstrapComponentAdmin(admin.ModelAdmin):
+    list_display = ["cluster", "name", "state", "attempt", "updated_at", "reason"]
+    list_filter = ["state", "name", "cluster"]
+    search_fields = ["cluster__name", "cluster__slug", "name", "reason"]
+    readonly_fields = ["cluster", "name", "state", "reason", "logs", "attempt", "version", "updated_at"]

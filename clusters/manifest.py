@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from django.conf import settings
 
+from agent.infra import RBAC_RULES as INFRA_RBAC_RULES
 from agent.k8s import PROJECT_KINDS
 from clusters.models import Cluster
 
@@ -45,7 +46,7 @@ def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
             "pruning (list/delete) and, for Deployments, observed rollout state (watch).",
             {"apiGroups": [group], "resources": sorted(plurals), "verbs": ALL_VERBS_TO_RECONCILE},
         ))
-    return rules
+    return rules + INFRA_RBAC_RULES
 
 
 def objects(cluster: Cluster, token: str, server_url: str, image: str | None = None) -> list[dict[str, Any]]:
@@ -84,6 +85,8 @@ def objects(cluster: Cluster, token: str, server_url: str, image: str | None = N
                              {"name": "AGENT_SERVER", "value": server_url},
                              {"name": "AGENT_TOKEN_FILE", "value": "/var/run/paas/token"},
                              {"name": "AGENT_HEALTH_PORT", "value": str(HEALTH_PORT)},
+                            # Install and keep the shared infrastructure on every connect (agent/bootstrap.py).
+                            {"name": "AGENT_BOOTSTRAP", "value": "true"},
                          ],
                          "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
                          "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},

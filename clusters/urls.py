@@ -9,6 +9,7 @@ urlpatterns = [
     path("clusters/<slug:slug>/", views.cluster_detail, name="cluster_detail"),
     path("clusters/<slug:slug>/edit/", views.cluster_edit, name="cluster_edit"),
     path("clusters/<slug:slug>/install/", views.cluster_install, name="cluster_install"),
+    path("clusters/<slug:slug>/bootstrap/", views.cluster_bootstrap, name="cluster_bootstrap"),
     path("clusters/<slug:slug>/token/rotate/", views.cluster_rotate_token, name="cluster_rotate_token"),
     path("clusters/<slug:slug>/token/revoke/", views.cluster_revoke_token, name="cluster_revoke_token"),
 ]

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from clusters import manifest, services
+from clusters import infrastructure, manifest, services
 from clusters.access import get_cluster_for_operator, require_operator
 from clusters.forms import ClusterForm
 from clusters.models import Cluster
@@ -52,6 +52,7 @@ def cluster_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "events": cluster.events.all()[:30],
         "desired": cluster.desired_projects.all(),
         "observed": cluster.observed_projects.all(),
+        "components": infrastructure.components_for(cluster),
     })
 
 
@@ -71,6 +72,18 @@ def cluster_edit(request: HttpRequest, slug: str) -> HttpResponse:
 def cluster_install(request: HttpRequest, slug: str) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, slug)
     return render(request, "clusters/install.html", _install_context(cluster, services.issue_install_secret(cluster)))
+
+
+@login_required
+@require_POST
+def cluster_bootstrap(request: HttpRequest, slug: str) -> HttpResponse:
+    cluster = get_cluster_for_operator(request.user, slug)
+    if not cluster.is_connected:
+        messages.error(request, "The agent is not connected: the bootstrap runs by itself when it connects.")
+        return redirect("cluster_detail", slug=cluster.slug)
+    infrastructure.request_bootstrap(cluster, requested_by=request.user.email)
+    messages.success(request, "Bootstrap requested; progress appears below as it happens.")
+    return redirect("cluster_detail", slug=cluster.slug)
 
 
 @login_required

@@ -197,6 +197,17 @@ AGENT_HEARTBEAT_SECONDS = env_int("AGENT_HEARTBEAT_SECONDS", 15, minimum=1)  # a
 AGENT_MAX_MESSAGE_BYTES = env_int("AGENT_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024)
 AGENT_TOKEN_GRACE_MINUTES = env_int("AGENT_TOKEN_GRACE_MINUTES", 60, minimum=0)  # old token valid after rotation
 AGENT_IMAGE = env_str("AGENT_IMAGE", "ghcr.io/paas/agent:0.1.0")
+# Sizing of the shared infrastructure the agents bootstrap (agent/bootstrap.py Settings; docs/infrastructure.md).
+PAAS_BOOTSTRAP = {
+    "postgres_instances": env_int("PAAS_POSTGRES_INSTANCES", 1, minimum=1),
+    "postgres_storage": env_str("PAAS_POSTGRES_STORAGE", "10Gi"),
+    "postgres_storage_class": env_str("PAAS_POSTGRES_STORAGE_CLASS", ""),
+    "postgres_cpu": env_str("PAAS_POSTGRES_CPU", "250m"),
+    "postgres_memory": env_str("PAAS_POSTGRES_MEMORY", "512Mi"),
+    "garage_data_size": env_str("PAAS_GARAGE_DATA_SIZE", "10Gi"),
+    "garage_meta_size": env_str("PAAS_GARAGE_META_SIZE", "1Gi"),
+    "garage_zone": env_str("PAAS_GARAGE_ZONE", "dc1"),
+}
 
 # --- Projects: deploys, secrets at rest
 # Fernet key for secret variables and sealed Secret data (generate: python -c "from cryptography.fernet
