@@ -21,13 +21,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds each controller waits before acting (default 0.5)")
     p.add_argument("--preload-crds", metavar="DIR", nargs="?", const="", default=None,
                    help="install the CRDs found in DIR (default: ../shared/crds) at start")
+    p.add_argument("--k3s-addons", action="store_true",
+                   help="also deploy what K3s ships: CoreDNS, the traefik IngressClass and HelmCharts")
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     crds = load_crds(args.preload_crds or None) if args.preload_crds is not None else []
     emu = Emulator(controllers=not args.no_controllers, controller_delay=args.controller_delay, crds=crds,
-                   latency_ms=args.latency_ms)
+                   latency_ms=args.latency_ms, k3s_addons=args.k3s_addons)
     url = await emu.start(args.host, args.port)
     if args.kubeconfig_out:
         write_kubeconfig(url, args.kubeconfig_out)

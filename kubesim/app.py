@@ -22,18 +22,19 @@ class Emulator:
 
     def __init__(self, *, controllers: bool = True, controller_delay: float = 0.0,
                  crds: list[dict[str, Any]] | None = None, latency_ms: float = 0.0,
-                 bookmark_interval: float = 1.0) -> None:
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
         self.cluster = Cluster()
         self.server = ApiServer(self.cluster, latency_ms=latency_ms, bookmark_interval=bookmark_interval)
         self.controllers = ControllerManager(self.cluster, self.server.logs, delay=controller_delay,
                                              enabled=controllers)
         self.crds = crds or []
+        self.k3s_addons = k3s_addons
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self.cluster.bootstrap(self.crds)
-        self.controllers.start()
+        self.controllers.start()  # first, so they see the bootstrap objects (e.g. K3s's HelmCharts)
+        self.cluster.bootstrap(self.crds, k3s_addons=self.k3s_addons)
         self.runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None,
                                     shutdown_timeout=0.5)
         await self.runner.setup()
@@ -50,7 +51,7 @@ class Emulator:
         for task in list(self.cluster.pending):
             task.cancel()
         self.controllers.reset()
-        self.cluster.bootstrap(self.crds)
+        self.cluster.bootstrap(self.crds, k3s_addons=self.k3s_addons)
         self.server.logs.clear()
         self.server.exec_handler = builtin_shell
 

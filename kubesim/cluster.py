@@ -477,7 +477,7 @@ class Cluster:
 
     # --- bootstrap -------------------------------------------------------------------------------
 
-    def bootstrap(self, crds: list[dict[str, Any]] | None = None) -> None:
+    def bootstrap(self, crds: list[dict[str, Any]] | None = None, *, k3s_addons: bool = False) -> None:
         """A fresh K3s-like cluster: default namespaces (with their ServiceAccount and root CA), two nodes."""
         self.store.clear()
         self.registry.reset()
@@ -503,6 +503,30 @@ class Cluster:
         for crd in crds or []:
             self.create(self.rt_for("apiextensions.k8s.io/v1", "CustomResourceDefinition"), "",
                         {k: v for k, v in crd.items() if k != "status"}, opts)
+        if k3s_addons:
+            self._k3s_addons(opts)
+
+    def _k3s_addons(self, opts: WriteOptions) -> None:
+        """What K3s deploys from its manifests dir: CoreDNS, the traefik IngressClass and HelmCharts."""
+        labels = {"k8s-app": "kube-dns"}
+        self.create(self.rt_for("apps/v1", "Deployment"), "kube-system", {"metadata": {"name": "coredns", "labels": {
+            **labels, "kubernetes.io/name": "CoreDNS"}}, "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                {"name": "coredns", "image": "rancher/mirrored-coredns-coredns:1.12.1"}]}}}}, opts)
+        self.create(self.rt_for("v1", "Service"), "kube-system", {"metadata": {"name": "kube-dns", "labels": labels},
+                    "spec": {"clusterIP": "10.43.0.10", "selector": labels, "ports": [
+                        {"name": "dns", "port": 53, "protocol": "UDP"},
+                        {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}, opts)
+        self.create(self.rt_for("networking.k8s.io/v1", "IngressClass"), "", {"metadata": {
+            "name": "traefik", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+            "spec": {"controller": "traefik.io/ingress-controller"}}, opts)
+        chart_rt = self.registry.by_kind("helm.cattle.io/v1", "HelmChart")
+        if chart_rt is None:
+            return  # the HelmChart CRD was not preloaded
+        for name in ("traefik-crd", "traefik"):
+            self.create(chart_rt, "kube-system", {"metadata": {"name": name}, "spec": {
+                "chart": f"https://%{{KUBERNETES_API}}%/static/charts/{name}-37.1.1+up37.1.0.tgz",
+                "targetNamespace": "kube-system", "valuesContent": "deployment:\n  podAnnotations: {}\n"}}, opts)
 
 
 def _node_status(i: int) -> dict[str, Any]:

@@ -32,12 +32,12 @@ class KubeSim:
 
     def __init__(self, controllers: bool = True, controller_delay: float = 0.0, preload_crds: bool | str | Path = True,
                  latency_ms: float = 0, *, host: str = "127.0.0.1", port: int = 0,
-                 bookmark_interval: float = 1.0) -> None:
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
         self.host, self.port = host, port
         crds_dir = None if preload_crds is True else preload_crds
         self._emulator_args = dict(controllers=controllers, controller_delay=controller_delay,
                                    crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
-                                   bookmark_interval=bookmark_interval)
+                                   bookmark_interval=bookmark_interval, k3s_addons=k3s_addons)
         self.url = ""
         self.emulator: Emulator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -172,7 +173,9 @@ class HelmController(Controller):
         if any((s["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) == config_hash for s in releases):
             return
         values = self._values(spec, self._config(chart["metadata"]["namespace"], name))
-        chart_name = str(spec.get("chart", name)).rstrip("/").rsplit("/", 1)[-1].removesuffix(".tgz")
+        # `traefik`, from `traefik`, `repo/traefik` or `https://.../traefik-37.1.1+up37.1.0.tgz`.
+        chart_name = re.sub(r"-v?\d+\.\d+.*$", "", str(spec.get("chart", name)).rstrip("/").rsplit("/", 1)[-1]
+                            .removesuffix(".tgz"))
         labels = {"app.kubernetes.io/name": chart_name, "app.kubernetes.io/instance": name}
         release_meta = {"labels": {**labels, "app.kubernetes.io/managed-by": "Helm"},
                         "annotations": {"meta.helm.sh/release-name": name, "meta.helm.sh/release-namespace": target}}

@@ -228,6 +228,16 @@ def test_it_applies_a_helm_chart_config_of_the_same_name(kubesim: KubeSim, kube_
         "replicas") == 3, 5)
 
 
+def test_it_can_boot_like_k3s_with_its_addons() -> None:
+    """k3s_addons: CoreDNS (k8s-app=kube-dns), the default traefik IngressClass, and K3s's traefik HelmChart,
+    which the Helm controller installs into kube-system (app.kubernetes.io/name=traefik)."""
+    with KubeSim(k3s_addons=True) as sim:
+        assert sim.get("Service", "kube-system", "kube-dns")["spec"]["clusterIP"] == "10.43.0.10"
+        assert sim.get("IngressClass", None, "traefik")["spec"]["controller"] == "traefik.io/ingress-controller"
+        traefik = sim.wait_for(lambda: sim.get("Deployment", "kube-system", "traefik"), 5)
+        assert traefik["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "traefik"
+
+
 def test_it_uninstalls_when_the_helm_chart_is_deleted(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
     """The controller's finalizer holds a deleted HelmChart until the release's workloads are removed."""
     co = client.CustomObjectsApi(kube_api)
