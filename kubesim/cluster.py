@@ -27,6 +27,7 @@ from kubesim.errors import (
     not_found,
 )
 from kubesim.resources import Registry, ResourceType
+from kubesim.scale import scale_of, set_dotted
 from kubesim.selectors import Matcher
 from kubesim.store import Store, clone
 
@@ -315,6 +316,21 @@ class Cluster:
         meta = new["metadata"]
         old = self.get(rt, meta.get("namespace", ""), meta["name"])
         return self._update(rt, old, clone(new), WriteOptions(field_manager=manager), subresource=subresource)
+
+    def write_scale(self, rt: ResourceType, namespace: str, name: str, scale: Any, opts: WriteOptions
+                    ) -> dict[str, Any]:
+        """PUT/PATCH on the scale subresource: only the replica count changes, owned by the writer."""
+        obj = self.get(rt, namespace, name)
+        meta = (scale.get("metadata") or {}) if isinstance(scale, dict) else {}
+        if meta.get("resourceVersion") and meta["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            raise conflict(rt, name)
+        replicas = ((scale.get("spec") or {}) if isinstance(scale, dict) else {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid(rt, name, [{"reason": "FieldValueInvalid", "field": "spec.replicas",
+                                      "message": f"Invalid value: {replicas}: must be greater than or equal to 0"}])
+        new = clone(obj)
+        set_dotted(new, (rt.scale_paths or {}).get("specReplicasPath", ".spec.replicas"), replicas)
+        return scale_of(rt, self._update(rt, obj, new, opts, subresource="scale"))
 
     # --- delete, GC, namespaces -----------------------------------------------------------------
 

@@ -14,12 +14,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from kubesim import patch as patches
 from kubesim import schema, streams
 from kubesim.cluster import Cluster, WriteOptions
 from kubesim.errors import ApiError, bad_request, method_not_allowed, resource_not_found
 from kubesim.resources import ResourceType
+from kubesim.scale import scale_of
 from kubesim.selectors import parse_field_selector, parse_label_selector
-from kubesim.store import Event, clone
+from kubesim.store import Event
 
 log = logging.getLogger("kubesim.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -275,38 +277,19 @@ class ApiServer:
 
     async def _scale(self, request: web.Request, rt: ResourceType, ns: str, name: str,
                      opts: WriteOptions) -> web.Response:
-        obj = self.cluster.get(rt, ns, name)
-        current = scale_of(rt, obj)
+        current = scale_of(rt, self.cluster.get(rt, ns, name))
         if request.method == "GET":
             return _json(current)
         if request.method == "PUT":
-            new_scale = await _body(request)
-        elif request.method == "PATCH":
+            return _json(self.cluster.write_scale(rt, ns, name, await _body(request), opts))
+        if request.method == "PATCH":
             ptype = _PATCH_TYPES.get(request.content_type, "merge")
             body = await _body(request, yaml_ok=ptype == "apply")
-            from kubesim import patch as patches
-
-            if ptype == "json":
-                new_scale = patches.json_patch(current, body)
-            else:
-                new_scale = patches.merge_patch(current, body)
-        else:
-            raise method_not_allowed()
-        rv = (new_scale.get("metadata") or {}).get("resourceVersion")
-        if request.method == "PUT" and rv and rv != obj["metadata"]["resourceVersion"]:
-            from kubesim.errors import conflict
-
-            raise conflict(rt, name)
-        replicas = (new_scale.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            from kubesim.errors import invalid
-
-            raise invalid(rt, name, [{"reason": "FieldValueInvalid", "field": "spec.replicas",
-                                      "message": f"Invalid value: {replicas}: must be greater than or equal to 0"}])
-        new = clone(obj)
-        _set_dotted(new, (rt.scale_paths or {}).get("specReplicasPath", ".spec.replicas"), replicas)
-        updated = self.cluster._update(rt, obj, new, opts, subresource="scale")  # noqa: SLF001
-        return _json(scale_of(rt, updated))
+            # A Scale has no list fields: strategic merge and apply reduce to a merge patch.
+            new_scale = patches.json_patch(current, body) if ptype == "json" else patches.merge_patch(current, body)
+            new_scale.setdefault("metadata", {}).pop("resourceVersion", None)
+            return _json(self.cluster.write_scale(rt, ns, name, new_scale, opts))
+        raise method_not_allowed()
 
     # --- watch -----------------------------------------------------------------------------------
 
@@ -424,46 +407,6 @@ def _deleted_body(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     if rt.group:
         details["group"] = rt.group
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
-
-
-def _get_dotted(obj: dict[str, Any], path: str) -> Any:
-    node: Any = obj
-    for p in path.strip(".").split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(p)
-    return node
-
-
-def _set_dotted(obj: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.strip(".").split(".")
-    node = obj
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    """The autoscaling/v1 Scale view of an object."""
-    from kubesim.selectors import selector_to_string
-
-    paths = rt.scale_paths or {}
-    meta = obj["metadata"]
-    if paths:
-        selector = _get_dotted(obj, paths["labelSelectorPath"]) if paths.get("labelSelectorPath") else None
-        status_replicas = _get_dotted(obj, paths.get("statusReplicasPath", ".status.replicas")) or 0
-    else:
-        sel = (obj.get("spec") or {}).get("selector")
-        selector = selector_to_string(sel) if isinstance(sel, dict) else None
-        status_replicas = (obj.get("status") or {}).get("replicas", 0)
-    status: dict[str, Any] = {"replicas": status_replicas}
-    if selector:
-        status["selector"] = selector
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in meta},
-            "spec": {"replicas": _get_dotted(obj, paths.get("specReplicasPath", ".spec.replicas")) or 0},
-            "status": status}
 
 
 def _age(ts: str | None) -> str:
