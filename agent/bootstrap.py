@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -529,5 +530,6 @@ _BOOTSTRAPPERS: weakref.WeakKeyDictionary[Kube, Bootstrapper] = weakref.WeakKeyD
 def bootstrapper_for(kube: Kube) -> Bootstrapper:
     """The one Bootstrapper of this agent process (handlers' ops and __main__'s wiring share it)."""
     if kube not in _BOOTSTRAPPERS:
-        _BOOTSTRAPPERS[kube] = Bootstrapper(kube)
+        # AGENT_BOOTSTRAP_INTERVAL: seconds between passes while something is not ready (tests shorten it).
+        _BOOTSTRAPPERS[kube] = Bootstrapper(kube, interval=float(os.environ.get("AGENT_BOOTSTRAP_INTERVAL", "5")))
     return _BOOTSTRAPPERS[kube]
