@@ -150,6 +150,7 @@ def release_detail(request: HttpRequest, org_slug: str, project_slug: str, revis
     return render(request, "projects/release_detail.html", {
         "org": project.organization, "project": project, "release": release, "against": against,
         "diff": diff, "membership": membership, "can_deploy": membership.can("deploy"),
+        "is_latest": not project.releases.filter(revision__gt=release.revision).exists(),
         "others": project.releases.exclude(pk=release.pk).values_list("revision", flat=True)})
 
 

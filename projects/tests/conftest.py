@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from accounts.models import Membership, Role
 from clusters import services as cluster_services
+from clusters.tests.test_integration import Agents, online, poll
 from conftest import make_user
 from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
 from projects import services
@@ -39,3 +42,14 @@ def cluster(db):
 @pytest.fixture
 def project(personas, cluster):
     return services.create_project(personas.org, personas.owner, "Shop", cluster, compose_text=THREE_SERVICES)
+
+
+@pytest.fixture
+def connected(daphne_server, celery_worker, kubesim, tmp_path, cluster):  # noqa: F811
+    """The cluster with its agent connected over the real tunnel to our daphne."""
+    plane = SimpleNamespace(agent_url=daphne_server.replace("http://", "ws://") + "/agent/ws")
+    agents = Agents(plane, kubesim.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
+    agents.start(cluster_services.issue_token(cluster))
+    poll(lambda: online(cluster), 30, "agent online")
+    yield cluster
+    agents.stop_all()

@@ -5,29 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import time
-from types import SimpleNamespace
 
 import pytest
 
-from clusters import services as cluster_services
 from clusters.models import DesiredProject
-from clusters.tests.test_integration import Agents, online, poll
+from clusters.tests.test_integration import poll
 from projects import services
 from projects.models import Release, ReleaseStatus
 from projects.tests.conftest import THREE_SERVICES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def connected(daphne_server, celery_worker, kubesim, tmp_path, cluster):
-    """The cluster with its agent connected over the real tunnel to our daphne."""
-    plane = SimpleNamespace(agent_url=daphne_server.replace("http://", "ws://") + "/agent/ws")
-    agents = Agents(plane, kubesim.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
-    agents.start(cluster_services.issue_token(cluster))
-    poll(lambda: online(cluster), 30, "agent online")
-    yield cluster
-    agents.stop_all()
 
 
 def finished(release: Release, timeout: float = 30.0) -> Release:

@@ -8,6 +8,8 @@
   const apiBase = `/api/v1/organizations/${org}/projects/${project}/`;
   const csrf = () => (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
   const TERMINAL = ["live", "failed", "superseded"];
+  const STATUS_LABELS = { pending: "Queued", deploying: "Deploying", live: "Live", failed: "Failed",
+                          superseded: "Superseded" };
 
   // --- live release progress ------------------------------------------------------------------
   const progress = document.getElementById("progress");
@@ -40,7 +42,7 @@
     err.hidden = !r.error;
     err.textContent = r.error || "";
     const row = document.querySelector(`tr[data-revision="${r.revision}"] .badge`);
-    if (row) { row.textContent = r.status; row.className = badgeClass(r.status); }
+    if (row) { row.textContent = STATUS_LABELS[r.status] || r.status; row.className = badgeClass(r.status); }
     if (TERMINAL.includes(r.status)) refreshServices();
   }
 
