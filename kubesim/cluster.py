@@ -465,9 +465,7 @@ class Cluster:
                      "message": "no conflicts found", "lastTransitionTime": ssa.now()},
                     {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
                      "message": "the initial names have been accepted", "lastTransitionTime": ssa.now()}]}
-            self.store.write(self.key(self.registry.by_path("apiextensions.k8s.io", "v1",
-                                                             "customresourcedefinitions")),  # type: ignore[arg-type]
-                             new, crd, "MODIFIED")
+            self.store.write(("apiextensions.k8s.io", "customresourcedefinitions"), new, crd, "MODIFIED")
 
     def _uninstall_crd(self, crd: dict[str, Any]) -> None:
         for rt in self.registry.remove_crd(crd["metadata"]["name"]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,9 +36,11 @@ class KubeSim:
                  bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
         self.host, self.port = host, port
         crds_dir = None if preload_crds is True else preload_crds
-        self._emulator_args = dict(controllers=controllers, controller_delay=controller_delay,
-                                   crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
-                                   bookmark_interval=bookmark_interval, k3s_addons=k3s_addons)
+        # Built on the server thread, whose event loop it binds to.
+        self._make_emulator: Callable[[], Emulator] = functools.partial(
+            Emulator, controllers=controllers, controller_delay=controller_delay,
+            crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
+            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons)
         self.url = ""
         self.emulator: Emulator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -54,7 +57,7 @@ class KubeSim:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self.emulator = Emulator(**self._emulator_args)  # type: ignore[arg-type]
+                self.emulator = self._make_emulator()
                 self.url = loop.run_until_complete(self.emulator.start(self.host, self.port))
             except BaseException as exc:  # surfaced to the starting thread
                 failure.append(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from kubesim.tests.helpers import deployment
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
 
 
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture
-def kubectl(kubesim: KubeSim, tmp_path: Path):  # type: ignore[no-untyped-def]
+def kubectl(kubesim: KubeSim, tmp_path: Path) -> Kubectl:
     kubeconfig = kubesim.write_kubeconfig(tmp_path / "kubeconfig")
 
     def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -29,7 +33,7 @@ def kubectl(kubesim: KubeSim, tmp_path: Path):  # type: ignore[no-untyped-def]
     return run
 
 
-def test_it_works_with_kubectl_discovery_and_get(kubectl) -> None:  # type: ignore[no-untyped-def]
+def test_it_works_with_kubectl_discovery_and_get(kubectl: Kubectl) -> None:
     """kubectl discovers resources (api-resources) and reads objects (get -o json, table output)."""
     assert "helmcharts" in kubectl("api-resources").stdout
     names = [i["metadata"]["name"] for i in json.loads(kubectl("get", "ns", "-o", "json").stdout)["items"]]
@@ -37,7 +41,7 @@ def test_it_works_with_kubectl_discovery_and_get(kubectl) -> None:  # type: igno
     assert "default" in kubectl("get", "ns").stdout
 
 
-def test_it_works_with_kubectl_apply_rollout_and_logs(kubectl) -> None:  # type: ignore[no-untyped-def]
+def test_it_works_with_kubectl_apply_rollout_and_logs(kubectl: Kubectl) -> None:
     """kubectl apply (client- and server-side), rollout status, logs and exec behave as on a cluster."""
     manifest = json.dumps(deployment())
     assert "serverside-applied" in kubectl("apply", "--server-side", "-n", "default", "-f", "-", stdin=manifest).stdout
@@ -49,7 +53,7 @@ def test_it_works_with_kubectl_apply_rollout_and_logs(kubectl) -> None:  # type:
     assert result.stdout == "hi\n" and result.returncode == 3
 
 
-def test_it_reports_invalid_objects_to_kubectl(kubectl) -> None:  # type: ignore[no-untyped-def]
+def test_it_reports_invalid_objects_to_kubectl(kubectl: Kubectl) -> None:
     """kubectl shows the apiserver's 422 message and strict field validation errors."""
     bad = deployment()
     bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "x"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from kubernetes import client
@@ -14,9 +15,9 @@ from kubesim.tests.helpers import configmap, deployment, raw, status_body
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
 
 
-def _invalid(fn: object, *args: object, **kw: object) -> dict:
+def _invalid(fn: Callable[..., object], *args: object, **kw: object) -> dict:
     with pytest.raises(ApiException) as exc:
-        fn(*args, **kw)  # type: ignore[operator]
+        fn(*args, **kw)
     assert exc.value.status == 422, exc.value.body
     body = status_body(exc.value)
     assert body["reason"] == "Invalid" and body["kind"] == "Status" and body["status"] == "Failure"
