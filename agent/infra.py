@@ -1,7 +1,7 @@
 """Operations for the platform's infrastructure: bootstrap and the per-project data services.
 
     bootstrap          {settings?}                 store the sizing (if given) and (re)run the bootstrap
-    bootstrap_status   {}                          every component's state, the pinned versions
+    bootstrap_status   {}                          every component's state as last seen, the pinned versions
     ensure_database    {namespace, rotate?}        role + database + Secret `paas-database`
     drop_database      {namespace}
     ensure_bucket      {namespace}                 bucket + key + Secret `paas-bucket`
@@ -86,8 +86,7 @@ def build_ops(kube: Kube, endpoints: services.Endpoints | None = None) -> dict[s
         return {"started": started, "settings": asdict(settings), **boot.snapshot()}
 
     async def bootstrap_status(payload: dict[str, Any]) -> dict[str, Any]:
-        if not boot.statuses and not boot.running:  # a fresh agent: look once (a pass is idempotent)
-            await asyncio.to_thread(boot.run_pass)
+        # Read-only: what the last pass saw (nothing yet on an agent that has not bootstrapped since it started).
         return boot.snapshot()
 
     async def ensure_database(payload: dict[str, Any]) -> dict[str, Any]:

@@ -149,7 +149,7 @@ def test_it_drives_a_bare_cluster_to_every_component_ready(kubesim, boot, double
         assert status.version == charts.versions()[component]
 
 
-def test_every_object_it_applies_validates_against_the_schemas(kubesim, boot):
+def test_it_applies_only_objects_that_validate_against_the_schemas(kubesim, boot):
     drive(kubesim, boot, all_ready)
     applied = ours(kubesim)
     assert {o["kind"] for o in applied} == {"HelmChart", "HelmChartConfig", "Cluster", "ConfigMap", "Secret",
@@ -194,7 +194,7 @@ def test_it_shows_traefik_failed_when_k3s_runs_without_it(kubesim, boot):
 # --- idempotence, drift, failures, restarts ----------------------------------------------------------------
 
 
-def test_a_second_run_changes_nothing(kubesim, boot):
+def test_it_changes_nothing_on_a_second_run(kubesim, boot):
     drive(kubesim, boot, all_ready)
     kubesim.wait_for(lambda: True)
     before = versions(kubesim)
@@ -240,7 +240,7 @@ def test_it_shows_a_failed_chart_and_retries_it_with_backoff(kubesim, boot):
     assert statuses["sablier"].attempt == 0  # reset once ready
 
 
-def test_backoff_doubles_between_attempts(kubesim, boot):
+def test_it_doubles_the_backoff_between_attempts(kubesim, boot):
     kubesim.fail_helm_chart("kube-system", "sablier")
     delays = []
     for attempt in (1, 2, 3):

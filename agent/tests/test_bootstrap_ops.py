@@ -72,11 +72,14 @@ async def test_bootstrap_refuses_bad_settings_and_stores_good_ones(ops, kubesim,
     assert json.loads(stored["data"]["settings"])["postgres_instances"] == 2
 
 
-async def test_bootstrap_status_looks_at_the_cluster_once_when_fresh(ops):
-    status = await call(ops, "bootstrap_status")
-    assert set(status["components"]) == set(b.COMPONENTS)
-    assert status["ready"] is False
-    assert status["versions"]["cnpg"]["chart"] == "cloudnative-pg 0.29.0"
+async def test_bootstrap_status_only_reports_and_never_installs(ops, kubesim, boot):  # noqa: F811
+    fresh = await call(ops, "bootstrap_status")
+    assert fresh["components"] == {} and fresh["ready"] is False and fresh["running"] is False
+    assert fresh["versions"]["cnpg"]["chart"] == "cloudnative-pg 0.29.0"
+    assert kubesim.list("HelmChart", "kube-system") == [kubesim.get("HelmChart", "kube-system", "traefik")]
+    await asyncio.to_thread(boot.run_pass)
+    seen = await call(ops, "bootstrap_status")
+    assert set(seen["components"]) == set(b.COMPONENTS)
 
 
 async def test_bootstrap_reports_each_transition_and_everything_again_after_a_reconnect(boot, kubesim):  # noqa: F811
