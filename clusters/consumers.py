@@ -23,6 +23,41 @@ log = logging.getLogger("clusters.agent")
 
 LAST_SEEN_EVERY = 10.0  # seconds: write last_seen at most this often per session
 RESYNC_TIMEOUT = 120.0
+ACCEPT_AFTER = 0.05  # seconds: a call still unanswered by then gets an "accepted" ack (see clusters.rpc)
+
+
+class Heartbeats:
+    """One task per process pings every live agent and drops silent ones.
+
+    A task per connection would cost memory on every one of thousands of idle sockets; a sweep
+    over a set of consumers costs one task in total.
+    """
+
+    def __init__(self) -> None:
+        self.consumers: set[AgentConsumer] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, consumer: AgentConsumer) -> None:
+        self.consumers.add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(consumer.heartbeat))
+
+    def discard(self, consumer: AgentConsumer) -> None:
+        self.consumers.discard(consumer)
+
+    async def _run(self, interval: float) -> None:
+        while self.consumers:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for consumer in list(self.consumers):
+                try:
+                    await consumer.heartbeat_tick(now)
+                except Exception:  # one broken socket must not stop the others' heartbeats
+                    log.exception("heartbeat for cluster %s failed", consumer.cluster_slug)
+                    self.consumers.discard(consumer)
+
+
+heartbeats = Heartbeats()
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
@@ -55,11 +90,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task] = set()
         await self.accept()
         log.info("agent for cluster %s connected from %s (session %s)", cluster.slug, client, self.session_id)
-        self._spawn(self._watchdog())
+        heartbeats.add(self)
 
     async def disconnect(self, code: int) -> None:
         if self.cluster_id is None:
             return
+        heartbeats.discard(self)
         for task in list(self.tasks):
             task.cancel()
         for waiter in list(self.pending.values()):
@@ -150,7 +186,6 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self._spawn(self._expire(rid, float(message.get("timeout") or 30.0)))
         await self.send(text_data=p.encode({"type": "rpc", "id": rid, "op": message["op"],
                                             "payload": message.get("payload") or {}}))
-        await self.channel_layer.send(message["reply_to"], {"type": "rpc.accepted", "id": rid})
 
     async def agent_close(self, message: dict[str, Any]) -> None:
         code = int(message.get("code", p.CLOSE_NORMAL))
@@ -190,6 +225,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.send(waiter, {**message, "type": message["type"]})
 
     async def _expire(self, rid: int, timeout: float) -> None:
+        # Fast answers need no ack (one channel-layer hop less); slower ones tell the caller that a live
+        # consumer holds the call, so it waits for the full timeout instead of giving up as "offline".
+        await asyncio.sleep(ACCEPT_AFTER)
+        waiter = self.pending.get(rid)
+        if isinstance(waiter, str):
+            await self.channel_layer.send(waiter, {"type": "rpc.accepted", "id": rid})
         # The caller gave up by now; forget the entry so a silent agent cannot grow `pending`.
         await asyncio.sleep(timeout + 1)
         self.pending.pop(rid, None)
@@ -225,17 +266,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 await database_sync_to_async(services.record_apply_result)(
                     project.pk, project.revision, None, reply.get("message", ""))
 
-    async def _watchdog(self) -> None:
-        """Hello within one heartbeat-timeout; then ping each interval and drop a silent agent."""
+    async def heartbeat_tick(self, now: float) -> None:
+        """Called by `heartbeats` each interval: ping, or drop an agent silent for too long (or without hello)."""
         dead_after = p.dead_after(self.heartbeat)
-        while True:
-            await asyncio.sleep(self.heartbeat)
-            if time.monotonic() - self.last_rx > dead_after:
-                log.warning("cluster %s: no frame from the agent for %.0fs; closing", self.cluster_slug, dead_after)
-                await self.close(code=p.CLOSE_HEARTBEAT_TIMEOUT)
-                return
-            if self.helloed:
-                await self.send(text_data=p.encode({"type": "ping", "t": time.time()}))
+        if now - self.last_rx > dead_after:
+            log.warning("cluster %s: no frame from the agent for %.0fs; closing", self.cluster_slug, dead_after)
+            heartbeats.discard(self)
+            await self.close(code=p.CLOSE_HEARTBEAT_TIMEOUT)
+        elif self.helloed:
+            await self.send(text_data=p.encode({"type": "ping", "t": time.time()}))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -6,16 +6,23 @@ layer carries it), and waits for the reply on its own channel.
 
     result = rpc.call(cluster, "apply_project", payload, timeout=30)   # sync callers
     result = await rpc.acall(cluster, "ping", {})                       # async callers
+
+Consumers must use acall: call() blocks its thread for the whole call, and inside a consumer's
+database_sync_to_async that thread is the one every consumer's database work runs in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 
 from agent import protocol
 from clusters.models import Cluster
@@ -44,24 +51,31 @@ class AgentError(RPCError):
         self.message = message
 
 
-@database_sync_to_async
-def _live_channel(cluster_id: int) -> str:
+async def _live_channel(cluster_id: int) -> str:
+    return await database_sync_to_async(_channel_of)(cluster_id)
+
+
+def _channel_of(cluster_id: int) -> str:
     return Cluster.objects.filter(pk=cluster_id).values_list("channel_name", flat=True).first() or ""
 
 
 async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
-    channel = await _live_channel(cluster_id)
+    return await _call_channel(cluster_id, await _live_channel(cluster_id), op, payload, timeout)
+
+
+async def _call_channel(cluster_id: int, channel: str, op: str, payload: dict[str, Any] | None,
+                        timeout: float, layer: Any = None) -> Any:
     if not channel:
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
-    layer = get_channel_layer()
+    layer = layer or get_channel_layer()
     reply_to = await layer.new_channel("agent-rpc")
     await layer.send(channel, {"type": "agent.rpc", "op": op, "payload": payload or {}, "reply_to": reply_to,
                                "timeout": timeout})
     deadline = asyncio.get_running_loop().time() + timeout
     try:
-        # The consumer acknowledges at once. Without that, a channel left behind by a daphne process
-        # that died would make every call wait for its full timeout instead of failing fast.
+        # A live consumer answers (or acknowledges) within moments. Without that, a channel left behind
+        # by a daphne process that died would make every call wait for its full timeout.
         async with asyncio.timeout(min(timeout, DELIVERY_TIMEOUT)):
             reply = await layer.receive(reply_to)
     except TimeoutError:
@@ -79,9 +93,45 @@ async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None 
     raise AgentError(reply.get("code", protocol.ERR_FAILED), reply.get("message", ""))
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+_layer: Any = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _background_loop() -> tuple[asyncio.AbstractEventLoop, Any]:
+    """One long-lived event loop (and channel layer instance) per process for sync callers.
+
+    async_to_sync would make a fresh loop per call, and channels_redis keeps its Redis connections
+    per loop: every call would connect anew. The layer is our own instance because one instance
+    refuses receive() from two loops at once (daphne's and this one, for a sync view under ASGI).
+    Re-created after fork (Celery prefork workers).
+    """
+    global _loop, _layer, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="agent-rpc", daemon=True).start()
+            _loop, _layer, _loop_pid = loop, channel_layers.make_backend(DEFAULT_CHANNEL_LAYER), os.getpid()
+        return _loop, _layer
+
+
 def call(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
-    """Synchronous call(); raises AgentOffline, AgentTimeout or AgentError."""
-    return async_to_sync(acall)(cluster, op, payload, timeout)
+    """Synchronous call(); raises AgentOffline, AgentTimeout or AgentError. Not for use inside an event loop."""
+    cluster_id = cluster if isinstance(cluster, int) else cluster.pk
+    # The lookup runs here, in the caller's thread and database connection (its transaction, in tests).
+    channel = _channel_of(cluster_id)
+    if getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None:
+        # Inside sync_to_async (a sync view or a database_sync_to_async helper under daphne): wait on the
+        # outer loop, so asgiref can keep running that loop's other sync work in this thread meanwhile.
+        return async_to_sync(_call_channel)(cluster_id, channel, op, payload, timeout)
+    loop, layer = _background_loop()
+    future = asyncio.run_coroutine_threadsafe(_call_channel(cluster_id, channel, op, payload, timeout, layer), loop)
+    try:
+        return future.result(timeout + DELIVERY_TIMEOUT + 5)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise AgentTimeout(f"no answer to {op!r} within {timeout:g}s") from None
 
 
 class AgentStream:

@@ -164,3 +164,14 @@ async def test_the_cluster_page_socket_is_for_operators_only(cluster, personas, 
             message = await ws.receive_json_from(timeout=5)
             assert message == {"event": "cluster.observed", "data": {"namespace": "acme-web", "state": {"pods": {}}}}
         await ws.disconnect()
+
+
+async def test_a_sync_caller_in_another_thread_gets_the_reply(cluster, token):
+    # As a Celery task or a management command would call it (never from database_sync_to_async inside a
+    # consumer: that thread is shared by every consumer's database work; consumers use rpc.acall).
+    ws = await connect_agent(token)
+    call = asyncio.create_task(asyncio.to_thread(rpc.call, cluster.pk, "ping", {}, 5))
+    request = json.loads(await ws.receive_from(timeout=5))
+    await ws.send_to(text_data=json.dumps({"type": "rpc.reply", "id": request["id"], "result": "from a thread"}))
+    assert await asyncio.wait_for(call, 10) == "from a thread"
+    await ws.disconnect()

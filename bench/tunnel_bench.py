@@ -1,0 +1,239 @@
+"""Benchmark the agent tunnel.
+
+1. RPC round trip through the whole path (Django -> Redis channel layer -> daphne -> agent process
+   -> kubesim -> back), p50/p99, against a direct official-client call to the same kubesim in the
+   same run, printed as a ratio. Goal: ratio <= 2.
+2. Idle agent connections held by one daphne process, and daphne's memory per connection.
+   Goal: 5,000 idle agents under 150 MB above daphne's baseline.
+
+    .venv/bin/python bench/tunnel_bench.py                      # both parts, 5,000 idle agents
+    .venv/bin/python bench/tunnel_bench.py --idle 1000 --samples 300
+    REDIS_URL=redis://127.0.0.1:6379/5 DATABASE_URL=postgres://... .venv/bin/python bench/tunnel_bench.py
+
+Uses REDIS_URL (default redis://127.0.0.1:6379/5) and DATABASE_URL (default: a fresh SQLite file).
+The idle agents are real `agent.tunnel.Tunnel` instances, all in one client process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+
+def setup_django(database_url: str | None, redis_url: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas.settings")
+    os.environ["REDIS_URL"] = redis_url
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/bench.sqlite3"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def ws_url(http_url: str) -> str:
+    return "ws" + http_url.removeprefix("http") + "/agent/ws"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
+    import kubernetes
+
+    from clusters import rpc, services
+    from clusters.models import Cluster, ClusterStatus
+    from paas.testing.processes import ManagedProcess, child_env, free_port, port_open
+
+    port = free_port()
+    kubeconfig = workdir / "kubesim.kubeconfig"
+    sim = ManagedProcess("kubesim", [sys.executable, "-m", "kubesim", "--port", str(port), "--no-controllers",
+                                     "--kubeconfig-out", str(kubeconfig)], child_env()).start()
+    try:
+        sim.wait_for(lambda: port_open(port) and kubeconfig.exists(), 30, "listen")
+        cluster = services.create_cluster(f"bench-rpc-{port}", "bench.example.com")
+        token_file = workdir / "rpc-token"
+        token_file.write_text(services.issue_token(cluster))
+        agent = ManagedProcess("agent", [sys.executable, "-m", "agent", "--server", ws_url(daphne_url),
+                                         "--token-file", str(token_file), "--kubeconfig", str(kubeconfig),
+                                         "--health-port", "0", "--log-level", "WARNING"], child_env()).start()
+        try:
+            agent.wait_for(lambda: Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.ONLINE, 30, "connect")
+            config = kubernetes.client.Configuration()
+            kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
+            version_api = kubernetes.client.VersionApi(kubernetes.client.ApiClient(config))
+
+            def direct() -> None:
+                version_api.get_code()
+
+            def tunnelled() -> None:
+                rpc.call(cluster.pk, "version", {}, timeout=10)
+
+            async def tunnelled_async(n: int) -> list[float]:
+                out = []
+                for _ in range(n):
+                    t = time.perf_counter()
+                    await rpc.acall(cluster.pk, "version", {}, timeout=10)
+                    out.append(time.perf_counter() - t)
+                return out
+
+            def measure(fn) -> list[float]:
+                for _ in range(min(50, samples)):
+                    fn()
+                out = []
+                for _ in range(samples):
+                    t = time.perf_counter()
+                    fn()
+                    out.append(time.perf_counter() - t)
+                return out
+
+            # Interleave the series in rounds so drift (other load on the machine) hits both alike.
+            d, s, a = [], [], []
+            rounds = 5
+            for _ in range(rounds):
+                d += measure(direct)[: samples // rounds]
+                s += measure(tunnelled)[: samples // rounds]
+                a += asyncio.run(tunnelled_async(samples // rounds))
+            print(f"\nRPC round trip, {len(d)} samples each ('version' op: one GET /version on kubesim)")
+            print(f"  {'path':<48} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+            rows = [("direct official client -> kubesim", d),
+                    ("rpc.call (sync) -> Redis -> daphne -> agent -> kubesim", s),
+                    ("rpc.acall (async caller, e.g. a consumer)", a)]
+            for label, series in rows:
+                print(f"  {label:<48.48} {percentile(series, 50) * 1e3:8.2f} {percentile(series, 99) * 1e3:8.2f} "
+                      f"{statistics.mean(series) * 1e3:8.2f}")
+            for label, series in rows[1:]:
+                ratio50 = percentile(series, 50) / percentile(d, 50)
+                ratio99 = percentile(series, 99) / percentile(d, 99)
+                verdict = "OK" if ratio50 <= 2 else "OVER GOAL"
+                print(f"  ratio {label.split(' ')[0]:<10} p50 {ratio50:5.2f}  p99 {ratio99:5.2f}   "
+                      f"goal p50 <= 2: {verdict}")
+        finally:
+            agent.stop()
+    finally:
+        sim.stop()
+
+
+async def hold_idle_agents(url: str, tokens: list[str], batch: int) -> list:
+    from agent.tunnel import Backoff, Tunnel
+
+    async def hello() -> dict:
+        return {"agent_version": "bench", "kubernetes_version": "v1.35.0", "nodes": [], "components": {},
+                "capabilities": {"kubernetes_reachable": True}}
+
+    tunnels = []
+    tasks = []
+    for i in range(0, len(tokens), batch):
+        chunk = [Tunnel(url, (lambda t=t: t), hello, {}, backoff=Backoff(base=1, cap=10), open_timeout=60)
+                 for t in tokens[i : i + batch]]
+        tunnels += chunk
+        tasks += [asyncio.create_task(t.run()) for t in chunk]
+        await asyncio.gather(*(asyncio.wait_for(t.connected.wait(), 120) for t in chunk))
+        print(f"\r  connected {len(tunnels)}/{len(tokens)}", end="", flush=True)
+    print()
+    return tunnels, tasks
+
+
+def bench_idle(daphne_pid: int, daphne_url: str, count: int, settle: float) -> None:
+    from clusters.models import Cluster, ClusterStatus, hash_secret
+
+    base = rss_mb(daphne_pid)
+    prefix = f"idle-{int(time.time())}"
+    clusters = Cluster.objects.bulk_create(
+        [Cluster(name=f"{prefix}-{i}", slug=f"{prefix}-{i}", base_domain="idle.example.com") for i in range(count)]
+    )
+    if clusters[0].pk is None:  # backends that do not return primary keys from bulk_create
+        clusters = list(Cluster.objects.filter(slug__startswith=prefix).order_by("pk"))
+    tokens = []
+    for cluster in clusters:
+        token = f"{cluster.pk}.bench-{cluster.pk:08d}-secret"
+        cluster.token_hash = hash_secret(token)
+        tokens.append(token)
+    Cluster.objects.bulk_update(clusters, ["token_hash"], batch_size=500)
+
+    async def run() -> None:
+        started = time.monotonic()
+        tunnels, tasks = await hold_idle_agents(ws_url(daphne_url), tokens, batch=250)
+        connect_s = time.monotonic() - started
+        await asyncio.sleep(settle)  # idle: only heartbeats flow
+        after = rss_mb(daphne_pid)
+        alive = sum(t.connected.is_set() for t in tunnels)
+        online = await asyncio.to_thread(
+            lambda: Cluster.objects.filter(slug__startswith=prefix, status=ClusterStatus.ONLINE).count())
+        grown = after - base
+        print(f"\nIdle agents held by one daphne process (pid {daphne_pid})")
+        print(f"  connected {alive}/{count} (online in the database: {online}) in {connect_s:.1f}s, "
+              f"then idle for {settle:.0f}s")
+        print(f"  daphne RSS: baseline {base:.1f} MB, with agents {after:.1f} MB, growth {grown:.1f} MB, "
+              f"{grown * 1024 / max(alive, 1):.1f} KB per connection")
+        goal = 150 * count / 5000
+        print(f"  goal: < {goal:.0f} MB for {count} agents: {'OK' if grown < goal else 'OVER GOAL'}")
+        for t in tunnels:
+            t.stop()
+        await asyncio.wait(tasks, timeout=60)
+
+    asyncio.run(run())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=500, help="RPC samples per path (default 500)")
+    parser.add_argument("--idle", type=int, default=5000, help="idle agents to connect (default 5000; 0 skips)")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds to stay idle before measuring")
+    parser.add_argument("--skip-rpc", action="store_true")
+    args = parser.parse_args()
+
+    # Every idle agent is a socket in this process and one in daphne.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.idle + 200 > hard:
+        print(f"warning: open-file limit {hard} is below {args.idle + 200}; lower --idle", file=sys.stderr)
+
+    setup_django(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/5"))
+    from paas.testing.processes import start_daphne
+
+    workdir = Path(tempfile.mkdtemp(prefix="tunnel-bench-"))
+    daphne, url = start_daphne(LOG_LEVEL="WARNING")
+    print(f"daphne {url} (pid {daphne.proc.pid}), Redis {os.environ['REDIS_URL']}, "
+          f"database {os.environ['DATABASE_URL'].split('@')[-1]}")
+    try:
+        if not args.skip_rpc:
+            bench_rpc(url, args.samples, workdir)
+        if args.idle:
+            bench_idle(daphne.proc.pid, url, args.idle, args.settle)
+    finally:
+        daphne.stop(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
