@@ -4,6 +4,7 @@ the embedded Redis started by `bin/run`."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -221,6 +222,8 @@ if not PAAS_ENCRYPTION_KEY:
 
     PAAS_ENCRYPTION_KEY = _b64.urlsafe_b64encode(_hl.sha256(f"paas-encryption:{SECRET_KEY}".encode()).digest()).decode()
 PAAS_DESIRED_PAYLOAD_FILTER = "projects.crypto.unseal_payload"  # opens sealed Secrets just before sending
+# Plan limits for every organization (projects.compose.PlanLimits fields), as JSON, e.g. {"max_services": 50}.
+PAAS_PLAN_DEFAULTS = json.loads(env_str("PAAS_PLAN_DEFAULTS", "{}"))
 PROJECTS_ROLLOUT_TIMEOUT = env_int("PROJECTS_ROLLOUT_TIMEOUT", 300, minimum=1)  # seconds until a deploy fails
 PROJECTS_ROLLOUT_POLL = 0.05  # seconds between looks at the observed state while following a rollout
 PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)

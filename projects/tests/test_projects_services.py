@@ -1,0 +1,115 @@
+"""Rules of the projects app without a cluster: validation, secrets at rest, supersession, suspension."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.utils import timezone
+
+from clusters.models import DesiredProject
+from projects import crypto, pipeline, services
+from projects.models import Release, ReleaseStatus, Variable
+
+pytestmark = pytest.mark.django_db
+
+API = "/api/v1/organizations/acme/projects/shop/"
+
+
+def test_it_reports_compose_problems_with_their_line_and_column(client, personas, project):
+    client.force_login(personas.member)
+    bad = "services:\n  web:\n    image: nginx\n    privileged: true\n"
+    result = client.post(API + "validate/", {"compose": bad}, content_type="application/json").json()
+    assert result["ok"] is False
+    assert result["problems"][0]["line"] == 4 and "privileged" in result["problems"][0]["message"]
+    page = client.post("/o/acme/projects/shop/validate/", json.dumps({"compose": bad}),
+                       content_type="application/json").json()
+    assert page["problems"] == result["problems"]
+    refused = client.post(API + "releases/", {"compose": bad}, content_type="application/json")
+    assert refused.status_code == 400 and refused.json()["problems"][0]["line"] == 4
+    assert not Release.objects.exists()
+
+
+def test_it_keeps_secret_values_write_only_and_encrypted(client, personas, project):
+    client.force_login(personas.member)
+    created = client.post(API + "variables/", {"name": "DB_PASSWORD", "value": "hunter2-hunter2", "secret": True},
+                          content_type="application/json")
+    assert created.status_code == 201 and created.json()["value"] is None
+    listed = client.get(API + "variables/").json()["results"]
+    assert listed == [{"id": created.json()["id"], "name": "DB_PASSWORD", "service": "", "secret": True,
+                       "value": None}]
+    assert b"hunter2" not in client.get("/o/acme/projects/shop/").content
+    stored = Variable.objects.get(name="DB_PASSWORD")
+    assert "hunter2" not in stored.encrypted_value + stored.value
+    assert stored.plain_value() == "hunter2-hunter2"
+
+
+def test_it_seals_secret_objects_for_the_agent_and_redacts_them_for_humans():
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"K": "v4lue"}}
+    sealed, redacted = crypto.seal_objects([secret])
+    assert "v4lue" not in json.dumps(sealed) + json.dumps(redacted)
+    assert redacted[0]["data"]["K"].startswith("redacted:sha256:")
+    opened = crypto.unseal_payload({"objects": sealed})["objects"][0]
+    assert opened["data"] == {"K": "djRsdWU="} and "annotations" not in opened["metadata"]
+
+
+def test_a_newer_release_supersedes_one_still_in_flight(personas, project):
+    first = services.deploy(project, personas.owner)
+    second = services.deploy(project, personas.member)
+    first.refresh_from_db()
+    assert (first.status, second.status, second.revision) == ("superseded", "pending", 2)
+    assert pipeline.run_release(first.pk) == "not pending"  # its task, running late, does nothing
+
+
+def _live_release(project, user) -> Release:
+    release = services.deploy(project, user)
+    Release.objects.filter(pk=release.pk).update(status=ReleaseStatus.DEPLOYING)
+    release.refresh_from_db()
+    pipeline.Run(release).render()
+    Release.objects.filter(pk=release.pk).update(status=ReleaseStatus.LIVE)
+    services._reapply_live(project, zero=False)
+    return release
+
+
+def replicas(project) -> dict[str, int]:
+    desired = DesiredProject.objects.get(namespace=project.namespace)
+    return {o["metadata"]["name"]: o["spec"]["replicas"] for o in desired.manifests if o["kind"] == "Deployment"}
+
+
+def test_it_scales_every_service_to_zero_while_the_organization_is_suspended(personas, project):
+    billing = pytest.importorskip("billing.signals")
+    _live_release(project, personas.owner)
+    assert replicas(project) == {"web": 1, "api": 1, "worker": 1}
+    billing.organization_suspended.send(sender=None, organization=personas.org, record=None)
+    project.refresh_from_db()
+    assert project.suspended and replicas(project) == {"web": 0, "api": 0, "worker": 0}
+    billing.organization_resumed.send(sender=None, organization=personas.org, record=None)
+    project.refresh_from_db()
+    assert not project.suspended and replicas(project) == {"web": 1, "api": 1, "worker": 1}
+    # The next deploy's revision comes after the suspension's desired revisions.
+    assert services.deploy(project, personas.owner).revision > DesiredProject.objects.get().revision - 1
+
+
+def test_it_refuses_to_deploy_for_a_suspended_organization(client, personas, project):
+    billing = pytest.importorskip("billing.services")
+    billing.get_account(personas.org)
+    type(billing.get_account(personas.org)).objects.filter(organization=personas.org).update(
+        suspended_at=timezone.now())
+    client.force_login(personas.owner)
+    response = client.post(API + "releases/", {}, content_type="application/json")
+    assert response.status_code == 409 and "out of credits" in response.json()["detail"]
+    assert not Release.objects.exists()
+
+
+def test_it_shows_a_diff_between_releases_with_secret_values_hashed(client, personas, project):
+    services.set_variable(project, "TOKEN", "first-secret", secret=True)
+    _live_release(project, personas.owner)
+    services.set_variable(project, "TOKEN", "second-secret", secret=True)
+    second = services.deploy(project, personas.owner, project.compose_text.replace("nginx:1.27", "nginx:1.28"))
+    Release.objects.filter(pk=second.pk).update(status=ReleaseStatus.DEPLOYING)
+    second.refresh_from_db()
+    pipeline.Run(second).render()
+    client.force_login(personas.member)
+    page = client.get(f"/o/acme/projects/shop/releases/{second.revision}/").content.decode()
+    assert "+        image: nginx:1.28" in page and "-        image: nginx:1.27" in page
+    assert "redacted:sha256:" in page and "first-secret" not in page and "second-secret" not in page
