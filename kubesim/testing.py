@@ -192,12 +192,18 @@ class KubeSim:
             self._emu.server.exec_handler = handler or builtin_shell
         self.call(setter)
 
-    def fail_helm_chart(self, namespace: str, name: str) -> None:
-        """Make the next install Job of this HelmChart fail, as if `helm install` errored."""
+    def fail_helm_chart(self, namespace: str, name: str, fail: bool = True) -> None:
+        """Make the install Jobs of this HelmChart fail, as if `helm install` errored (`fail=False` undoes it).
+
+        The failure applies to Jobs created from now on; a Job already created keeps its outcome.
+        """
         def mark() -> None:
             helm = self._emu.controllers.controllers["helm"]
             assert isinstance(helm, HelmController)
-            helm.forced_failures.add((namespace, name))
+            if fail:
+                helm.forced_failures.add((namespace, name))
+            else:
+                helm.forced_failures.discard((namespace, name))
         self.call(mark)
 
     def configure_controllers(self, *, enabled: bool | None = None, delay: float | None = None,

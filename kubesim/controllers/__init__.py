@@ -63,6 +63,8 @@ class ControllerManager:
             if only is not None and name not in only:
                 continue
             if enabled is not None:
+                if enabled and not c.enabled:
+                    c.resync()  # a controller that (re)starts catches up with what it missed
                 c.enabled = enabled
             if delay is not None:
                 c.delay = delay

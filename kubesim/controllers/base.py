@@ -99,6 +99,12 @@ class Controller:
             return [(meta.get("namespace", ""), owner)] if owner else []
         return ()
 
+    def resync(self) -> None:
+        """Queue every object of the primary kind, as an informer's initial list does when a controller starts."""
+        if self.primary is not None:
+            for obj in self.cluster.store.list(self.primary):
+                self.enqueue((obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+
     def enqueue(self, key: Key) -> None:
         if key not in self.queued:
             self.queued.add(key)

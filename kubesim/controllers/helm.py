@@ -34,6 +34,7 @@ FAIL_MARKER = "fail-install"
 class HelmController(Controller):
     name = "helm"
     manager = "helm-controller"
+    primary = ("helm.cattle.io", "helmcharts")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

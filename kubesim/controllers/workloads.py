@@ -39,6 +39,7 @@ class Kubelet(Controller):
 
     name = "kubelet"
     manager = "kubelet"
+    primary = ("", "pods")
 
     def keys_for(self, event: Event) -> Iterable[Key]:
         if event.key == ("", "pods") and event.type != "DELETED":

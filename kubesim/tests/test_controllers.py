@@ -192,12 +192,17 @@ def test_it_fails_helm_installs_on_request_and_without_a_target_namespace(kubesi
     """KubeSim.fail_helm_chart injects a failure; a missing targetNamespace without createNamespace fails."""
     co = client.CustomObjectsApi(kube_api)
     kubesim.fail_helm_chart("kube-system", "sablier")
+    kubesim.fail_helm_chart("kube-system", "other-chart")
+    kubesim.fail_helm_chart("kube-system", "other-chart", fail=False)
+    co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", _chart(
+        "other-chart", targetNamespace="default"))
     co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", _chart(
         "sablier", targetNamespace="sablier", createNamespace=True))
     co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", _chart(
         "other", targetNamespace="missing"))
     for name in ("sablier", "other"):
         assert any(c["type"] == "Failed" for c in _job_done(kubesim, name)["status"]["conditions"])
+    assert any(c["type"] == "Complete" for c in _job_done(kubesim, "other-chart")["status"]["conditions"])
 
 
 def test_it_reruns_the_helm_job_when_the_chart_changes(kubesim: KubeSim, kube_api: client.ApiClient) -> None:
@@ -299,6 +304,5 @@ def test_it_can_switch_controllers_off_and_delay_them(kubesim: KubeSim, apps: cl
     apps.create_namespaced_deployment("default", deployment(replicas=1))
     with pytest.raises(TimeoutError):
         kubesim.wait_for(lambda: kubesim.list("ReplicaSet", "default"), 0.3)
-    kubesim.configure_controllers(enabled=True, delay=0.05)
-    apps.patch_namespaced_deployment("web", "default", {"metadata": {"labels": {"go": "1"}}})
+    kubesim.configure_controllers(enabled=True, delay=0.05)  # resyncs: the missed Deployment is picked up
     _ready(kubesim, "web", replicas=1)
