@@ -231,8 +231,7 @@ def test_it_shows_a_failed_chart_and_retries_it_with_backoff(kubesim, boot):
     assert kubesim.get("Job", "kube-system", "helm-install-sablier")["metadata"]["uid"] == first_job
 
     # The cause goes away; once the backoff is over, the Job is replaced and the chart installs.
-    helm = kubesim.emulator.controllers.controllers["helm"]
-    kubesim.call(lambda: helm.forced_failures.clear())
+    kubesim.fail_helm_chart("kube-system", "sablier", fail=False)
     boot.clock.now += 31
     assert "retrying now" in boot.run_pass()["sablier"].reason
     statuses = drive(kubesim, boot, all_ready)
@@ -261,10 +260,7 @@ def test_it_continues_where_it_stopped_after_an_agent_restart(kubesim, boot):
     kube, endpoints, clock = boot.kube, boot.endpoints, boot.clock
     del boot  # the agent process dies; nothing it held in memory survives
 
-    kubesim.configure_controllers(enabled=True, only=["helm"])
-    helm = kubesim.emulator.controllers.controllers["helm"]
-    for name in charts_before:  # the Helm controller catches up with the charts it missed
-        kubesim.call(lambda n=name: helm.enqueue(("kube-system", n)))
+    kubesim.configure_controllers(enabled=True, only=["helm"])  # it catches up with the charts it missed
     restarted = b.Bootstrapper(kube, endpoints, interval=0.02, backoff_base=30.0, clock=clock)
     drive(kubesim, restarted, all_ready)
     for name, chart in charts_before.items():
