@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from paas.env import env_bool, env_int, env_list, env_secret, env_url
@@ -51,7 +52,10 @@ def _start(env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_it_requires_a_secret_key_when_debug_is_off():
     result = _start({"DEBUG": "false"})
     assert result.returncode != 0 and "SECRET_KEY is required when DEBUG is off" in result.stderr
-    assert _start({"DEBUG": "false", "SECRET_KEY": "x" * 50}).stdout.strip() == "started"
+    production = {"DEBUG": "false", "SECRET_KEY": "x" * 50, "PAAS_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    assert _start(production).stdout.strip() == "started"
+    result = _start({**production, "PAAS_ENCRYPTION_KEY": ""})
+    assert result.returncode != 0 and "PAAS_ENCRYPTION_KEY is required when DEBUG is off" in result.stderr
 
 
 def test_it_refuses_to_start_with_a_malformed_setting():
