@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backoff-cap", type=float, default=float(env("AGENT_BACKOFF_CAP", "30")),
                         help="longest wait between reconnect attempts, in seconds (default %(default)s) "
                              "[AGENT_BACKOFF_CAP]")
+    parser.add_argument("--refused-grace", type=float, default=float(env("AGENT_REFUSED_GRACE", "30")),
+                        help="seconds a refused token (HTTP 403 on connect) must persist before the agent exits "
+                             "with status 3 (default %(default)s) [AGENT_REFUSED_GRACE]")
     parser.add_argument("--ca-file", default=env("AGENT_CA_FILE"),
                         help="CA bundle to verify a wss:// control plane with a private CA [AGENT_CA_FILE]")
     parser.add_argument("--bootstrap", action=argparse.BooleanOptionalAction,
@@ -89,7 +92,8 @@ async def run(args: argparse.Namespace) -> int:
 
     ssl_context = ssl.create_default_context(cafile=args.ca_file) if args.server.startswith("wss://") else None
     tunnel = Tunnel(args.server, lambda: token_path.read_text().strip(), hello, build_ops(kube), STREAM_OPS,
-                    heartbeat=args.heartbeat, backoff=Backoff(cap=args.backoff_cap), ssl=ssl_context)
+                    heartbeat=args.heartbeat, backoff=Backoff(cap=args.backoff_cap), ssl=ssl_context,
+                    refused_grace=args.refused_grace)
     observer = Observer(kube, tunnel.send_event)
     tunnel.on_connect.append(observer.resend_all)
     bootstrapper_for(kube).attach(tunnel, on_connect=args.bootstrap)  # progress goes out as events

@@ -142,6 +142,7 @@ class Tunnel:
         open_timeout: float = 10.0,
         backoff: Backoff | None = None,
         ssl: Any = None,
+        refused_grace: float = 30.0,
     ) -> None:
         self.url = url
         self.token = token
@@ -152,6 +153,8 @@ class Tunnel:
         self.open_timeout = open_timeout
         self.backoff = backoff or Backoff()
         self.ssl = ssl
+        self.refused_grace = refused_grace
+        self._refused_since = 0.0
         self.connected = asyncio.Event()
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
         self.streams: dict[int, Stream] = {}
@@ -220,10 +223,18 @@ class Tunnel:
                 ssl=self.ssl,
             )
         except InvalidStatus as exc:
-            if exc.response.status_code in (401, 403):
+            if exc.response.status_code not in (401, 403):
+                raise
+            # A 403 also comes from an overloaded daphne that timed out the handshake, so only a refusal that
+            # persists for `refused_grace` seconds is taken as final.
+            now = time.monotonic()
+            self._refused_since = self._refused_since or now
+            if now - self._refused_since >= self.refused_grace:
                 raise Fatal(f"the control plane refused the agent token (HTTP {exc.response.status_code}): "
                             "it was revoked or is not valid") from None
-            raise
+            raise ConnectionError(f"the control plane refused the connection (HTTP {exc.response.status_code}); "
+                                  f"giving up if it still does after {self.refused_grace:g}s") from None
+        self._refused_since = 0.0
         try:
             await self._handshake(ws)
             self._ws = ws

@@ -281,9 +281,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    @database_sync_to_async
-    def _authenticate(self, token: str):
-        return services.authenticate_agent(token)
+    async def _authenticate(self, token: str):
+        # Not on the shared thread every consumer's database work queues on: daphne rejects (HTTP 403) a
+        # handshake still pending after a few seconds, and a burst of reconnecting agents must not hit that.
+        return await database_sync_to_async(services.authenticate_agent, thread_sensitive=False)(token)
 
     @database_sync_to_async
     def _rejected(self, token: str) -> None:

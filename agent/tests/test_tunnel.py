@@ -87,7 +87,7 @@ def make_tunnel(url: str, ops: dict | None = None, token: str = TOKEN, **kwargs)
     from agent.handlers import STREAM_OPS
 
     return Tunnel(url, lambda: token, hello, ops or {"echo": echo_op, "boom": boom, "stale": stale}, STREAM_OPS,
-                  backoff=Backoff(base=0.05, cap=0.2), open_timeout=2, **kwargs)
+                  backoff=Backoff(base=0.05, cap=0.2), open_timeout=2, refused_grace=0.3, **kwargs)
 
 
 @pytest.fixture
@@ -164,8 +164,23 @@ async def test_it_keeps_retrying_when_the_name_does_not_resolve():
 
 async def test_it_exits_non_zero_when_the_token_is_refused(plane, caplog):
     tunnel = make_tunnel(plane.url, token="1.wrong")
+    started = asyncio.get_running_loop().time()
     assert await asyncio.wait_for(tunnel.run(), 5) == EXIT_TOKEN_REJECTED
     assert "refused the agent token" in caplog.text
+    # An overloaded daphne also answers 403 (handshake timeout): the refusal must persist before giving up.
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    assert tunnel.backoff.attempt >= 2
+
+
+async def test_a_passing_refusal_is_retried(plane):
+    tunnel = make_tunnel(plane.url, token="1.wrong")
+    tunnel.refused_grace = 10
+    task = asyncio.create_task(tunnel.run())
+    await wait_for(lambda: tunnel.backoff.attempt >= 2)
+    tunnel.token = lambda: TOKEN  # e.g. the control plane recovered, or the Secret was updated
+    await asyncio.wait_for(tunnel.connected.wait(), 5)
+    tunnel.stop()
+    assert await asyncio.wait_for(task, 5) == 0
 
 
 async def test_it_exits_non_zero_when_the_token_is_revoked_mid_session(plane, caplog):

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -87,7 +88,8 @@ class Agents:
         health = free_port()
         proc = ManagedProcess(name, [sys.executable, "-m", "agent", "--server", self.plane.agent_url,
                                      "--token-file", str(token_file), "--kubeconfig", str(self.kubeconfig)],
-                              child_env(AGENT_HEALTH_PORT=str(health), AGENT_BACKOFF_CAP="1")).start()
+                              child_env(AGENT_HEALTH_PORT=str(health), AGENT_BACKOFF_CAP="1",
+                                        AGENT_REFUSED_GRACE="1")).start()
         proc.health_port = health  # type: ignore[attr-defined]
         self.running.append(proc)
         return proc
@@ -113,6 +115,14 @@ def online(cluster: Cluster, session_other_than: str = "") -> Cluster | None:
     return None
 
 
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as response:  # noqa: S310
+            return response.status == 200
+    except urllib.error.HTTPError:
+        return False
+
+
 def exit_code(proc: ManagedProcess, timeout: float = 10) -> int:
     return poll(lambda: proc.proc.poll() is not None, timeout, f"{proc.name} to exit") and proc.proc.returncode
 
@@ -133,8 +143,8 @@ def test_it_registers_a_cluster_from_the_install_manifest_and_connects(plane, ag
     assert cluster.kubernetes_version.startswith("v1.")
     assert len(cluster.nodes) >= 1 and all("capacity" in n for n in cluster.nodes)
     assert "apply_project" in cluster.capabilities["ops"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{agent.health_port}/readyz") as ready:  # noqa: S310
-        assert ready.status == 200
+    # The cluster is marked online just before the welcome reaches the agent: poll readiness.
+    poll(lambda: ready(agent.health_port), 5, "/readyz to answer 200")
     assert rpc.call(cluster, "ping", {}, timeout=5)["pong"] is True
     unsupported = pytest.raises(rpc.AgentError, rpc.call, cluster, "reticulate_splines", {}, timeout=5)
     assert unsupported.value.code == p.ERR_UNSUPPORTED
