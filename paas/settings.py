@@ -80,6 +80,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.organizations",
+                "billing.context_processors.billing_status",
             ],
         },
     },
@@ -231,6 +232,22 @@ PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)
 PROJECTS_DATA_GRACE_HOURS = env_int("PROJECTS_DATA_GRACE_HOURS", 72, minimum=0)  # deleted project's data kept
 CELERY_BEAT_SCHEDULE["hourly-purge-deleted-projects"] = {"task": "projects.tasks.purge_due_projects",
                                                          "schedule": 3600.0}
+
+# --- Billing: integer millicredits (1 credit = 1,000); see billing/money.py for prices and rounding.
+BILLING_SIGNUP_GRANT = env_int("BILLING_SIGNUP_GRANT", 5_000, minimum=0)  # once per new organization
+BILLING_LOW_BALANCE_THRESHOLD = env_int("BILLING_LOW_BALANCE_THRESHOLD", 1_000, minimum=0)  # e-mail + banner
+BILLING_SUSPEND_GRACE_MINUTES = env_int("BILLING_SUSPEND_GRACE_MINUTES", 60, minimum=0)  # at zero, then suspend
+BILLING_WINDOW_SECONDS = env_int("BILLING_WINDOW_SECONDS", 60, minimum=1)  # length of a usage window
+BILLING_USAGE_SETTLE_SECONDS = env_int("BILLING_USAGE_SETTLE_SECONDS", 120, minimum=0)  # wait for late reports
+CELERY_BEAT_SCHEDULE.update({
+    "every-window-charge-closed-usage-windows": {
+        "task": "billing.charge_closed_windows", "schedule": float(BILLING_WINDOW_SECONDS),
+    },
+    "every-minute-suspend-organizations-past-grace": {"task": "billing.enforce_suspensions", "schedule": 60.0},
+    "every-five-minutes-resend-lost-balance-notices": {
+        "task": "billing.send_pending_notifications", "schedule": 300.0,
+    },
+})
 
 # --- REST API
 REST_FRAMEWORK = {

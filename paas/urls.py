@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.urls import api_urlpatterns as accounts_api
+from billing.urls import api_urlpatterns as billing_api
 from projects.urls import api_urlpatterns as projects_api
 
 admin.site.site_header = "PaaS operations"
@@ -10,6 +11,7 @@ admin.site.site_title = "PaaS admin"
 
 api_v1 = [
     *accounts_api,
+    *billing_api,
     *projects_api,
 ]
 
@@ -19,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("accounts.urls")),
+    path("", include("billing.urls")),
     path("", include("clusters.urls")),
     path("", include("projects.urls")),
 ]

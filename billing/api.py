@@ -1,0 +1,118 @@
+"""REST endpoints, scoped to one organization: balance (every member), ledger and usage (owners and
+admins). Amounts are integer millicredits; `*_credits` fields repeat them as text for people."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import generics, serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.access import get_organization_for_user
+from billing import services
+from billing.forms import LedgerFilterForm, UsageFilterForm
+from billing.models import CreditEntry, EntryKind, UsageRecord
+from billing.money import format_credits
+
+
+class BalanceSerializer(serializers.Serializer):
+    organization = serializers.SlugField()
+    balance = serializers.IntegerField(help_text="Millicredits.")
+    balance_credits = serializers.CharField()
+    low_balance = serializers.BooleanField()
+    suspended = serializers.BooleanField()
+    suspended_at = serializers.DateTimeField(allow_null=True)
+    grace_until = serializers.DateTimeField(allow_null=True, help_text="Suspension time while at zero.")
+    plan = serializers.CharField()
+
+
+class BalanceView(APIView):
+    serializer_class = BalanceSerializer
+
+    def get(self, request, org_slug: str):
+        org, _ = get_organization_for_user(request.user, org_slug, "view")
+        account = services.get_account(org)
+        data = {
+            "organization": org.slug,
+            "balance": account.balance,
+            "balance_credits": format_credits(account.balance),
+            "low_balance": account.balance <= settings.BILLING_LOW_BALANCE_THRESHOLD,
+            "suspended": account.is_suspended,
+            "suspended_at": account.suspended_at,
+            "grace_until": account.grace_until,
+            "plan": account.plan.slug,
+        }
+        return Response(BalanceSerializer(data).data)
+
+
+class CreditEntrySerializer(serializers.ModelSerializer):
+    amount_credits = serializers.SerializerMethodField()
+    created_by = serializers.CharField(source="created_by_email")
+
+    class Meta:
+        model = CreditEntry
+        fields = ["id", "created_at", "kind", "amount", "amount_credits", "balance_after", "reference", "reason",
+                  "created_by", "idempotency_key"]
+
+    def get_amount_credits(self, entry: CreditEntry) -> str:
+        return format_credits(entry.amount)
+
+
+class UsageRecordSerializer(serializers.ModelSerializer):
+    cluster = serializers.CharField(source="cluster_key")
+    project = serializers.CharField(source="project_key")
+    cost_millicredits = serializers.IntegerField(read_only=True, help_text="Whole millicredits of the exact cost.")
+    charged = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UsageRecord
+        fields = ["id", "cluster", "project", "service", "window_start", "window_seconds", "replica_seconds",
+                  "cpu_millicores", "memory_mib", "volume_gib", "database_gib", "bucket_gib", "cost_millicredits",
+                  "charged"]
+
+    def get_charged(self, record: UsageRecord) -> bool:
+        return record.charged_at is not None
+
+
+def _filtered(form_class, request, qs):
+    form = form_class(request.query_params or None)
+    if form.is_bound and not form.is_valid():
+        raise ValidationError(form.errors)
+    return form.filter(qs)
+
+
+DATE_RANGE = [
+    OpenApiParameter("since", OpenApiTypes.DATE, description="From this day (UTC), inclusive."),
+    OpenApiParameter("until", OpenApiTypes.DATE, description="To this day (UTC), inclusive."),
+]
+
+
+@extend_schema_view(get=extend_schema(parameters=[
+    OpenApiParameter("kind", str, enum=EntryKind.values, description="Only entries of this kind."), *DATE_RANGE,
+]))
+class LedgerView(generics.ListAPIView):
+    """The ledger, newest first: ?kind=top_up&since=2026-01-01&until=2026-01-31"""
+
+    serializer_class = CreditEntrySerializer
+
+    def get_queryset(self):
+        org, _ = get_organization_for_user(self.request.user, self.kwargs["org_slug"], "view_billing")
+        return _filtered(LedgerFilterForm, self.request, CreditEntry.objects.filter(organization=org).order_by("-id"))
+
+
+@extend_schema_view(get=extend_schema(parameters=[
+    OpenApiParameter("project", str, description="Project key (namespace)."),
+    OpenApiParameter("service", str, description="Service name."), *DATE_RANGE,
+]))
+class UsageView(generics.ListAPIView):
+    """Usage records, newest window first: ?project=<namespace>&service=web&since=2026-01-01"""
+
+    serializer_class = UsageRecordSerializer
+
+    def get_queryset(self):
+        org, _ = get_organization_for_user(self.request.user, self.kwargs["org_slug"], "view_billing")
+        qs = UsageRecord.objects.filter(organization=org).order_by("-window_start", "id")
+        return _filtered(UsageFilterForm, self.request, qs)

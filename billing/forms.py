@@ -1,0 +1,111 @@
+"""Filters for the ledger and usage (page, CSV and API share them) and the operators' entry form."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from billing.models import CreditEntry, EntryKind, UsageRecord
+from billing.money import parse_credits
+from billing.services import OPERATOR_KINDS, POSITIVE_KINDS
+
+
+def _day_start(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+class DateRangeForm(forms.Form):
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("'From' must be on or before 'To'.")
+        return data
+
+    def _range(self, qs: QuerySet, field: str) -> QuerySet:
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        if data.get("since"):
+            qs = qs.filter(**{f"{field}__gte": _day_start(data["since"])})
+        if data.get("until"):
+            qs = qs.filter(**{f"{field}__lt": _day_start(data["until"] + timedelta(days=1))})
+        return qs
+
+
+class LedgerFilterForm(DateRangeForm):
+    kind = forms.ChoiceField(required=False, choices=[("", "All kinds"), *EntryKind.choices])
+
+    def filter(self, qs: QuerySet[CreditEntry]) -> QuerySet[CreditEntry]:
+        qs = self._range(qs, "created_at")
+        kind = self.cleaned_data.get("kind") if self.is_bound and self.is_valid() else None
+        return qs.filter(kind=kind) if kind else qs
+
+
+class UsageFilterForm(DateRangeForm):
+    project = forms.CharField(required=False, max_length=100)
+    service = forms.CharField(required=False, max_length=100)
+
+    def filter(self, qs: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
+        qs = self._range(qs, "window_start")
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        if data.get("project"):
+            qs = qs.filter(project_key=data["project"])
+        if data.get("service"):
+            qs = qs.filter(service=data["service"])
+        return qs
+
+
+class OperatorEntryForm(forms.ModelForm):
+    """Django admin: an operator adds a grant, manual top-up, refund or adjustment, with a reason."""
+
+    credits = forms.CharField(
+        label="Amount (credits)", help_text="Up to three decimals; negative only for adjustments. 1 credit = 1,000 "
+        "millicredits.",
+    )
+    kind = forms.ChoiceField(choices=[(k.value, k.label) for k in OPERATOR_KINDS])
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Required: why this entry is made. Part of the audit trail."
+    )
+    idempotency_key = forms.CharField(
+        widget=forms.HiddenInput, help_text="Generated per form, so submitting it twice records one entry."
+    )
+
+    class Meta:
+        model = CreditEntry
+        fields = ["organization", "kind", "credits", "reference", "reason", "idempotency_key"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["idempotency_key"].initial = f"admin:{uuid.uuid4()}"
+        self.fields["reference"].help_text = "For a top-up: the payment's reference (bank transfer id, invoice ...)."
+
+    def validate_unique(self) -> None:
+        # A resubmitted form reuses its idempotency key: the service returns the recorded entry.
+        pass
+
+    def clean_credits(self) -> int:
+        try:
+            return parse_credits(self.cleaned_data["credits"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why; the reason is part of the audit trail.")
+        return reason
+
+    def clean(self):
+        data = super().clean()
+        amount, kind = data.get("credits"), data.get("kind")
+        if amount is not None and kind:
+            if amount == 0:
+                self.add_error("credits", "Zero moves no credits.")
+            elif kind in POSITIVE_KINDS and amount < 0:
+                self.add_error("credits", "Only adjustments can be negative.")
+        return data

@@ -1,0 +1,358 @@
+"""Credits: plans and prices, each organization's billing account, the append-only ledger, usage
+records from the agents, suspension records and balance notifications.
+
+All money is integer millicredits; prices are integer microcredits (see billing/money.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields as dataclass_fields
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from billing.money import (
+    FINE_PER_GIB_SECOND_OF_MONTH,
+    FINE_PER_MIB_SECOND,
+    FINE_PER_MILLICORE_SECOND,
+    FINE_PER_MILLICREDIT,
+    format_credits,
+)
+
+if TYPE_CHECKING:
+    from projects.compose import PlanLimits
+
+
+def _cpu_quantity(millicores: int) -> str:
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def _memory_quantity(mib: int) -> str:
+    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
+
+
+class PlanQuerySet(models.QuerySet["Plan"]):
+    def get_default(self) -> Plan:
+        """The plan new organizations get; created with the model's defaults if none exists yet."""
+        plan = self.filter(is_default=True).first()
+        if plan is not None:
+            return plan
+        plan, _ = self.get_or_create(slug="default", defaults={"name": "Default", "is_default": True})
+        return plan
+
+
+class Plan(models.Model):
+    """Prices and limits, managed by operators in Django admin. Prices are integer microcredits."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=40, unique=True)
+    is_default = models.BooleanField(default=False, help_text="Given to new organizations. Exactly one plan.")
+    # Prices, microcredits (1 credit = 1,000,000) per unit. Compute is charged on *requested*
+    # resources while replicas run; a service scaled to zero costs nothing.
+    price_vcpu_second = models.PositiveBigIntegerField(default=20, help_text="Microcredits per vCPU-second.")
+    price_memory_gib_second = models.PositiveBigIntegerField(
+        default=2, help_text="Microcredits per GiB-second of requested memory."
+    )
+    price_volume_gib_month = models.PositiveBigIntegerField(
+        default=100_000, help_text="Microcredits per GiB-month of volume storage."
+    )
+    price_database_gib_month = models.PositiveBigIntegerField(
+        default=200_000, help_text="Microcredits per GiB-month of database storage (when reported)."
+    )
+    price_bucket_gib_month = models.PositiveBigIntegerField(
+        default=20_000, help_text="Microcredits per GiB-month of bucket storage (when reported)."
+    )
+    # Limits; the deploy pipeline turns them into ResourceQuota and LimitRange via limits().
+    max_projects = models.PositiveIntegerField(default=5)
+    max_services = models.PositiveIntegerField(default=20, help_text="Per project.")
+    max_replicas = models.PositiveIntegerField(default=3, help_text="Per service.")
+    default_cpu_request_millicores = models.PositiveIntegerField(default=50)
+    default_cpu_limit_millicores = models.PositiveIntegerField(default=500)
+    default_memory_request_mib = models.PositiveIntegerField(default=64)
+    default_memory_limit_mib = models.PositiveIntegerField(default=512)
+    default_volume_gib = models.PositiveIntegerField(default=1)
+    max_container_cpu_millicores = models.PositiveIntegerField(default=2000)
+    max_container_memory_mib = models.PositiveIntegerField(default=4096)
+    quota_cpu_millicores = models.PositiveIntegerField(default=4000, help_text="Per project namespace.")
+    quota_memory_mib = models.PositiveIntegerField(default=8192, help_text="Per project namespace.")
+    quota_pods = models.PositiveIntegerField(default=20)
+    quota_storage_gib = models.PositiveIntegerField(default=20)
+    quota_volumes = models.PositiveIntegerField(default=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PlanQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_plan")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def limits(self) -> PlanLimits:
+        """The compose converter's PlanLimits (ResourceQuota / LimitRange inputs) for this plan.
+
+        Quantities become Kubernetes quantity strings ("500m", "4Gi"). Only fields PlanLimits
+        declares are passed, so the converter can grow fields without breaking this method;
+        max_projects is enforced by the projects app, not the converter, and is not part of it.
+        """
+        from projects.compose import PlanLimits
+
+        values: dict[str, Any] = {
+            "max_replicas": self.max_replicas,
+            "max_services": self.max_services,
+            "default_cpu_request": _cpu_quantity(self.default_cpu_request_millicores),
+            "default_cpu_limit": _cpu_quantity(self.default_cpu_limit_millicores),
+            "default_memory_request": _memory_quantity(self.default_memory_request_mib),
+            "default_memory_limit": _memory_quantity(self.default_memory_limit_mib),
+            "default_volume_size": f"{self.default_volume_gib}Gi",
+            "max_container_cpu": _cpu_quantity(self.max_container_cpu_millicores),
+            "max_container_memory": _memory_quantity(self.max_container_memory_mib),
+            "quota_cpu": _cpu_quantity(self.quota_cpu_millicores),
+            "quota_memory": _memory_quantity(self.quota_memory_mib),
+            "quota_pods": self.quota_pods,
+            "quota_storage": f"{self.quota_storage_gib}Gi",
+            "quota_volumes": self.quota_volumes,
+        }
+        known = {f.name for f in dataclass_fields(PlanLimits)}
+        return PlanLimits(**{k: v for k, v in values.items() if k in known})
+
+    def cost_fine(
+        self,
+        *,
+        cpu_millicore_seconds: int,
+        memory_mib_seconds: int,
+        volume_gib_seconds: int = 0,
+        database_gib_seconds: int = 0,
+        bucket_gib_seconds: int = 0,
+    ) -> int:
+        """Exact cost of usage in fine units (integer arithmetic only; see billing/money.py)."""
+        storage = (
+            volume_gib_seconds * self.price_volume_gib_month
+            + database_gib_seconds * self.price_database_gib_month
+            + bucket_gib_seconds * self.price_bucket_gib_month
+        )
+        return (
+            cpu_millicore_seconds * self.price_vcpu_second * FINE_PER_MILLICORE_SECOND
+            + memory_mib_seconds * self.price_memory_gib_second * FINE_PER_MIB_SECOND
+            + storage * FINE_PER_GIB_SECOND_OF_MONTH
+        )
+
+
+class NoticeLevel(models.TextChoices):
+    """How far down the balance is; a notice goes out each time it moves to a worse level."""
+
+    OK = "ok", "OK"
+    LOW = "low", "Low balance"
+    ZERO = "zero", "Out of credits"
+
+
+NOTICE_SEVERITY = {NoticeLevel.OK: 0, NoticeLevel.LOW: 1, NoticeLevel.ZERO: 2}
+
+
+class BillingAccount(models.Model):
+    """An organization's billing state. Its balance is a cache of the ledger's sum, only ever
+    changed together with a new CreditEntry, in one transaction, under this row's lock."""
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="billing_account"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
+    balance = models.BigIntegerField(default=0, editable=False, help_text="Millicredits; cached sum of the ledger.")
+    usage_remainder = models.BigIntegerField(
+        default=0, editable=False, help_text="Fine units of usage charged but below one millicredit, carried."
+    )
+    notice_level = models.CharField(
+        max_length=10, choices=NoticeLevel.choices, default=NoticeLevel.OK, editable=False
+    )
+    grace_minutes = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Minutes at zero before suspension; empty uses BILLING_SUSPEND_GRACE_MINUTES.",
+    )
+    grace_until = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the balance reaches zero; suspension follows at this time."
+    )
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization__name"]
+
+    def __str__(self) -> str:
+        return f"{self.organization} ({format_credits(self.balance)} credits)"
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+
+class EntryKind(models.TextChoices):
+    SIGNUP_GRANT = "signup_grant", "Signup grant"
+    GRANT = "grant", "Grant"
+    TOP_UP = "top_up", "Top-up"
+    USAGE = "usage", "Usage"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError(f"{self.model.__name__} is append-only; record a correcting entry instead.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError(f"{self.model.__name__} is append-only; record a correcting entry instead.")
+
+
+class AppendOnlyModel(models.Model):
+    """Rows are written once. On PostgreSQL a trigger (migration 0002) enforces it for raw SQL too."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError(f"{type(self).__name__} is append-only; record a correcting entry instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError(f"{type(self).__name__} is append-only; record a correcting entry instead.")
+
+
+class CreditEntry(AppendOnlyModel):
+    """One line of the ledger. Positive amounts add credits, negative ones consume them.
+
+    Never edited or deleted: a mistake is corrected by a new entry (kind adjustment or refund).
+    The idempotency key makes every write safe to retry: the same key never produces two entries.
+    """
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="credit_entries")
+    amount = models.BigIntegerField(help_text="Millicredits; positive adds credits, negative consumes them.")
+    kind = models.CharField(max_length=20, choices=EntryKind.choices)
+    reference = models.CharField(max_length=200, blank=True, help_text="Payment reference, usage window, ...")
+    reason = models.TextField(blank=True, help_text="Why an operator made this entry.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Empty for entries the system made (usage, signup grant).",
+    )
+    created_by_email = models.CharField(
+        max_length=254, blank=True, help_text="Kept when the user account is deleted later."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    balance_after = models.BigIntegerField(help_text="The organization's balance right after this entry.")
+
+    class Meta(AppendOnlyModel.Meta):
+        ordering = ["-id"]
+        verbose_name_plural = "credit entries"
+        indexes = [models.Index(fields=["organization", "kind", "created_at"])]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="credit_entry_amount_not_zero")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {format_credits(self.amount, sign=True)} for {self.organization_id}"
+
+
+class UsageRecord(models.Model):
+    """What one service of one project used in one window, as reported by its cluster's agent.
+
+    Unique on (cluster, project, service, window): a repeated or late report never adds a second
+    record. Only the charge fields change after creation, once, when the window is charged.
+    """
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="usage_records")
+    cluster_key = models.CharField(max_length=100, help_text="The cluster's slug.")
+    project_key = models.CharField(max_length=100, help_text="The project's namespace (or id).")
+    service = models.CharField(max_length=100)
+    window_start = models.DateTimeField()
+    window_seconds = models.PositiveIntegerField()
+    replica_seconds = models.PositiveBigIntegerField(help_text="Seconds replicas ran, summed over replicas.")
+    cpu_millicores = models.PositiveIntegerField(help_text="CPU request per replica.")
+    memory_mib = models.PositiveIntegerField(help_text="Memory request per replica.")
+    volume_gib = models.PositiveIntegerField(default=0)
+    database_gib = models.PositiveIntegerField(default=0)
+    bucket_gib = models.PositiveIntegerField(default=0)
+    cost_fine = models.PositiveBigIntegerField(help_text="Exact cost in fine units at the plan's prices on arrival.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    charged_at = models.DateTimeField(null=True, blank=True)
+    charge_key = models.CharField(max_length=200, blank=True, help_text="Idempotency key of the usage charge.")
+    charge_entry = models.ForeignKey(
+        CreditEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="usage_records",
+        help_text="Empty when the window's charge was below one millicredit (carried as remainder).",
+    )
+
+    class Meta:
+        ordering = ["-window_start", "project_key", "service"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster_key", "project_key", "service", "window_start"], name="one_usage_record_per_window"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "window_start"]),
+            models.Index(fields=["charged_at", "window_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_key}/{self.service} @ {self.window_start:%Y-%m-%d %H:%M}"
+
+    @property
+    def cost_millicredits(self) -> int:
+        """Whole millicredits of this record's cost (the ledger charges per window, with remainders)."""
+        return self.cost_fine // FINE_PER_MILLICREDIT
+
+
+class SuspensionAction(models.TextChoices):
+    SUSPENDED = "suspended", "Suspended"
+    RESUMED = "resumed", "Resumed"
+
+
+class SuspensionRecord(AppendOnlyModel):
+    """Every suspension and resumption of an organization, in order."""
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="suspension_records"
+    )
+    action = models.CharField(max_length=10, choices=SuspensionAction.choices)
+    reason = models.CharField(max_length=300)
+    balance = models.BigIntegerField(help_text="Millicredits at the time.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta(AppendOnlyModel.Meta):
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.action} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class BalanceNotification(models.Model):
+    """An e-mail owed to owners and admins because the balance crossed a threshold (an outbox row:
+    written in the transaction that saw the crossing, sent by a task after commit)."""
+
+    class Kind(models.TextChoices):
+        LOW = "low", "Low balance"
+        ZERO = "zero", "Out of credits"
+        SUSPENDED = "suspended", "Services suspended"
+
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="balance_notifications"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    balance = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.organization_id}"
