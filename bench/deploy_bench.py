@@ -114,12 +114,13 @@ def main() -> int:
     samples = max(1, min(args.samples, 50))
     sizes = [max(1, min(int(s), 60)) for s in args.sizes.split(",")]
 
-    os.environ["PAAS_PLAN_DEFAULTS"] = json.dumps(PLAN)
     os.environ.setdefault("PROJECTS_ROLLOUT_TIMEOUT", "60")
     setup_django(os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"))
 
     from accounts.services import create_api_token, create_organization
     from agent.k8s import Kube
+    from billing.models import Plan
+    from billing.services import get_account
     from clusters import services as cluster_services
     from clusters.models import ClusterStatus
     from conftest import make_user
@@ -144,6 +145,12 @@ def main() -> int:
                  "agent online", 0.05)
             user = make_user(f"bench-{os.getpid()}@example.com")
             org = create_organization(user, f"Bench {os.getpid()}")
+            # The same room as PLAN for the platform path: the organization's billing plan sets its limits.
+            account = get_account(org)
+            account.plan = Plan.objects.create(
+                name="Bench", slug=f"bench-{os.getpid()}", max_projects=100, max_services=60, quota_pods=200,
+                quota_cpu_millicores=200_000, quota_memory_mib=400 * 1024)
+            account.save(update_fields=["plan"])
             _, token = create_api_token(user, "bench")
             kube = Kube(str(kubeconfig))
 

@@ -90,6 +90,12 @@ def _lock_account(organization_id: int) -> BillingAccount:
     return account
 
 
+def plan_for_update(organization: Organization) -> Plan:
+    """The organization's plan, its billing account locked until the transaction ends, so limit
+    checks (e.g. the number of projects) cannot be raced past."""
+    return _lock_account(organization.pk).plan
+
+
 def plan_limits(organization: Organization) -> PlanLimits:
     """The organization's plan as the compose converter's PlanLimits (ResourceQuota, LimitRange)."""
     return get_account(organization).plan.limits()

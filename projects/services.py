@@ -21,12 +21,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization, User
+from billing import services as billing_services
 from clusters import data
 from clusters import services as cluster_services
 from clusters.data import BUCKET_SECRET, DATABASE_SECRET
 from clusters.models import Cluster
 from paas.realtime import org_group, publish
-from projects.compose import ComposeRefusal, PlanLimits, RenderContext, RenderResult, labels, namespace_for
+from projects.compose import ComposeRefusal, RenderContext, RenderResult, labels, namespace_for
 from projects.compose import validate_compose as _validate_compose
 from projects.models import IN_FLIGHT, Exposure, Project, Release, ReleaseKind, ReleaseStatus, Service, Variable
 
@@ -70,6 +71,13 @@ def create_project(org: Organization, user: User | None, name: str, cluster: Clu
         raise ValidationError(f"{org.name} already has a project called {slug!r} (or one being deleted).")
     try:
         with transaction.atomic():
+            # Under the billing account's row lock, so two concurrent creations cannot both pass the limit.
+            plan = billing_services.plan_for_update(org)
+            active = Project.objects.filter(organization=org, deleted_at__isnull=True).count()
+            if active >= plan.max_projects:
+                raise ValidationError(
+                    f"The {plan.name} plan allows {plan.max_projects} projects and {org.name} has {active}; "
+                    "delete a project or ask an operator for a larger plan.", code="plan_limit")
             return Project.objects.create(
                 organization=org, name=name, slug=slug, cluster=cluster,
                 namespace=_unique_namespace(org, slug, cluster), allow_internet_egress=allow_internet_egress,
@@ -135,7 +143,7 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
     members = sorted(project.organization.memberships.values_list("user__username", flat=True))
     return RenderContext(
         org_slug=project.organization.slug, project_slug=project.slug, namespace=project.namespace,
-        revision=revision, variables=variables, plan=PlanLimits.from_settings(),
+        revision=revision, variables=variables, plan=billing_services.plan_limits(project.organization),
         base_domain=project.cluster.base_domain,
         database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
         bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
@@ -261,11 +269,7 @@ def sync_services(project: Project, objects: list[dict[str, Any]]) -> None:
 
 def _ensure_can_deploy(org: Organization) -> None:
     try:
-        from billing.services import ensure_can_deploy
-    except ImportError:  # billing not installed: nothing to refuse
-        return
-    try:
-        ensure_can_deploy(org)
+        billing_services.ensure_can_deploy(org)
     except ValidationError as exc:
         raise DeployError(" ".join(exc.messages), code=exc.code or "organization_suspended") from None
 

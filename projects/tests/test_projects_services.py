@@ -113,3 +113,24 @@ def test_it_shows_a_diff_between_releases_with_secret_values_hashed(client, pers
     page = client.get(f"/o/acme/projects/shop/releases/{second.revision}/").content.decode()
     assert "+        image: nginx:1.28" in page and "-        image: nginx:1.27" in page
     assert "redacted:sha256:" in page and "first-secret" not in page and "second-secret" not in page
+
+
+def test_the_organizations_plan_limits_projects_and_shapes_the_quota(personas, project, cluster):
+    from django.core.exceptions import ValidationError
+
+    from billing.services import get_account
+
+    plan = get_account(personas.org).plan
+    plan.max_projects, plan.quota_pods, plan.max_services = 2, 7, 3
+    plan.save()
+    services.create_project(personas.org, personas.owner, "Second", cluster)
+    with pytest.raises(ValidationError, match="allows 2 projects"):
+        services.create_project(personas.org, personas.owner, "Third", cluster)
+
+    from projects.compose import render_project
+
+    result = render_project("services:\n  web:\n    image: nginx\n", services.render_context(project, 1, {}))
+    quota = next(o for o in result.objects if o["kind"] == "ResourceQuota")
+    assert quota["spec"]["hard"]["pods"] == "7"
+    too_many = "services:\n" + "".join(f"  s{i}:\n    image: nginx\n" for i in range(4))
+    assert services.validate(project, too_many)["ok"] is False
