@@ -248,6 +248,9 @@ CELERY_BEAT_SCHEDULE.update({
         "task": "billing.charge_closed_windows", "schedule": float(BILLING_WINDOW_SECONDS),
     },
     "every-minute-suspend-organizations-past-grace": {"task": "billing.enforce_suspensions", "schedule": 60.0},
+    "every-window-record-usage-of-running-services": {
+        "task": "projects.record_usage", "schedule": float(BILLING_WINDOW_SECONDS),
+    },
     "every-five-minutes-resend-lost-balance-notices": {
         "task": "billing.send_pending_notifications", "schedule": 300.0,
     },

@@ -20,3 +20,11 @@ def purge_project(project_pk: int) -> bool:
 @shared_task(ignore_result=True)
 def purge_due_projects() -> int:
     return services.purge_due_projects()
+
+
+@shared_task(name="projects.record_usage", ignore_result=True)
+def record_usage() -> int:
+    """Beat, once per billing window: measure running services for billing (see projects/usage.py)."""
+    from projects.usage import record_last_window
+
+    return record_last_window()

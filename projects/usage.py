@@ -1,0 +1,96 @@
+"""Usage for billing, from what the agents report.
+
+Once per billing window, each project's services are measured from the cluster's state: ready
+replicas from the agent's observed state, CPU and memory requests per replica and volume sizes
+from the desired manifests the cluster holds. A scaled-to-zero service costs only its storage.
+A project whose cluster has no connected agent is skipped for that window: with no report there
+is nothing to bill, and gaps are never filled in (billing is idempotent per service and window).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from kubernetes.utils.quantity import parse_quantity
+
+from billing import services as billing
+from clusters.models import ClusterStatus, DesiredProject, ObservedProject
+from projects.compose import labels
+from projects.models import Project
+
+log = logging.getLogger(__name__)
+
+CONNECTED = (ClusterStatus.ONLINE, ClusterStatus.DEGRADED)
+GIB = 1024**3
+
+
+def closed_window(now: datetime | None = None) -> datetime:
+    """Start of the most recent window that has ended."""
+    seconds = settings.BILLING_WINDOW_SECONDS
+    epoch = int((now or timezone.now()).timestamp()) // seconds * seconds - seconds
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def _requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
+    """(CPU millicores, memory MiB) requested by one replica: its containers' requests, summed."""
+    cpu = memory = 0
+    for container in pod_spec.get("containers") or []:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        cpu += math.ceil(parse_quantity(requests.get("cpu", "0")) * 1000)
+        memory += math.ceil(parse_quantity(requests.get("memory", "0")) / (1024 * 1024))
+    return cpu, memory
+
+
+def service_usage(manifests: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per service: ready replicas, requests per replica and volume GiB, from one namespace's objects."""
+    usage: dict[str, dict[str, int]] = {}
+    observed = state.get("deployments") or {}
+    claims = {o["metadata"]["name"]: o for o in manifests if o.get("kind") == "PersistentVolumeClaim"}
+    for obj in manifests:
+        if obj.get("kind") != "Deployment":
+            continue
+        service = (obj["metadata"].get("labels") or {}).get(labels.SERVICE) or obj["metadata"]["name"]
+        pod_spec = obj["spec"]["template"]["spec"]
+        cpu, memory = _requests(pod_spec)
+        storage = 0
+        for volume in pod_spec.get("volumes") or []:
+            claim = claims.get((volume.get("persistentVolumeClaim") or {}).get("claimName", ""))
+            if claim:
+                size = claim["spec"]["resources"]["requests"].get("storage", "0")
+                storage += math.ceil(parse_quantity(size) / GIB)
+        ready = int((observed.get(obj["metadata"]["name"]) or {}).get("ready", 0))
+        usage[service] = {"replicas": ready, "cpu_millicores": cpu, "memory_mib": memory, "storage_gib": storage}
+    return usage
+
+
+def record_window(window_start: datetime) -> int:
+    """Record one window's usage for every project on a connected cluster; returns the reports made."""
+    seconds = settings.BILLING_WINDOW_SECONDS
+    made = 0
+    projects = Project.objects.filter(deleted_at__isnull=True, cluster__status__in=CONNECTED).select_related(
+        "organization", "cluster")
+    for project in projects:
+        desired = DesiredProject.objects.filter(cluster=project.cluster, namespace=project.namespace).first()
+        if desired is None:
+            continue  # never deployed: nothing runs
+        observed = ObservedProject.objects.filter(cluster=project.cluster, namespace=project.namespace).first()
+        for service, figures in service_usage(desired.manifests, observed.state if observed else {}).items():
+            billing.record_usage(project.organization, {
+                "cluster": project.cluster.slug, "namespace": project.namespace, "service": service,
+                "window_start": window_start.isoformat(), "window_seconds": seconds, **figures,
+            })
+            made += 1
+    return made
+
+
+def record_last_window() -> int:
+    window = closed_window()
+    made = record_window(window)
+    log.info("usage recorded: window=%s reports=%d", window.isoformat(), made)
+    return made
+
