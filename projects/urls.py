@@ -15,6 +15,7 @@ urlpatterns = [
     path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),
     path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
     path(P + "releases/<int:revision>/rollback/", views.rollback, name="release_rollback"),
+    path(P + "data/<str:service>/reveal/", views.reveal_data_credentials, name="project_data_reveal"),
 ]
 
 A = "organizations/<slug:org_slug>/projects/"

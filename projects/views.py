@@ -10,11 +10,12 @@ import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.access import get_organization_for_user
+from clusters import data
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from projects import services
 from projects.access import get_project_for_user, get_release_for_user, get_variable_for_user
@@ -196,3 +197,21 @@ def project_url(project: Project) -> str:
     from django.urls import reverse
 
     return reverse("project_detail", args=[project.organization.slug, project.slug])
+
+
+@login_required
+@require_POST
+def reveal_data_credentials(request: HttpRequest, org_slug: str, project_slug: str, service: str) -> HttpResponse:
+    """The project's database or bucket credentials, read from the cluster now; stored and logged nowhere."""
+    project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
+    wanted = {"database": project.wants_database, "bucket": project.wants_bucket}
+    if not wanted.get(service):
+        raise Http404("This project has no such data service")
+    values = data.reveal_credentials(project.cluster, project.namespace, service)
+    if values is None:
+        response = JsonResponse({"error": f"The {service} credentials cannot be read right now: the cluster's agent "
+                                          "is offline, or the first deploy has not provisioned it yet."}, status=503)
+    else:
+        response = JsonResponse({"values": values})
+    response["Cache-Control"] = "no-store"
+    return response

@@ -139,3 +139,30 @@
     validate();
   });
 })();
+
+// Data services: credentials are fetched from the cluster only when a member asks, shown, never cached.
+(function () {
+  const csrf = () => (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
+  const revealed = {};
+  document.querySelectorAll("[data-reveal]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const error = document.getElementById("data-error");
+      const response = await fetch(button.dataset.reveal, { method: "POST", headers: { "X-CSRFToken": csrf() } });
+      const body = await response.json();
+      if (!response.ok) {
+        error.textContent = body.error;
+        error.hidden = false;
+        return;
+      }
+      error.hidden = true;
+      const kind = button.dataset.reveal.includes("/database/") ? "database" : "bucket";
+      revealed[kind] = body.values;
+      const row = document.querySelector(`[data-revealed=${kind}]`);
+      row.querySelector("pre").textContent = Object.entries(body.values).map(([k, v]) => `${k}=${v}`).join("\n");
+      row.hidden = false;
+    });
+  });
+  document.querySelectorAll("[data-copy]").forEach((button) => {
+    button.addEventListener("click", () => navigator.clipboard.writeText(revealed[button.dataset.copy].DATABASE_URL));
+  });
+})();
