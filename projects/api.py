@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from projects import services
-from projects.access import get_project_for_user, get_release_for_user, get_variable_for_user
+from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project
 
 
@@ -173,3 +173,21 @@ class VariableDetailView(APIView):
         variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
         services.delete_variable(variable)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ExposureSerializer(serializers.Serializer):
+    exposure = serializers.ChoiceField(choices=["", "public", "private"],
+                                       help_text="public, private, or empty to follow the compose file")
+
+
+class ServiceExposureView(APIView):
+    """Make a service public (a URL) or private; applies on the next deploy or redeploy."""
+
+    serializer_class = ExposureSerializer
+
+    def put(self, request, org_slug: str, project_slug: str, name: str):
+        service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+        form = ExposureSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.set_exposure(service, form.validated_data["exposure"])
+        return Response({**service.as_dict(), "exposure_override": service.exposure_override})

@@ -11,6 +11,7 @@ urlpatterns = [
     path(P + "deploy/", views.deploy, name="project_deploy"),
     path(P + "redeploy/", views.redeploy, name="project_redeploy"),
     path(P + "delete/", views.project_delete, name="project_delete"),
+    path(P + "services/<str:name>/exposure/", views.service_exposure, name="project_service_exposure"),
     path(P + "variables/", views.variables, name="project_variables"),
     path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),
     path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
@@ -28,6 +29,7 @@ api_urlpatterns = [
     path(AP + "releases/", api.ReleaseListView.as_view(), name="api_releases"),
     path(AP + "releases/<int:revision>/", api.ReleaseDetailView.as_view(), name="api_release"),
     path(AP + "releases/<int:revision>/rollback/", api.RollbackView.as_view(), name="api_release_rollback"),
+    path(AP + "services/<str:name>/exposure/", api.ServiceExposureView.as_view(), name="api_service_exposure"),
     path(AP + "variables/", api.VariableListView.as_view(), name="api_variables"),
     path(AP + "variables/<int:variable_id>/", api.VariableDetailView.as_view(), name="api_variable"),
 ]

@@ -18,7 +18,7 @@ from accounts.access import get_organization_for_user
 from clusters import data
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from projects import services
-from projects.access import get_project_for_user, get_release_for_user, get_variable_for_user
+from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release
 
 STARTER_COMPOSE = """services:
@@ -215,3 +215,17 @@ def reveal_data_credentials(request: HttpRequest, org_slug: str, project_slug: s
         response = JsonResponse({"values": values})
     response["Cache-Control"] = "no-store"
     return response
+
+
+@login_required
+@require_POST
+def service_exposure(request: HttpRequest, org_slug: str, project_slug: str, name: str) -> HttpResponse:
+    service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+    try:
+        services.set_exposure(service, request.POST.get("exposure", ""))
+    except ValidationError as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"{service.name} will be {service.exposure_override or 'as the compose file says'} "
+                                  "from the next deploy; press Redeploy to apply it now.")
+    return redirect("project_detail", org_slug, project_slug)

@@ -134,3 +134,27 @@ def test_the_organizations_plan_limits_projects_and_shapes_the_quota(personas, p
     assert quota["spec"]["hard"]["pods"] == "7"
     too_many = "services:\n" + "".join(f"  s{i}:\n    image: nginx\n" for i in range(4))
     assert services.validate(project, too_many)["ok"] is False
+
+
+def test_members_choose_which_services_are_public(client, personas, viewer, project):
+    from projects.compose import render_project
+    from projects.models import Service
+
+    Service.objects.create(project=project, name="web", image="nginx:1.27", exposure="public")
+    url = API + "services/web/exposure/"
+    client.force_login(viewer)
+    assert client.put(url, {"exposure": "private"}, content_type="application/json").status_code == 403
+    client.force_login(personas.outsider)
+    assert client.put(url, {"exposure": "private"}, content_type="application/json").status_code == 404
+    client.force_login(personas.member)
+    bad = client.put(url, {"exposure": "everyone"}, content_type="application/json")
+    assert bad.status_code == 400 and "exposure" in bad.json()
+    assert client.put(url, {"exposure": "private"}, content_type="application/json").json()["exposure_override"] \
+        == "private"
+
+    objects = render_project(project.compose_text, services.render_context(project, 1, {})).objects
+    assert not [o for o in objects if o["kind"] == "Ingress" and o["metadata"]["name"] == "web"]
+    page = client.post("/o/acme/projects/shop/services/web/exposure/", {"exposure": ""}, follow=True)
+    assert b"press Redeploy" in page.content
+    objects = render_project(project.compose_text, services.render_context(project, 1, {})).objects
+    assert [o for o in objects if o["kind"] == "Ingress"]
