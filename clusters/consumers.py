@@ -9,8 +9,10 @@ import secrets
 import time
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from django.http import Http404
 
@@ -18,6 +20,7 @@ from agent import protocol as p
 from clusters import infrastructure, services
 from clusters.access import get_cluster_for_operator
 from clusters.models import DesiredProject
+from clusters.rpc import send_to_session
 
 log = logging.getLogger("clusters.agent")
 
@@ -38,9 +41,11 @@ class Heartbeats:
         self.task: asyncio.Task | None = None
 
     def add(self, consumer: AgentConsumer) -> None:
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:  # new loop: tests
+            self.consumers = set()
+            self.task = loop.create_task(self._run(consumer.heartbeat))
         self.consumers.add(consumer)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(consumer.heartbeat))
 
     def discard(self, consumer: AgentConsumer) -> None:
         self.consumers.discard(consumer)
@@ -60,10 +65,63 @@ class Heartbeats:
 heartbeats = Heartbeats()
 
 
+class SessionRouter:
+    """One channel-layer channel per daphne process, shared by all its agent sessions.
+
+    A channel (and a receiving task) per consumer would cost memory on every idle socket. Messages
+    carry the session id; the cluster row stores "<channel>#<session>" (see clusters.rpc).
+    """
+
+    def __init__(self) -> None:
+        self.channel = ""
+        self.sessions: dict[str, AgentConsumer] = {}
+        self.task: asyncio.Task | None = None
+
+    async def address(self, consumer: AgentConsumer) -> str:
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:  # new loop: tests
+            # Its own layer instance: a receive() left pending on an old loop would lock a shared one.
+            layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+            self.channel = await layer.new_channel("agents")
+            self.sessions = {}
+            self.task = loop.create_task(self._run(layer))
+        self.sessions[consumer.session_id] = consumer
+        return f"{self.channel}#{consumer.session_id}"
+
+    def discard(self, consumer: AgentConsumer) -> None:
+        if self.sessions.get(consumer.session_id) is consumer:
+            del self.sessions[consumer.session_id]
+
+    async def _run(self, layer: Any) -> None:
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+            except Exception:  # Redis away: keep trying, the sessions themselves are unaffected
+                log.exception("agent session router could not read its channel; retrying")
+                await asyncio.sleep(1)
+                continue
+            consumer = self.sessions.get(message.pop("session", ""))
+            if consumer is None:
+                if message.get("type") == "agent.rpc":  # the session ended in the meantime
+                    await layer.send(message["reply_to"], {"type": "rpc.error", "code": "offline",
+                                                           "message": "the agent disconnected"})
+                continue
+            handler = getattr(consumer, message["type"].replace(".", "_"), None)
+            try:
+                if handler is not None and message["type"].startswith("agent."):
+                    await handler(message)
+            except Exception:
+                log.exception("cluster %s: handling %s failed", consumer.cluster_slug, message["type"])
+
+
+router = SessionRouter()
+
+
 class AgentConsumer(AsyncWebsocketConsumer):
     """One agent's socket. Authenticated before accept(); at most one live session per cluster."""
 
     cluster_id: int | None = None
+    channel_layer_alias = None  # no channel per socket: the process-wide `router` delivers layer messages
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])
@@ -96,13 +154,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if self.cluster_id is None:
             return
         heartbeats.discard(self)
+        router.discard(self)
         for task in list(self.tasks):
             task.cancel()
         for waiter in list(self.pending.values()):
             await self._reply(waiter, {"type": "rpc.error", "code": "offline", "message": "the agent disconnected"})
         self.pending.clear()
         for sid, owner in list(self.streams.items()):
-            await self.channel_layer.send(owner, {"type": "stream.closed", "id": sid, "reason": "agent disconnected"})
+            await get_channel_layer().send(owner, {"type": "stream.closed", "id": sid, "reason": "agent disconnected"})
         self.streams.clear()
         if self.helloed:
             reason = p.CLOSE_REASONS.get(code, f"close code {code}")
@@ -127,7 +186,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None:
             sid, data = p.unpack_data(bytes_data)
             if owner := self.streams.get(sid):
-                await self.channel_layer.send(owner, {"type": "stream.data", "id": sid, "data": data})
+                await get_channel_layer().send(owner, {"type": "stream.data", "id": sid, "data": data})
             return
         try:
             message = p.decode(text_data or "")
@@ -152,7 +211,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 relay = ({"type": "stream.credit", "id": sid, "bytes": int(message.get("bytes", 0))}
                          if kind == "stream.credit" else
                          {"type": "stream.closed", "id": sid, "reason": message.get("reason", "")})
-                await self.channel_layer.send(owner, relay)
+                await get_channel_layer().send(owner, relay)
 
     async def _hello(self, message: dict[str, Any]) -> None:
         if message["type"] != "hello" or message.get("protocol") != p.PROTOCOL_VERSION:
@@ -161,10 +220,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.close(code=p.CLOSE_PROTOCOL_ERROR)
             return
         previous = await database_sync_to_async(services.agent_connected)(
-            self.cluster_id, self.session_id, self.channel_name, message)
+            self.cluster_id, self.session_id, await router.address(self), message)
         if previous:
             log.info("cluster %s: replacing the previous agent session", self.cluster_slug)
-            await self.channel_layer.send(previous, {"type": "agent.close", "code": p.CLOSE_REPLACED})
+            await send_to_session(get_channel_layer(), previous, {"type": "agent.close", "code": p.CLOSE_REPLACED})
         self.helloed = True
         await self.send(text_data=p.encode({"type": "welcome", "cluster": self.cluster_slug,
                                             "heartbeat": self.heartbeat, "max_message_bytes": self.max_bytes}))
@@ -199,7 +258,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=p.encode({"type": "stream.open", "id": sid, "op": message["op"],
                                             "payload": message.get("payload") or {}, "window": window}))
         # The agent's receive window is the protocol default: that is the caller's initial credit.
-        await self.channel_layer.send(message["owner"], {"type": "stream.opened", "id": sid,
+        await get_channel_layer().send(message["owner"], {"type": "stream.opened", "id": sid,
                                                          "window": p.DEFAULT_STREAM_WINDOW})
 
     async def agent_stream_data(self, message: dict[str, Any]) -> None:
@@ -222,7 +281,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             if not waiter.done():
                 waiter.set_result(message)
         else:
-            await self.channel_layer.send(waiter, {**message, "type": message["type"]})
+            await get_channel_layer().send(waiter, {**message, "type": message["type"]})
 
     async def _expire(self, rid: int, timeout: float) -> None:
         # Fast answers need no ack (one channel-layer hop less); slower ones tell the caller that a live
@@ -230,7 +289,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(ACCEPT_AFTER)
         waiter = self.pending.get(rid)
         if isinstance(waiter, str):
-            await self.channel_layer.send(waiter, {"type": "rpc.accepted", "id": rid})
+            await get_channel_layer().send(waiter, {"type": "rpc.accepted", "id": rid})
         # The caller gave up by now; forget the entry so a silent agent cannot grow `pending`.
         await asyncio.sleep(timeout + 1)
         self.pending.pop(rid, None)

@@ -51,6 +51,17 @@ class AgentError(RPCError):
         self.message = message
 
 
+def split_address(address: str) -> tuple[str, str]:
+    """A live session's address is "<channel of its daphne process>#<session id>"."""
+    channel, _, session = address.rpartition("#")
+    return channel, session
+
+
+async def send_to_session(layer: Any, address: str, message: dict[str, Any]) -> None:
+    channel, session = split_address(address)
+    await layer.send(channel, {**message, "session": session})
+
+
 async def _live_channel(cluster_id: int) -> str:
     return await database_sync_to_async(_channel_of)(cluster_id)
 
@@ -70,8 +81,8 @@ async def _call_channel(cluster_id: int, channel: str, op: str, payload: dict[st
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
     layer = layer or get_channel_layer()
     reply_to = await layer.new_channel("agent-rpc")
-    await layer.send(channel, {"type": "agent.rpc", "op": op, "payload": payload or {}, "reply_to": reply_to,
-                               "timeout": timeout})
+    await send_to_session(layer, channel, {"type": "agent.rpc", "op": op, "payload": payload or {},
+                                           "reply_to": reply_to, "timeout": timeout})
     deadline = asyncio.get_running_loop().time() + timeout
     try:
         # A live consumer answers (or acknowledges) within moments. Without that, a channel left behind
@@ -175,7 +186,8 @@ class AgentStream:
                 raise ConnectionError(f"stream closed: {self.close_reason}")
             chunk, data = data[: self.credit], data[self.credit :]
             self.credit -= len(chunk)
-            await self.layer.send(self.consumer_channel, {"type": "agent.stream.data", "id": self.id, "data": chunk})
+            await send_to_session(self.layer, self.consumer_channel,
+                                  {"type": "agent.stream.data", "id": self.id, "data": chunk})
 
     async def recv(self, timeout: float = 30.0) -> bytes | None:
         """The next chunk, or None when the agent closed the stream."""
@@ -186,7 +198,7 @@ class AgentStream:
         data = self._buffer.pop(0)
         self._consumed += len(data)
         if self._consumed >= self.window // 2:
-            await self.layer.send(self.consumer_channel,
+            await send_to_session(self.layer, self.consumer_channel,
                                   {"type": "agent.stream.credit", "id": self.id, "bytes": self._consumed})
             self._consumed = 0
         return data
@@ -194,7 +206,7 @@ class AgentStream:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            await self.layer.send(self.consumer_channel, {"type": "agent.stream.close", "id": self.id})
+            await send_to_session(self.layer, self.consumer_channel, {"type": "agent.stream.close", "id": self.id})
 
 
 async def open_stream(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None,
@@ -205,8 +217,8 @@ async def open_stream(cluster: Cluster | int, op: str, payload: dict[str, Any] |
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
     layer = get_channel_layer()
     stream = AgentStream(layer, channel, await layer.new_channel("agent-stream"), window)
-    await layer.send(channel, {"type": "agent.stream.open", "op": op, "payload": payload or {},
-                               "owner": stream.channel, "window": window})
+    await send_to_session(layer, channel, {"type": "agent.stream.open", "op": op, "payload": payload or {},
+                                           "owner": stream.channel, "window": window})
     try:
         while stream.id is None and not stream.closed:
             await stream._handle(await stream._next(timeout))

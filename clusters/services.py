@@ -119,8 +119,10 @@ def revoke_token(cluster: Cluster) -> None:
     # Read the live session's channel now: the caller's copy of the cluster may predate the connection.
     channel = Cluster.objects.filter(pk=cluster.pk).values_list("channel_name", flat=True).first()
     if channel:
-        transaction.on_commit(lambda: async_to_sync(get_channel_layer().send)(
-            channel, {"type": "agent.close", "code": protocol.CLOSE_TOKEN_REVOKED}))
+        from clusters.rpc import send_to_session
+
+        transaction.on_commit(lambda: async_to_sync(send_to_session)(
+            get_channel_layer(), channel, {"type": "agent.close", "code": protocol.CLOSE_TOKEN_REVOKED}))
 
 
 def issue_install_secret(cluster: Cluster) -> str:
