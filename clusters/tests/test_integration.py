@@ -314,3 +314,32 @@ def test_observed_state_reaches_the_browser(plane, agents, kubesim, operator):
     assert state["deployments"]["web"]["ready"] == 1
     stored = poll(lambda: cluster.observed_projects.filter(namespace=NS).first(), 5, "observed state stored")
     assert stored.state["deployments"]["web"]["rollout"] == "complete"
+
+
+def test_a_stream_carries_bytes_both_ways_with_flow_control(plane, agents):
+    import asyncio
+
+    cluster = services.create_cluster("Streams", "x.example.com")
+    agents.start(services.issue_token(cluster))
+    poll(lambda: online(cluster), what="cluster online")
+    payload = os.urandom(3 * p.DEFAULT_STREAM_WINDOW)  # more than one window each way: needs credit to finish
+
+    async def echo() -> bytes:
+        stream = await rpc.open_stream(cluster, "echo", {})
+        received = b""
+
+        async def reader() -> None:
+            nonlocal received
+            while len(received) < len(payload):
+                chunk = await stream.recv(timeout=10)
+                assert chunk is not None
+                received += chunk
+
+        read = asyncio.create_task(reader())
+        for i in range(0, len(payload), 64 * 1024):
+            await stream.send(payload[i : i + 64 * 1024])
+        await asyncio.wait_for(read, 20)
+        await stream.close()
+        return received
+
+    assert asyncio.run(echo()) == payload
