@@ -143,7 +143,7 @@ def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
         sim.stop()
 
 
-async def hold_idle_agents(url: str, tokens: list[str], batch: int) -> list:
+async def hold_idle_agents(url: str, tokens: list[str], batch: int, pid: int) -> tuple[list, list, float, int]:
     from agent.tunnel import Backoff, Tunnel
 
     async def hello() -> dict:
@@ -159,11 +159,13 @@ async def hold_idle_agents(url: str, tokens: list[str], batch: int) -> list:
         tasks += [asyncio.create_task(t.run()) for t in chunk]
         await asyncio.gather(*(asyncio.wait_for(t.connected.wait(), 120) for t in chunk))
         print(f"\r  connected {len(tunnels)}/{len(tokens)}", end="", flush=True)
+        if len(tunnels) <= len(tokens) // 2:
+            half_count, half_rss = len(tunnels), rss_mb(pid)  # the second half pays no one-time warm-up
     print()
-    return tunnels, tasks
+    return tunnels, tasks, half_rss, half_count
 
 
-def bench_idle(daphne_pid: int, daphne_url: str, count: int, settle: float) -> None:
+def bench_idle(daphne_pid: int, daphne_url: str, count: int, settle: float, batch: int) -> None:
     from clusters.models import Cluster, ClusterStatus, hash_secret
 
     base = rss_mb(daphne_pid)
@@ -182,7 +184,7 @@ def bench_idle(daphne_pid: int, daphne_url: str, count: int, settle: float) -> N
 
     async def run() -> None:
         started = time.monotonic()
-        tunnels, tasks = await hold_idle_agents(ws_url(daphne_url), tokens, batch=250)
+        tunnels, tasks, half_rss, half_count = await hold_idle_agents(ws_url(daphne_url), tokens, batch, daphne_pid)
         connect_s = time.monotonic() - started
         await asyncio.sleep(settle)  # idle: only heartbeats flow
         after = rss_mb(daphne_pid)
@@ -195,6 +197,8 @@ def bench_idle(daphne_pid: int, daphne_url: str, count: int, settle: float) -> N
               f"then idle for {settle:.0f}s")
         print(f"  daphne RSS: baseline {base:.1f} MB, with agents {after:.1f} MB, growth {grown:.1f} MB, "
               f"{grown * 1024 / max(alive, 1):.1f} KB per connection")
+        print(f"  marginal cost after the first {half_count}: "
+              f"{(after - half_rss) * 1024 / max(count - half_count, 1):.1f} KB per connection")
         goal = 150 * count / 5000
         print(f"  goal: < {goal:.0f} MB for {count} agents: {'OK' if grown < goal else 'OVER GOAL'}")
         for t in tunnels:
@@ -209,6 +213,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=500, help="RPC samples per path (default 500)")
     parser.add_argument("--idle", type=int, default=5000, help="idle agents to connect (default 5000; 0 skips)")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to stay idle before measuring")
+    parser.add_argument("--batch", type=int, default=100, help="agents connecting at once (default 100)")
     parser.add_argument("--skip-rpc", action="store_true")
     args = parser.parse_args()
 
@@ -229,7 +234,7 @@ def main() -> int:
         if not args.skip_rpc:
             bench_rpc(url, args.samples, workdir)
         if args.idle:
-            bench_idle(daphne.proc.pid, url, args.idle, args.settle)
+            bench_idle(daphne.proc.pid, url, args.idle, args.settle, args.batch)
     finally:
         daphne.stop(timeout=30)
     return 0
