@@ -60,6 +60,21 @@ def chromium_path() -> str:
     return path
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser(chromium_path):
+    """Playwright's Chromium, the Debian build at /usr/bin/chromium (Playwright downloads none)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 # --- Personas ---------------------------------------------------------------------------------
 
 

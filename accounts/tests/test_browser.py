@@ -7,15 +7,13 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from paas.testing.processes import sent_mail
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a-long-and-unusual-password-42"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def wait_for_mail(to: str, pattern: str, timeout: float = 10) -> str:
@@ -38,13 +36,6 @@ def sign_up_and_verify(page: Page, base: str, email: str, next_url: str = "") ->
     page.goto(wait_for_mail(email, r"http://\S+/accounts/confirm-email/\S+"))
     page.click("button[type=submit]")  # "Confirm"
 
-
-@pytest.fixture
-def browser(chromium_path):
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_a_new_user_signs_up_creates_an_organization_and_invites_a_member(daphne_server, browser):

@@ -6,21 +6,13 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from django.test import Client
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from accounts.tests.test_browser import CHROMIUM_ARGS
 from projects.models import Project
 from projects.tests.conftest import THREE_SERVICES
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-
-@pytest.fixture
-def browser(chromium_path):
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def log_in(browser, base: str, user) -> Page:
