@@ -11,6 +11,7 @@ urlpatterns = [
     path(P + "deploy/", views.deploy, name="project_deploy"),
     path(P + "redeploy/", views.redeploy, name="project_redeploy"),
     path(P + "delete/", views.project_delete, name="project_delete"),
+    path(P + "services/", views.service_rows, name="project_service_rows"),
     path(P + "services/<str:name>/exposure/", views.service_exposure, name="project_service_exposure"),
     path(P + "variables/", views.variables, name="project_variables"),
     path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),

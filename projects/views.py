@@ -229,3 +229,12 @@ def service_exposure(request: HttpRequest, org_slug: str, project_slug: str, nam
         messages.success(request, f"{service.name} will be {service.exposure_override or 'as the compose file says'} "
                                   "from the next deploy; press Redeploy to apply it now.")
     return redirect("project_detail", org_slug, project_slug)
+
+
+@login_required
+def service_rows(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    """The services table's rows, re-fetched by the page when the agent reports a change."""
+    project, membership = get_project_for_user(request.user, org_slug, project_slug, "view")
+    return render(request, "projects/_service_rows.html", {
+        "org": project.organization, "project": project, "services": project.services.all(),
+        "can_deploy": membership.can("deploy")})

@@ -46,34 +46,20 @@
     if (TERMINAL.includes(r.status)) refreshServices();
   }
 
-  function showServices(services) {
+  // Rows are rendered by the server (the same template as the page), so live updates keep the
+  // exposure controls and never build HTML from data.
+  function refreshServices() {
     const body = document.getElementById("services-body");
     if (!body) return;
-    body.innerHTML = "";
-    for (const s of services) {
-      const tr = document.createElement("tr");
-      tr.dataset.service = s.name;
-      const url = s.url ? `<a href="${s.url}" data-testid="url-${s.name}"></a>` : '<span class="muted">private</span>';
-      tr.innerHTML = `<td></td><td class="mono"></td><td><span data-field="status"></span> <span class="muted" data-field="message"></span></td><td data-field="replicas"></td><td>${url}</td>`;
-      tr.children[0].textContent = s.name;
-      tr.children[1].textContent = s.image;
-      const status = tr.querySelector("[data-field=status]");
-      status.textContent = s.status;
-      status.className = badgeClass(s.status);
-      tr.querySelector("[data-field=message]").textContent = s.message || "";
-      tr.querySelector("[data-field=replicas]").textContent = `${s.ready}/${s.replicas}`;
-      if (s.url) tr.querySelector("a").textContent = s.url;
-      body.appendChild(tr);
-    }
+    fetch(body.dataset.url, { credentials: "same-origin" }).then((r) => r.text()).then((html) => {
+      body.innerHTML = html;
+    });
   }
 
-  function refreshServices() {
-    fetch(apiBase, { credentials: "same-origin" }).then((r) => r.json()).then((p) => showServices(p.services || []));
-  }
 
   document.addEventListener("live:release.progress", (e) => showRelease(e.detail));
   document.addEventListener("live:project.services", (e) => {
-    if (e.detail.project === project) showServices(e.detail.services);
+    if (e.detail.project === project) refreshServices();
   });
 
   // Fallback: events sent before the socket connected are not replayed, so poll while in flight.
