@@ -227,7 +227,12 @@ def main() -> int:
     from paas.testing.processes import start_daphne
 
     workdir = Path(tempfile.mkdtemp(prefix="tunnel-bench-"))
-    daphne, url = start_daphne(LOG_LEVEL="WARNING")
+    # As in production: with DEBUG on, Django keeps every SQL statement in memory (the query log), which
+    # would be counted as memory per agent.
+    from cryptography.fernet import Fernet
+
+    daphne, url = start_daphne(LOG_LEVEL="WARNING", DEBUG="false", SECRET_KEY=Fernet.generate_key().decode() * 2,
+                               PAAS_ENCRYPTION_KEY=Fernet.generate_key().decode(), ALLOWED_HOSTS="127.0.0.1")
     print(f"daphne {url} (pid {daphne.proc.pid}), Redis {os.environ['REDIS_URL']}, "
           f"database {os.environ['DATABASE_URL'].split('@')[-1]}")
     try:

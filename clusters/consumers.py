@@ -24,15 +24,15 @@ from clusters.rpc import send_to_session
 
 log = logging.getLogger("clusters.agent")
 
-LAST_SEEN_EVERY = 10.0  # seconds: write last_seen at most this often per session
 RESYNC_TIMEOUT = 120.0
 ACCEPT_AFTER = 0.05  # seconds: a call still unanswered by then gets an "accepted" ack (see clusters.rpc)
 
 
 class Heartbeats:
-    """One task per process pings every live agent and drops silent ones.
+    """One task per process pings every live agent, drops silent ones, and records last_seen for
+    all that spoke since the previous sweep in one statement.
 
-    A task per connection would cost memory on every one of thousands of idle sockets; a sweep
+    A task (or a database write) per connection would cost memory on every one of thousands of idle sockets; a sweep
     over a set of consumers costs one task in total.
     """
 
@@ -51,15 +51,22 @@ class Heartbeats:
         self.consumers.discard(consumer)
 
     async def _run(self, interval: float) -> None:
+        last_sweep = time.monotonic()
         while self.consumers:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            seen = [c.cluster_id for c in self.consumers if c.helloed and c.last_rx > last_sweep]
+            last_sweep = now
             for consumer in list(self.consumers):
                 try:
                     await consumer.heartbeat_tick(now)
                 except Exception:  # one broken socket must not stop the others' heartbeats
                     log.exception("heartbeat for cluster %s failed", consumer.cluster_slug)
                     self.consumers.discard(consumer)
+            try:
+                await database_sync_to_async(services.agents_seen)(seen)
+            except Exception:  # the database away for a moment: last_seen catches up next sweep
+                log.exception("could not record last_seen for %d agents", len(seen))
 
 
 heartbeats = Heartbeats()
@@ -140,7 +147,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.heartbeat = float(settings.AGENT_HEARTBEAT_SECONDS)
         self.max_bytes = int(settings.AGENT_MAX_MESSAGE_BYTES)
         self.helloed = False
-        self.last_rx = self.last_seen_write = time.monotonic()
+        self.last_rx = time.monotonic()
         self.rpc_ids = itertools.count(1)
         self.stream_ids = itertools.count(1)
         self.pending: dict[int, str | asyncio.Future] = {}
@@ -178,11 +185,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                         self.max_bytes)
             await self.close(code=p.CLOSE_TOO_BIG)
             return
-        now = time.monotonic()
-        self.last_rx = now
-        if self.helloed and now - self.last_seen_write > LAST_SEEN_EVERY:
-            self.last_seen_write = now
-            await database_sync_to_async(services.agent_seen)(self.cluster_id, self.session_id)
+        self.last_rx = time.monotonic()  # the heartbeat sweep turns this into last_seen, for all agents at once
         if bytes_data is not None:
             sid, data = p.unpack_data(bytes_data)
             if owner := self.streams.get(sid):

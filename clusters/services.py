@@ -196,8 +196,12 @@ def agent_connected(cluster_id: int, session_id: str, channel_name: str, hello: 
     return previous
 
 
-def agent_seen(cluster_id: int, session_id: str) -> None:
-    Cluster.objects.filter(pk=cluster_id, session_id=session_id).update(last_seen=timezone.now())
+def agents_seen(cluster_ids: list[int], chunk: int = 500) -> None:
+    """Mark clusters whose agents spoke since the last sweep as seen now: one statement per chunk,
+    so thousands of idle agents cost a few queries per heartbeat, not one each."""
+    now = timezone.now()
+    for i in range(0, len(cluster_ids), chunk):
+        Cluster.objects.filter(pk__in=cluster_ids[i : i + chunk]).update(last_seen=now)
 
 
 def agent_disconnected(cluster_id: int, session_id: str, reason: str) -> bool:

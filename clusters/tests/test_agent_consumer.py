@@ -175,3 +175,18 @@ async def test_a_sync_caller_in_another_thread_gets_the_reply(cluster, token):
     await ws.send_to(text_data=json.dumps({"type": "rpc.reply", "id": request["id"], "result": "from a thread"}))
     assert await asyncio.wait_for(call, 10) == "from a thread"
     await ws.disconnect()
+
+
+async def test_the_heartbeat_sweep_records_last_seen_for_agents_that_spoke(cluster, token, settings):
+    settings.AGENT_HEARTBEAT_SECONDS = 1
+    ws = await connect_agent(token)
+    connected_at = (await refresh(cluster)).last_seen
+    ping = json.loads(await ws.receive_from(timeout=3))  # the sweep pings every live agent
+    assert ping["type"] == "ping"
+    await ws.send_to(text_data=json.dumps({"type": "pong", "t": ping["t"]}))
+    for _ in range(40):
+        if (await refresh(cluster)).last_seen > connected_at:
+            break
+        await asyncio.sleep(0.1)
+    assert cluster.last_seen > connected_at
+    await ws.disconnect()
