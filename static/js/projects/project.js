@@ -46,14 +46,10 @@
     if (TERMINAL.includes(r.status)) refreshServices();
   }
 
-  // Rows are rendered by the server (the same template as the page), so live updates keep the
-  // exposure controls and never build HTML from data.
+  // Rows are rendered by the server (the same template as the page): htmx re-fetches them on this
+  // event, so live updates keep the exposure controls and never build HTML from data.
   function refreshServices() {
-    const body = document.getElementById("services-body");
-    if (!body) return;
-    fetch(body.dataset.url, { credentials: "same-origin" }).then((r) => r.text()).then((html) => {
-      body.innerHTML = html;
-    });
+    document.dispatchEvent(new CustomEvent("paas:services-changed"));
   }
 
 
