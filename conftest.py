@@ -75,6 +75,19 @@ def browser(chromium_path):
         browser.close()
 
 
+def logged_in_page(browser, base: str, user):
+    """A Chromium page logged in as `user`: a session made with Django's test client, stored in the
+    database the server under test shares, handed to the browser as its cookie."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    context = browser.new_context()
+    name = settings.SESSION_COOKIE_NAME
+    context.add_cookies([{"name": name, "value": client.cookies[name].value, "url": base}])
+    return context.new_page()
+
+
 # --- Personas ---------------------------------------------------------------------------------
 
 

@@ -4,25 +4,14 @@ deploy, watch it go live, see the URLs, deploy a broken image and read why, roll
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import Page, expect
 
+from conftest import logged_in_page
 from projects.models import Project
 from projects.tests.conftest import THREE_SERVICES
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-
-
-def log_in(browser, base: str, user) -> Page:
-    """A page logged in as `user` (a session made here, stored in the shared database)."""
-    client = Client()
-    client.force_login(user)
-    context = browser.new_context()
-    name = settings.SESSION_COOKIE_NAME
-    context.add_cookies([{"name": name, "value": client.cookies[name].value, "url": base}])
-    return context.new_page()
 
 
 def type_compose(page: Page, text: str) -> None:
@@ -40,7 +29,7 @@ def test_a_member_deploys_from_the_editor_watches_it_live_rolls_back_and_deletes
     # Playwright's sync API runs an event loop in this thread; our ORM checks here are plain sync code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     base = daphne_server
-    page = log_in(browser, base, personas.owner)
+    page = logged_in_page(browser, base, personas.owner)
     page.goto(f"{base}/o/acme/")
     page.get_by_test_id("projects-link").click()
     page.get_by_role("link", name="Shop").click()
@@ -75,7 +64,7 @@ def test_a_member_deploys_from_the_editor_watches_it_live_rolls_back_and_deletes
     expect(page.get_by_test_id("release-status-3")).to_have_text("Live")
 
     # A viewer sees the project but no editor, deploy or delete.
-    viewer_page = log_in(browser, base, viewer)
+    viewer_page = logged_in_page(browser, base, viewer)
     viewer_page.goto(f"{base}/o/acme/projects/shop/")
     expect(viewer_page.get_by_test_id("url-web")).to_be_visible()
     assert viewer_page.get_by_test_id("deploy").count() == 0
