@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -69,7 +70,7 @@ def set_condition(conditions: list[dict[str, Any]], ctype: str, status: str, rea
     return out
 
 
-class Controller:
+class Controller(ABC):
     """Reconciles keys of one primary kind after `delay` seconds; events map to keys via `keys_for`."""
 
     name = "controller"
@@ -132,8 +133,9 @@ class Controller:
             except Exception:
                 log.exception("%s failed on %s/%s", self.name, *key)
 
+    @abstractmethod
     def reconcile(self, namespace: str, name: str) -> None:
-        raise NotImplementedError
+        """Move the object at (namespace, name) one step towards what a real controller would make it."""
 
     # --- helpers for subclasses ------------------------------------------------------------------
 
