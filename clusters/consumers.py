@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from channels import DEFAULT_CHANNEL_LAYER
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from channels.layers import channel_layers, get_channel_layer
@@ -156,6 +157,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.accept()
         log.info("agent for cluster %s connected from %s (session %s)", cluster.slug, client, self.session_id)
         heartbeats.add(self)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first hops to the one shared sync thread to close stale database
+        # connections, for every frame: thousands of agents' heartbeats would queue there. Every database
+        # call here goes through database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
         if self.cluster_id is None:
