@@ -165,3 +165,6 @@ def _isolated_cache(settings):
     """A fresh in-memory cache per test, so rate limits and cached state never leak between tests."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": f"test-{uuid.uuid4()}"}}
+    from clusters import rpc
+
+    rpc.forget_addresses()  # ids repeat across tests (SQLite): never reuse an earlier test's agent session

@@ -9,19 +9,16 @@ import secrets
 import time
 from typing import Any
 
-from channels import DEFAULT_CHANNEL_LAYER
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
-from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 from django.http import Http404
 
 from agent import protocol as p
-from clusters import infrastructure, services
+from clusters import bus, infrastructure, services
 from clusters.access import get_cluster_for_operator
 from clusters.models import DesiredProject
-from clusters.rpc import send_to_session
 
 log = logging.getLogger("clusters.agent")
 
@@ -73,63 +70,12 @@ class Heartbeats:
 heartbeats = Heartbeats()
 
 
-class SessionRouter:
-    """One channel-layer channel per daphne process, shared by all its agent sessions.
-
-    A channel (and a receiving task) per consumer would cost memory on every idle socket. Messages
-    carry the session id; the cluster row stores "<channel>#<session>" (see clusters.rpc).
-    """
-
-    def __init__(self) -> None:
-        self.channel = ""
-        self.sessions: dict[str, AgentConsumer] = {}
-        self.task: asyncio.Task | None = None
-
-    async def address(self, consumer: AgentConsumer) -> str:
-        loop = asyncio.get_running_loop()
-        if self.task is None or self.task.done() or self.task.get_loop() is not loop:  # new loop: tests
-            # Its own layer instance: a receive() left pending on an old loop would lock a shared one.
-            layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
-            self.channel = await layer.new_channel("agents")
-            self.sessions = {}
-            self.task = loop.create_task(self._run(layer))
-        self.sessions[consumer.session_id] = consumer
-        return f"{self.channel}#{consumer.session_id}"
-
-    def discard(self, consumer: AgentConsumer) -> None:
-        if self.sessions.get(consumer.session_id) is consumer:
-            del self.sessions[consumer.session_id]
-
-    async def _run(self, layer: Any) -> None:
-        while True:
-            try:
-                message = await layer.receive(self.channel)
-            except Exception:  # Redis away: keep trying, the sessions themselves are unaffected
-                log.exception("agent session router could not read its channel; retrying")
-                await asyncio.sleep(1)
-                continue
-            consumer = self.sessions.get(message.pop("session", ""))
-            if consumer is None:
-                if message.get("type") == "agent.rpc":  # the session ended in the meantime
-                    await layer.send(message["reply_to"], {"type": "rpc.error", "code": "offline",
-                                                           "message": "the agent disconnected"})
-                continue
-            handler = getattr(consumer, message["type"].replace(".", "_"), None)
-            try:
-                if handler is not None and message["type"].startswith("agent."):
-                    await handler(message)
-            except Exception:
-                log.exception("cluster %s: handling %s failed", consumer.cluster_slug, message["type"])
-
-
-router = SessionRouter()
-
-
 class AgentConsumer(AsyncWebsocketConsumer):
     """One agent's socket. Authenticated before accept(); at most one live session per cluster."""
 
     cluster_id: int | None = None
-    channel_layer_alias = None  # no channel per socket: the process-wide `router` delivers layer messages
+    address = ""  # of this session in the process's inbox (clusters.bus), once the agent said hello
+    channel_layer_alias = None  # no channel (and receive task) per socket: the inbox delivers to all sessions
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])
@@ -171,14 +117,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if self.cluster_id is None:
             return
         heartbeats.discard(self)
-        router.discard(self)
+        if self.address:
+            (await bus.inbox()).unregister(self.address)
         for task in list(self.tasks):
             task.cancel()
         for waiter in list(self.pending.values()):
             await self._reply(waiter, {"type": "rpc.error", "code": "offline", "message": "the agent disconnected"})
         self.pending.clear()
         for sid, owner in list(self.streams.items()):
-            await get_channel_layer().send(owner, {"type": "stream.closed", "id": sid, "reason": "agent disconnected"})
+            await bus.post(owner, {"type": "stream.closed", "id": sid, "reason": "agent disconnected"})
         self.streams.clear()
         if self.helloed:
             reason = p.CLOSE_REASONS.get(code, f"close code {code}")
@@ -199,7 +146,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None:
             sid, data = p.unpack_data(bytes_data)
             if owner := self.streams.get(sid):
-                await get_channel_layer().send(owner, {"type": "stream.data", "id": sid, "data": data})
+                await bus.post(owner, {"type": "stream.data", "id": sid, "data": data})
             return
         try:
             message = p.decode(text_data or "")
@@ -224,7 +171,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 relay = ({"type": "stream.credit", "id": sid, "bytes": int(message.get("bytes", 0))}
                          if kind == "stream.credit" else
                          {"type": "stream.closed", "id": sid, "reason": message.get("reason", "")})
-                await get_channel_layer().send(owner, relay)
+                await bus.post(owner, relay)
 
     async def _hello(self, message: dict[str, Any]) -> None:
         if message["type"] != "hello" or message.get("protocol") != p.PROTOCOL_VERSION:
@@ -232,11 +179,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
                         {k: message.get(k) for k in ("type", "protocol")})
             await self.close(code=p.CLOSE_PROTOCOL_ERROR)
             return
+        self.address = (await bus.inbox()).register(self.on_bus, key=self.session_id)
         previous = await database_sync_to_async(services.agent_connected)(
-            self.cluster_id, self.session_id, await router.address(self), message)
+            self.cluster_id, self.session_id, self.address, message)
         if previous:
             log.info("cluster %s: replacing the previous agent session", self.cluster_slug)
-            await send_to_session(get_channel_layer(), previous, {"type": "agent.close", "code": p.CLOSE_REPLACED})
+            await bus.post(previous, {"type": "agent.close", "code": p.CLOSE_REPLACED})
         self.helloed = True
         await self.send(text_data=p.encode({"type": "welcome", "cluster": self.cluster_slug,
                                             "heartbeat": self.heartbeat, "max_message_bytes": self.max_bytes}))
@@ -250,7 +198,16 @@ class AgentConsumer(AsyncWebsocketConsumer):
         elif message.get("kind") == "bootstrap.progress":
             await database_sync_to_async(infrastructure.record_bootstrap_progress)(self.cluster_id, data)
 
-    # --- messages from the rest of the control plane (channel layer) ------------------------
+    # --- messages from the rest of the control plane (clusters.bus) --------------------------
+
+    async def on_bus(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind in ("agent.rpc", "agent.stream.open") and message.get("cluster", self.cluster_id) != self.cluster_id:
+            await bus.undeliverable(message)  # an address cached for a cluster that no longer has this session
+            return
+        handler = getattr(self, kind.replace(".", "_"), None)
+        if handler is not None and kind.startswith("agent."):
+            await handler(message)
 
     async def agent_rpc(self, message: dict[str, Any]) -> None:
         rid = next(self.rpc_ids)
@@ -271,8 +228,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=p.encode({"type": "stream.open", "id": sid, "op": message["op"],
                                             "payload": message.get("payload") or {}, "window": window}))
         # The agent's receive window is the protocol default: that is the caller's initial credit.
-        await get_channel_layer().send(message["owner"], {"type": "stream.opened", "id": sid,
-                                                         "window": p.DEFAULT_STREAM_WINDOW})
+        await bus.post(message["owner"], {"type": "stream.opened", "id": sid, "window": p.DEFAULT_STREAM_WINDOW})
 
     async def agent_stream_data(self, message: dict[str, Any]) -> None:
         if message["id"] in self.streams:
@@ -294,7 +250,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             if not waiter.done():
                 waiter.set_result(message)
         else:
-            await get_channel_layer().send(waiter, {**message, "type": message["type"]})
+            await bus.post(waiter, message)
 
     async def _expire(self, rid: int, timeout: float) -> None:
         # Fast answers need no ack (one channel-layer hop less); slower ones tell the caller that a live
@@ -302,7 +258,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(ACCEPT_AFTER)
         waiter = self.pending.get(rid)
         if isinstance(waiter, str):
-            await get_channel_layer().send(waiter, {"type": "rpc.accepted", "id": rid})
+            await bus.post(waiter, {"type": "rpc.accepted", "id": rid})
         # The caller gave up by now; forget the entry so a silent agent cannot grow `pending`.
         await asyncio.sleep(timeout + 1)
         self.pending.pop(rid, None)

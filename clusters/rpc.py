@@ -1,8 +1,8 @@
 """Call an agent from anywhere in Django: views, Celery tasks, consumers.
 
-The caller makes a one-off reply channel, sends {"type": "agent.rpc"} to the channel of the
-consumer holding the cluster's socket (it may live in another daphne process; the Redis channel
-layer carries it), and waits for the reply on its own channel.
+The caller registers for the reply in its process's inbox, posts {"type": "agent.rpc"} to the
+address of the session holding the cluster's socket (it may live in another daphne process; see
+clusters.bus), and waits for the reply.
 
     result = rpc.call(cluster, "apply_project", payload, timeout=30)   # sync callers
     result = await rpc.acall(cluster, "ping", {})                       # async callers
@@ -17,14 +17,14 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import time
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
-from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers, get_channel_layer
 
 from agent import protocol
+from clusters import bus
 from clusters.models import Cluster
 
 DELIVERY_TIMEOUT = 3.0  # seconds for the consumer holding the socket to acknowledge a call
@@ -51,98 +51,127 @@ class AgentError(RPCError):
         self.message = message
 
 
-def split_address(address: str) -> tuple[str, str]:
-    """A live session's address is "<channel of its daphne process>#<session id>"."""
-    channel, _, session = address.rpartition("#")
-    return channel, session
+ADDRESS_TTL = 5.0  # seconds a process reuses a cluster's session address before reading it again
+_addresses: dict[int, tuple[str, float]] = {}
 
 
-async def send_to_session(layer: Any, address: str, message: dict[str, Any]) -> None:
-    channel, session = split_address(address)
-    await layer.send(channel, {**message, "session": session})
+def session_address(cluster_id: int, fresh: bool = False) -> str:
+    """Where the cluster's live agent session is reachable ("" when no agent is connected).
+
+    Read from the database, then reused for a few seconds: a burst of calls (a deploy) pays one query.
+    A stale address is harmless: the message reaches no session and comes back undelivered, and the
+    caller then reads the address anew (see _call_with_retry).
+    """
+    cached = _addresses.get(cluster_id)
+    now = time.monotonic()
+    if cached and not fresh and now - cached[1] < ADDRESS_TTL:
+        return cached[0]
+    address = Cluster.objects.filter(pk=cluster_id).values_list("channel_name", flat=True).first() or ""
+    _addresses[cluster_id] = (address, now)
+    return address
 
 
-async def _live_channel(cluster_id: int) -> str:
-    return await database_sync_to_async(_channel_of)(cluster_id)
+def forget_addresses() -> None:
+    _addresses.clear()
 
 
-def _channel_of(cluster_id: int) -> str:
-    return Cluster.objects.filter(pk=cluster_id).values_list("channel_name", flat=True).first() or ""
+class _Undelivered(AgentOffline):
+    """The call reached no live session, so no agent ran it: safe to send again to a newer session."""
 
 
 async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
-    return await _call_channel(cluster_id, await _live_channel(cluster_id), op, payload, timeout)
+    lookup = database_sync_to_async(session_address)
+    try:
+        return await _call(cluster_id, await lookup(cluster_id), op, payload, timeout)
+    except _Undelivered:
+        return await _call(cluster_id, await lookup(cluster_id, fresh=True), op, payload, timeout)
 
 
-async def _call_channel(cluster_id: int, channel: str, op: str, payload: dict[str, Any] | None,
-                        timeout: float, layer: Any = None) -> Any:
-    if not channel:
+async def _call(cluster_id: int, address: str, op: str, payload: dict[str, Any] | None, timeout: float) -> Any:
+    if not address:
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
-    layer = layer or get_channel_layer()
-    reply_to = await layer.new_channel("agent-rpc")
-    await send_to_session(layer, channel, {"type": "agent.rpc", "op": op, "payload": payload or {},
-                                           "reply_to": reply_to, "timeout": timeout})
+    box = await bus.inbox()
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    reply_to = box.register(replies.put_nowait)
     deadline = asyncio.get_running_loop().time() + timeout
     try:
-        # A live consumer answers (or acknowledges) within moments. Without that, a channel left behind
-        # by a daphne process that died would make every call wait for its full timeout.
-        async with asyncio.timeout(min(timeout, DELIVERY_TIMEOUT)):
-            reply = await layer.receive(reply_to)
-    except TimeoutError:
-        raise AgentOffline(f"no control plane process holds a connection for cluster {cluster_id}") from None
-    try:
-        async with asyncio.timeout_at(deadline):
-            while reply.get("type") == "rpc.accepted":
-                reply = await layer.receive(reply_to)
-    except TimeoutError:
-        raise AgentTimeout(f"the agent of cluster {cluster_id} did not answer {op!r} within {timeout:g}s") from None
+        await bus.post(address, {"type": "agent.rpc", "cluster": cluster_id, "op": op, "payload": payload or {},
+                                 "reply_to": reply_to, "timeout": timeout})
+        try:
+            # A live consumer answers (or acknowledges) within moments. Without that, an address left behind
+            # by a daphne process that died would make every call wait for its full timeout.
+            async with asyncio.timeout(min(timeout, DELIVERY_TIMEOUT)):
+                reply = await replies.get()
+        except TimeoutError:
+            raise _Undelivered(f"no control plane process holds a connection for cluster {cluster_id}") from None
+        try:
+            async with asyncio.timeout_at(deadline):
+                while reply.get("type") == "rpc.accepted":
+                    reply = await replies.get()
+        except TimeoutError:
+            raise AgentTimeout(f"the agent of cluster {cluster_id} did not answer {op!r} within {timeout:g}s") from None
+    finally:
+        box.unregister(reply_to)
     if reply.get("type") == "rpc.reply":
         return reply.get("result")
     if reply.get("code") == "offline":
-        raise AgentOffline(reply.get("message", "the agent disconnected"))
+        error = _Undelivered if reply.get("delivered") is False else AgentOffline
+        raise error(reply.get("message", "the agent disconnected"))
     raise AgentError(reply.get("code", protocol.ERR_FAILED), reply.get("message", ""))
 
 
 _loop: asyncio.AbstractEventLoop | None = None
-_layer: Any = None
 _loop_pid = 0
 _loop_lock = threading.Lock()
 
 
-def _background_loop() -> tuple[asyncio.AbstractEventLoop, Any]:
-    """One long-lived event loop (and channel layer instance) per process for sync callers.
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process for sync callers, with its own inbox.
 
-    async_to_sync would make a fresh loop per call, and channels_redis keeps its Redis connections
-    per loop: every call would connect anew. The layer is our own instance because one instance
-    refuses receive() from two loops at once (daphne's and this one, for a sync view under ASGI).
-    Re-created after fork (Celery prefork workers).
+    async_to_sync would make a fresh loop per call, and with it a fresh inbox subscription and Redis
+    connections. Re-created after fork (Celery prefork workers).
     """
-    global _loop, _layer, _loop_pid
+    global _loop, _loop_pid
     with _loop_lock:
         if _loop is None or _loop_pid != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="agent-rpc", daemon=True).start()
-            _loop, _layer, _loop_pid = loop, channel_layers.make_backend(DEFAULT_CHANNEL_LAYER), os.getpid()
-        return _loop, _layer
+            _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
+            threading.Thread(target=_loop.run_forever, name="agent-rpc", daemon=True).start()
+        return _loop
+
+
+async def _await(coro: Any) -> Any:
+    return await coro
+
+
+def run_sync(coro: Any, timeout: float) -> Any:
+    """Run a coroutine of this module for a sync caller. Not for use inside an event loop."""
+    if getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None:
+        # Inside sync_to_async (a sync view or a database_sync_to_async helper under daphne): run it on the
+        # outer loop, so asgiref can keep running that loop's other sync work in this thread meanwhile.
+        return async_to_sync(_await)(coro)
+    future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise AgentTimeout(f"no answer within {timeout:g}s") from None
 
 
 def call(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     """Synchronous call(); raises AgentOffline, AgentTimeout or AgentError. Not for use inside an event loop."""
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
+    wait = timeout + DELIVERY_TIMEOUT + 5
     # The lookup runs here, in the caller's thread and database connection (its transaction, in tests).
-    channel = _channel_of(cluster_id)
-    if getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None:
-        # Inside sync_to_async (a sync view or a database_sync_to_async helper under daphne): wait on the
-        # outer loop, so asgiref can keep running that loop's other sync work in this thread meanwhile.
-        return async_to_sync(_call_channel)(cluster_id, channel, op, payload, timeout)
-    loop, layer = _background_loop()
-    future = asyncio.run_coroutine_threadsafe(_call_channel(cluster_id, channel, op, payload, timeout, layer), loop)
     try:
-        return future.result(timeout + DELIVERY_TIMEOUT + 5)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise AgentTimeout(f"no answer to {op!r} within {timeout:g}s") from None
+        return run_sync(_call(cluster_id, session_address(cluster_id), op, payload, timeout), wait)
+    except _Undelivered:
+        return run_sync(_call(cluster_id, session_address(cluster_id, fresh=True), op, payload, timeout), wait)
+
+
+def post(address: str, message: dict[str, Any]) -> None:
+    """Synchronous bus.post(), e.g. to close a session from a view."""
+    run_sync(bus.post(address, message), DELIVERY_TIMEOUT)
 
 
 class AgentStream:
@@ -151,21 +180,22 @@ class AgentStream:
     Flow control: we send at most the credit the agent granted; we grant credit back as we read.
     """
 
-    def __init__(self, layer: Any, consumer_channel: str, own_channel: str, window: int) -> None:
-        self.layer = layer
-        self.consumer_channel = consumer_channel
-        self.channel = own_channel
+    def __init__(self, session: str, window: int) -> None:
+        self.session = session  # the address of the agent's session
         self.window = window
+        self.address = ""  # ours, in this process's inbox
+        self._box: bus.Inbox | None = None
         self.id: int | None = None
         self.credit = 0
         self.closed = False
         self.close_reason = ""
         self._consumed = 0
         self._buffer: list[bytes] = []
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def _next(self, timeout: float) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
-            return await self.layer.receive(self.channel)
+            return await self._inbox.get()
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -176,7 +206,12 @@ class AgentStream:
         elif kind == "stream.credit":
             self.credit += message["bytes"]
         elif kind == "stream.closed":
-            self.closed, self.close_reason = True, message.get("reason", "")
+            self._finish(message.get("reason", ""))
+
+    def _finish(self, reason: str) -> None:
+        self.closed, self.close_reason = True, reason
+        if self._box is not None:
+            self._box.unregister(self.address)
 
     async def send(self, data: bytes, timeout: float = 30.0) -> None:
         while data:
@@ -186,8 +221,7 @@ class AgentStream:
                 raise ConnectionError(f"stream closed: {self.close_reason}")
             chunk, data = data[: self.credit], data[self.credit :]
             self.credit -= len(chunk)
-            await send_to_session(self.layer, self.consumer_channel,
-                                  {"type": "agent.stream.data", "id": self.id, "data": chunk})
+            await bus.post(self.session, {"type": "agent.stream.data", "id": self.id, "data": chunk})
 
     async def recv(self, timeout: float = 30.0) -> bytes | None:
         """The next chunk, or None when the agent closed the stream."""
@@ -198,30 +232,31 @@ class AgentStream:
         data = self._buffer.pop(0)
         self._consumed += len(data)
         if self._consumed >= self.window // 2:
-            await send_to_session(self.layer, self.consumer_channel,
-                                  {"type": "agent.stream.credit", "id": self.id, "bytes": self._consumed})
+            await bus.post(self.session, {"type": "agent.stream.credit", "id": self.id, "bytes": self._consumed})
             self._consumed = 0
         return data
 
     async def close(self) -> None:
         if not self.closed:
-            self.closed = True
-            await send_to_session(self.layer, self.consumer_channel, {"type": "agent.stream.close", "id": self.id})
+            self._finish("closed")
+            await bus.post(self.session, {"type": "agent.stream.close", "id": self.id})
 
 
 async def open_stream(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None,
                       timeout: float = 10.0, window: int = protocol.DEFAULT_STREAM_WINDOW) -> AgentStream:
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
-    channel = await _live_channel(cluster_id)
-    if not channel:
+    session = await database_sync_to_async(session_address)(cluster_id, fresh=True)
+    if not session:
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
-    layer = get_channel_layer()
-    stream = AgentStream(layer, channel, await layer.new_channel("agent-stream"), window)
-    await send_to_session(layer, channel, {"type": "agent.stream.open", "op": op, "payload": payload or {},
-                                           "owner": stream.channel, "window": window})
+    stream = AgentStream(session, window)
+    stream._box = await bus.inbox()
+    stream.address = stream._box.register(stream._inbox.put_nowait)
+    await bus.post(session, {"type": "agent.stream.open", "cluster": cluster_id, "op": op, "payload": payload or {},
+                             "owner": stream.address, "window": window})
     try:
         while stream.id is None and not stream.closed:
             await stream._handle(await stream._next(timeout))
     except TimeoutError:
+        stream._finish("not opened")
         raise AgentTimeout(f"the agent of cluster {cluster_id} did not open a stream within {timeout:g}s") from None
     return stream

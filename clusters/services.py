@@ -11,8 +11,6 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -119,10 +117,9 @@ def revoke_token(cluster: Cluster) -> None:
     # Read the live session's channel now: the caller's copy of the cluster may predate the connection.
     channel = Cluster.objects.filter(pk=cluster.pk).values_list("channel_name", flat=True).first()
     if channel:
-        from clusters.rpc import send_to_session
+        from clusters import rpc
 
-        transaction.on_commit(lambda: async_to_sync(send_to_session)(
-            get_channel_layer(), channel, {"type": "agent.close", "code": protocol.CLOSE_TOKEN_REVOKED}))
+        transaction.on_commit(lambda: rpc.post(channel, {"type": "agent.close", "code": protocol.CLOSE_TOKEN_REVOKED}))
 
 
 def issue_install_secret(cluster: Cluster) -> str:

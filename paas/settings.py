@@ -122,7 +122,13 @@ CHANNEL_LAYERS = {
             "capacity": 1500,
             "expiry": 30,
         },
-    }
+    },
+    # The agent tunnel's messages between processes (clusters.bus): Redis pub/sub, one round trip per
+    # message where the list-based layer above takes several.
+    "tunnel": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "paas.tunnel."},
+    },
 }
 
 CACHES = {

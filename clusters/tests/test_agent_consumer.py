@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -107,6 +108,34 @@ async def test_a_newer_connection_replaces_the_older(cluster, token):
     await second.send_to(text_data=json.dumps({"type": "rpc.reply", "id": request["id"], "result": "second"}))
     assert await call == "second"
     await second.disconnect()
+
+
+async def test_a_call_follows_the_agent_to_its_new_session(cluster, token):
+    first = await connect_agent(token)
+    call = asyncio.create_task(rpc.acall(cluster, "ping", {}, timeout=5))
+    request = json.loads(await first.receive_from(timeout=5))
+    await first.send_to(text_data=json.dumps({"type": "rpc.reply", "id": request["id"], "result": "first"}))
+    assert await call == "first"
+    await first.disconnect()
+    # The agent reconnects: this process still holds the old session's address (see rpc.ADDRESS_TTL).
+    second = await connect_agent(token)
+    call = asyncio.create_task(rpc.acall(cluster, "ping", {}, timeout=5))
+    request = json.loads(await second.receive_from(timeout=5))
+    await second.send_to(text_data=json.dumps({"type": "rpc.reply", "id": request["id"], "result": "second"}))
+    assert await asyncio.wait_for(call, 2) == "second"  # re-sent at once, not after a delivery timeout
+    await second.disconnect()
+
+
+async def test_a_stale_address_never_reaches_another_clusters_agent(cluster, token):
+    other = await database_sync_to_async(services.create_cluster)("Helsinki 1", "apps.example.org")
+    other_ws = await connect_agent(await database_sync_to_async(services.issue_token)(other))
+    other = await refresh(other)
+    # As if `cluster` had held this session's address (an id reused after a delete, on SQLite).
+    rpc._addresses[cluster.pk] = (other.channel_name, time.monotonic())
+    with pytest.raises(rpc.AgentOffline):
+        await rpc.acall(cluster, "ping", {}, timeout=2)
+    assert await other_ws.receive_nothing(timeout=0.3)
+    await other_ws.disconnect()
 
 
 async def test_revoking_closes_the_live_connection_with_its_own_code(cluster, token):
