@@ -212,7 +212,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def agent_rpc(self, message: dict[str, Any]) -> None:
         rid = next(self.rpc_ids)
         self.pending[rid] = message["reply_to"]
-        self._spawn(self._expire(rid, float(message.get("timeout") or 30.0)))
+        # Fast answers need no ack (one message less); slower ones tell the caller that a live consumer
+        # holds the call, so it waits for the full timeout instead of giving up as "offline".
+        loop = asyncio.get_running_loop()
+        loop.call_later(ACCEPT_AFTER, self._acknowledge, rid)
+        # The caller gave up by then; forget the entry so a silent agent cannot grow `pending`.
+        loop.call_later(float(message.get("timeout") or 30.0) + 1, self.pending.pop, rid, None)
         await self.send(text_data=p.encode({"type": "rpc", "id": rid, "op": message["op"],
                                             "payload": message.get("payload") or {}}))
 
@@ -252,16 +257,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         else:
             await bus.post(waiter, message)
 
-    async def _expire(self, rid: int, timeout: float) -> None:
-        # Fast answers need no ack (one channel-layer hop less); slower ones tell the caller that a live
-        # consumer holds the call, so it waits for the full timeout instead of giving up as "offline".
-        await asyncio.sleep(ACCEPT_AFTER)
+    def _acknowledge(self, rid: int) -> None:
         waiter = self.pending.get(rid)
         if isinstance(waiter, str):
-            await bus.post(waiter, {"type": "rpc.accepted", "id": rid})
-        # The caller gave up by now; forget the entry so a silent agent cannot grow `pending`.
-        await asyncio.sleep(timeout + 1)
-        self.pending.pop(rid, None)
+            self._spawn(bus.post(waiter, {"type": "rpc.accepted", "id": rid}))
 
     async def _local_call(self, op: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
         rid = next(self.rpc_ids)

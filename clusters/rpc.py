@@ -62,13 +62,17 @@ def session_address(cluster_id: int, fresh: bool = False) -> str:
     A stale address is harmless: the message reaches no session and comes back undelivered, and the
     caller then reads the address anew (see _call_with_retry).
     """
-    cached = _addresses.get(cluster_id)
-    now = time.monotonic()
-    if cached and not fresh and now - cached[1] < ADDRESS_TTL:
-        return cached[0]
-    address = Cluster.objects.filter(pk=cluster_id).values_list("channel_name", flat=True).first() or ""
-    _addresses[cluster_id] = (address, now)
+    address = None if fresh else cached_address(cluster_id)
+    if address is None:
+        address = Cluster.objects.filter(pk=cluster_id).values_list("channel_name", flat=True).first() or ""
+        _addresses[cluster_id] = (address, time.monotonic())
     return address
+
+
+def cached_address(cluster_id: int) -> str | None:
+    """The address if this process read it lately, else None. No database access: safe in async code."""
+    cached = _addresses.get(cluster_id)
+    return cached[0] if cached and time.monotonic() - cached[1] < ADDRESS_TTL else None
 
 
 def forget_addresses() -> None:
@@ -82,8 +86,10 @@ class _Undelivered(AgentOffline):
 async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
     lookup = database_sync_to_async(session_address)
+    address = cached_address(cluster_id)  # no hop to the database thread when it is known
     try:
-        return await _call(cluster_id, await lookup(cluster_id), op, payload, timeout)
+        return await _call(cluster_id, address if address is not None else await lookup(cluster_id), op, payload,
+                           timeout)
     except _Undelivered:
         return await _call(cluster_id, await lookup(cluster_id, fresh=True), op, payload, timeout)
 
