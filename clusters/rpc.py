@@ -80,18 +80,21 @@ def forget_addresses() -> None:
 
 
 class _Undelivered(AgentOffline):
-    """The call reached no live session, so no agent ran it: safe to send again to a newer session."""
+    """The call reached no live session (or no answer came to say it did): sent again only to a newer one."""
 
 
 async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
     lookup = database_sync_to_async(session_address)
     address = cached_address(cluster_id)  # no hop to the database thread when it is known
+    if address is None:
+        address = await lookup(cluster_id)
     try:
-        return await _call(cluster_id, address if address is not None else await lookup(cluster_id), op, payload,
-                           timeout)
+        return await _call(cluster_id, address, op, payload, timeout)
     except _Undelivered:
-        return await _call(cluster_id, await lookup(cluster_id, fresh=True), op, payload, timeout)
+        if (current := await lookup(cluster_id, fresh=True)) == address:
+            raise
+        return await _call(cluster_id, current, op, payload, timeout)
 
 
 async def _call(cluster_id: int, address: str, op: str, payload: dict[str, Any] | None, timeout: float) -> Any:
@@ -169,10 +172,13 @@ def call(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None,
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
     wait = timeout + DELIVERY_TIMEOUT + 5
     # The lookup runs here, in the caller's thread and database connection (its transaction, in tests).
+    address = session_address(cluster_id)
     try:
-        return run_sync(_call(cluster_id, session_address(cluster_id), op, payload, timeout), wait)
+        return run_sync(_call(cluster_id, address, op, payload, timeout), wait)
     except _Undelivered:
-        return run_sync(_call(cluster_id, session_address(cluster_id, fresh=True), op, payload, timeout), wait)
+        if (current := session_address(cluster_id, fresh=True)) == address:
+            raise
+        return run_sync(_call(cluster_id, current, op, payload, timeout), wait)
 
 
 def post(address: str, message: dict[str, Any]) -> None:
@@ -265,4 +271,6 @@ async def open_stream(cluster: Cluster | int, op: str, payload: dict[str, Any] |
     except TimeoutError:
         stream._finish("not opened")
         raise AgentTimeout(f"the agent of cluster {cluster_id} did not open a stream within {timeout:g}s") from None
+    if stream.id is None:  # the session ended before the stream opened
+        raise AgentOffline(f"cluster {cluster_id}: {stream.close_reason}")
     return stream
