@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from agent import protocol as p
-from clusters import rpc, services
+from clusters import bus, rpc, services
 from clusters.models import Cluster, ClusterStatus, EventKind
 from paas.asgi import application
 
@@ -219,3 +219,15 @@ async def test_the_heartbeat_sweep_records_last_seen_for_agents_that_spoke(clust
         await asyncio.sleep(0.1)
     assert cluster.last_seen > connected_at
     await ws.disconnect()
+
+
+async def test_a_stream_to_an_ended_session_fails_at_once(cluster):
+    # The row still names a session that no inbox holds any more (it ended a moment ago).
+    cluster.channel_name = f"{(await bus.inbox()).channel}#ended-session"
+    await cluster.asave(update_fields=["channel_name"])
+    started = time.monotonic()
+    with pytest.raises(rpc.AgentOffline, match="ended"):
+        await rpc.open_stream(cluster, "echo", {}, timeout=5)
+    with pytest.raises(rpc.AgentOffline, match="ended"):
+        await rpc.acall(cluster, "ping", {}, timeout=5)
+    assert time.monotonic() - started < 1
