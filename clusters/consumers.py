@@ -12,6 +12,7 @@ from typing import Any
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
@@ -130,6 +131,19 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     cluster_id: int | None = None
     channel_layer_alias = None  # no channel per socket: the process-wide `router` delivers layer messages
+    groups = ()  # none; and no empty list per instance
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' loop runs every receive() in a task of its own (to wait on a channel layer as well):
+        # a task, its context and an asyncio.wait() per idle socket. Without a layer a plain loop does.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])
