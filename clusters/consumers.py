@@ -11,6 +11,7 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
@@ -76,6 +77,19 @@ class AgentConsumer(AsyncWebsocketConsumer):
     cluster_id: int | None = None
     address = ""  # of this session in the process's inbox (clusters.bus), once the agent said hello
     channel_layer_alias = None  # no channel (and receive task) per socket: the inbox delivers to all sessions
+    groups = ()  # none; and no empty list per instance
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' loop runs every receive() in a task of its own (to wait on a channel layer as well):
+        # a task, its context and an asyncio.wait() per idle socket. Without a layer a plain loop does.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])

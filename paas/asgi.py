@@ -3,6 +3,10 @@
 Browser sockets are origin-checked and session-authenticated. Agents are not browsers
 (no Origin header, no session): their sockets authenticate with a cluster token inside
 the consumer, so they are routed around the browser stack by path prefix.
+
+The routing functions here are plain functions that return the chosen application's coroutine:
+an `async def` router would stay suspended, with its frame and scope, for the whole life of every
+socket, and thousands of idle agents each hold one (see bench/tunnel_bench.py).
 """
 
 import os
@@ -13,18 +17,35 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas.settings")
 django_asgi_app = get_asgi_application()  # loads the app registry before consumers import models
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from paas.routing import AGENT_PREFIX, agent_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
 
 browser_sockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns)))
-agent_sockets = URLRouter(agent_websocket_urlpatterns)
 
 
-async def websocket_app(scope, receive, send):
+def agent_sockets(scope, receive, send):
+    """URLRouter for the agents' plain (argument-less) routes, without a coroutine of its own."""
+    path = scope["path"].removeprefix("/")
+    for route in agent_websocket_urlpatterns:
+        if route.pattern.match(path):
+            consumer = route.callback.consumer_class(**route.callback.consumer_initkwargs)
+            return consumer(scope, receive, send)
+    raise ValueError(f"No route found for path {path!r}.")
+
+
+def websocket_app(scope, receive, send):
     app = agent_sockets if scope["path"].startswith(AGENT_PREFIX) else browser_sockets
-    return await app(scope, receive, send)
+    return app(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app})
+def application(scope, receive, send):
+    if scope["type"] == "websocket":
+        return websocket_app(scope, receive, send)
+    if scope["type"] == "http":
+        return django_asgi_app(scope, receive, send)
+    raise ValueError(f"No application configured for scope type {scope['type']!r}")
+
+
+application._asgi_single_callable = True  # a plain function, so servers would take it for ASGI 2 (double callable)

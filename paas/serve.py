@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     py = sys.executable
     commands = {
-        "daphne": [py, "-m", "daphne", "-b", args.host, "-p", str(args.port), "paas.asgi:application"],
+        "daphne": [py, "-m", "paas.daphne_server", "-b", args.host, "-p", str(args.port), "paas.asgi:application"],
         "worker": [py, "-m", "celery", "-A", "paas", "worker", "--loglevel=INFO", "--concurrency=2"],
         "beat": [py, "-m", "celery", "-A", "paas", "beat", "--loglevel=INFO",
                  "--schedule", str(BASE_DIR / "var" / "celerybeat-schedule")],

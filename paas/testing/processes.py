@@ -113,7 +113,7 @@ def start_daphne(port: int | None = None, **env: str) -> tuple[ManagedProcess, s
     port = port or free_port()
     proc = ManagedProcess(
         "daphne",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "paas.asgi:application"],
+        [sys.executable, "-m", "paas.daphne_server", "-b", "127.0.0.1", "-p", str(port), "paas.asgi:application"],
         child_env(**env),
     ).start()
     proc.wait_for(lambda: port_open(port), 30, "listen")
