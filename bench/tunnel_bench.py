@@ -143,10 +143,91 @@ def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
                 verdict = "OK" if ratio50 <= 2 else "OVER GOAL"
                 print(f"  ratio {label.split(':')[0]:<10} p50 {ratio50:5.2f}  p99 {ratio99:5.2f}  "
                       f"(adds {added:.2f} ms)   goal p50 <= 2: {verdict}")
+            bench_floors(daphne_url, samples, percentile(d, 50))
         finally:
             agent.stop()
     finally:
         sim.stop()
+
+
+# Another process's inbox that answers every message (the far end of a bus round trip).
+BUS_ECHO = """
+import asyncio, django
+django.setup()
+from clusters import bus
+
+async def main():
+    box = await bus.inbox()
+    done = asyncio.Event()
+
+    def answer(message):
+        if message["type"] == "stop":
+            done.set()
+        else:
+            return bus.post(message["reply_to"], {"type": "echo"})
+
+    print(box.register(answer, key="echo"), flush=True)
+    await done.wait()
+
+asyncio.run(main())
+"""
+
+
+def bench_floors(daphne_url: str, samples: int, direct_p50: float) -> None:
+    """The two hops every call makes twice, each alone: below their sum no tunnel change can go."""
+    import subprocess
+
+    from websockets.asyncio.client import connect
+
+    from agent import protocol as p
+    from clusters import bus, services
+    from paas.testing.processes import child_env
+
+    echo = subprocess.Popen([sys.executable, "-c", BUS_ECHO], stdout=subprocess.PIPE, text=True, env=child_env())
+    address = echo.stdout.readline().strip()
+    cluster = services.create_cluster(f"bench-floor-{os.getpid()}", "bench.example.com")
+    token = services.issue_token(cluster)
+
+    async def bus_round_trips() -> list[float]:
+        box = await bus.inbox()
+        replies: asyncio.Queue = asyncio.Queue()
+        me = box.register(replies.put_nowait)
+        out = []
+        for _ in range(samples + 50):
+            started = time.perf_counter()
+            await bus.post(address, {"type": "ping", "reply_to": me})
+            await replies.get()
+            out.append(time.perf_counter() - started)
+        await bus.post(address, {"type": "stop"})
+        return out[50:]
+
+    async def websocket_round_trips() -> list[float]:
+        hello = {"type": "hello", "protocol": p.PROTOCOL_VERSION, "agent_version": "bench", "nodes": [],
+                 "kubernetes_version": "v1.35.0", "components": {}, "capabilities": {}}
+        async with connect(ws_url(daphne_url), additional_headers={p.TOKEN_HEADER: f"{p.TOKEN_SCHEME} {token}"}) as ws:
+            await ws.send(p.encode(hello))
+            while p.decode(await ws.recv())["type"] != "welcome":
+                pass
+            out = []
+            for i in range(samples + 50):
+                started = time.perf_counter()
+                await ws.send(p.encode({"type": "ping", "t": i}))
+                while p.decode(await ws.recv())["type"] != "pong":  # skip the consumer's own heartbeats
+                    pass
+                out.append(time.perf_counter() - started)
+            return out[50:]
+
+    try:
+        hops = asyncio.run(bus_round_trips())
+        frames = asyncio.run(websocket_round_trips())
+    finally:
+        echo.wait(timeout=10)
+    floor = percentile(hops, 50) + percentile(frames, 50)
+    print("  the parts alone (p50): a Redis pub/sub message to another process and back "
+          f"{percentile(hops, 50) * 1e3:.2f} ms; a frame to daphne's agent consumer and its answer "
+          f"{percentile(frames, 50) * 1e3:.2f} ms")
+    print(f"  together {floor * 1e3:.2f} ms = {floor / direct_p50:.1f} direct calls: the least any call through "
+          "this path can add, against the goal's 1")
 
 
 async def hold_idle_agents(url: str, tokens: list[str], batch: int, pid: int) -> tuple[list, list, float, int]:
