@@ -6,7 +6,6 @@ contract instead: a module the agent imports but the image lacks would crash eve
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from paas.testing.isolation import site_with
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -40,21 +41,6 @@ def image_requirements() -> list[Requirement]:
     return [Requirement(word.strip("\"'")) for word in install.split() if "==" in word]
 
 
-def installed_with(requirements: list[Requirement]) -> set[str]:
-    """The distributions pip installs for these requirements: them and their dependencies, recursively."""
-    seen: set[str] = set()
-    todo = [(req.name, set(req.extras)) for req in requirements]
-    while todo:
-        name, extras = todo.pop()
-        seen.add(canonicalize_name(name))
-        for spec in importlib.metadata.requires(name) or []:
-            dep = Requirement(spec)
-            wanted = dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in extras | {""})
-            if wanted and canonicalize_name(dep.name) not in seen:
-                todo.append((dep.name, set(dep.extras)))
-    return seen
-
-
 def test_the_image_pins_the_versions_the_control_plane_tests():
     pinned = dict(re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", (BASE_DIR / "requirements.txt").read_text(), re.M))
     pinned = {canonicalize_name(name.split("[")[0]): version for name, version in pinned.items()}
@@ -66,13 +52,7 @@ def test_the_image_pins_the_versions_the_control_plane_tests():
 
 def test_the_agent_starts_with_only_what_the_image_installs(tmp_path):
     # The image's site-packages, as links into ours: every file of the distributions pip would install.
-    site = tmp_path / "site"
-    site.mkdir()
-    for name in installed_with(image_requirements()):
-        dist = importlib.metadata.distribution(name)
-        for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
-            if not (site / top).exists():
-                (site / top).symlink_to(Path(dist.locate_file(top)))
+    site = site_with(image_requirements(), tmp_path / "site")
     source = tmp_path / "app"
     shutil.copytree(BASE_DIR / "agent", source / "agent", ignore=shutil.ignore_patterns("tests", "__pycache__"))
     # -S: not our virtualenv's site-packages (Django and the rest are there), only the links above.
