@@ -28,7 +28,7 @@ def prefix(name: str) -> bytes:
     return f"\033[{COLOURS.get(name, 37)}m{name:>7} |\033[0m ".encode()
 
 
-VAR = BASE_DIR / "var"
+VAR = Path(os.environ.get("PAAS_VAR_DIR") or BASE_DIR / "var")  # the local cluster's token, beat's schedule
 KUBESIM_KUBECONFIG = VAR / "kubesim.kubeconfig"
 AGENT_TOKEN = VAR / "agent-token"
 K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from paas import embedded_redis
 
-        url = embedded_redis.start(settings.EMBEDDED_REDIS_PORT, BASE_DIR / "var" / "redis")
+        url = embedded_redis.start(settings.EMBEDDED_REDIS_PORT, VAR / "redis")
         env["REDIS_URL"] = url
         sys.stdout.buffer.write(prefix("redis") + f"embedded Redis listening at {url}\n".encode())
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "daphne": [py, "-m", "paas.daphne_server", "-b", args.host, "-p", str(args.port), "paas.asgi:application"],
         "worker": [py, "-m", "celery", "-A", "paas", "worker", "--loglevel=INFO", "--concurrency=2"],
         "beat": [py, "-m", "celery", "-A", "paas", "beat", "--loglevel=INFO",
-                 "--schedule", str(BASE_DIR / "var" / "celerybeat-schedule")],
+                 "--schedule", str(VAR / "celerybeat-schedule")],
     }
     if args.emulated_cluster or args.k3s:
         try:

@@ -1,0 +1,71 @@
+"""The README's run command (bin/run = paas.serve): the whole system, and the local cluster options."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from clusters.models import Cluster, ClusterStatus
+from paas.testing.processes import ManagedProcess, child_env, free_port, port_open
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def own_redis_db(redis_url: str) -> str:
+    # Its worker and beat must not share a queue with the test session's worker.
+    base, _, db = redis_url.rpartition("/")
+    return f"{base}/{(int(db or 0) + 1) % 16}"
+
+
+def serve(tmp_path: Path, redis_url: str, *args: str, **env: str) -> tuple[ManagedProcess, int]:
+    port = free_port()
+    proc = ManagedProcess("serve", [sys.executable, "-m", "paas.serve", "--port", str(port), *args],
+                          child_env(PAAS_VAR_DIR=str(tmp_path), REDIS_URL=own_redis_db(redis_url), **env)).start()
+    return proc, port
+
+
+def online(name: str) -> bool:
+    return Cluster.objects.filter(name=name, status=ClusterStatus.ONLINE).exists()
+
+
+def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, redis_url):
+    kubesim_port = free_port()
+    proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port))
+    try:
+        proc.wait_for(lambda: online("local (simulated)"), 90, "bring the simulated cluster online")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
+            assert response.status == 200
+        assert Cluster.objects.get(name="local (simulated)").simulated
+        assert (tmp_path / "agent-token").stat().st_mode & 0o077 == 0  # the token file is the owner's alone
+        proc.proc.send_signal(signal.SIGINT)  # Ctrl-C, to the supervisor only
+        assert proc.proc.wait(30) == 0
+        assert not port_open(port) and not port_open(kubesim_port)
+    finally:
+        proc.stop()
+
+
+def test_k3s_option_registers_the_cluster_from_kubeconfig(tmp_path, redis_url):
+    # A kubesim stands in for the local K3s: the option only needs a kubeconfig and an API server.
+    kubeconfig, api_port = tmp_path / "k3s.yaml", free_port()
+    api = ManagedProcess("kubesim", [sys.executable, "-m", "kubesim", "--port", str(api_port),
+                                     "--kubeconfig-out", str(kubeconfig)], child_env()).start()
+    proc = None
+    try:
+        api.wait_for(lambda: kubeconfig.exists() and port_open(api_port), 30, "listen")
+        proc, _ = serve(tmp_path, redis_url, "--k3s", KUBECONFIG=str(kubeconfig))
+        proc.wait_for(lambda: online("local K3s"), 90, "bring the K3s cluster online")
+        assert not Cluster.objects.get(name="local K3s").simulated
+    finally:
+        if proc:
+            proc.stop()
+        api.stop()
+
+
+def test_k3s_option_without_a_kubeconfig_says_what_to_do(tmp_path, redis_url):
+    proc, _ = serve(tmp_path, redis_url, "--k3s", KUBECONFIG=str(tmp_path / "missing.yaml"))
+    assert proc.proc.wait(60) == 2
+    assert "no kubeconfig at" in proc.output() and "set KUBECONFIG" in proc.output()
