@@ -14,6 +14,7 @@ database_sync_to_async that thread is the one every consumer's database work run
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import os
 import threading
@@ -145,7 +146,10 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None or _loop_pid != os.getpid():
             _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
-            threading.Thread(target=_loop.run_forever, name="agent-rpc", daemon=True).start()
+            thread = threading.Thread(target=_loop.run_forever, name="agent-rpc", daemon=True)
+            thread.start()
+            # Stop it before exit hooks registered earlier (an embedded Redis) pull its connections away.
+            atexit.register(_stop_loop, _loop, thread)
         return _loop
 
 
@@ -165,6 +169,11 @@ def run_sync(coro: Any, timeout: float) -> Any:
     except concurrent.futures.TimeoutError:
         future.cancel()
         raise AgentTimeout(f"no answer within {timeout:g}s") from None
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(2)
 
 
 def call(cluster: Cluster | int, op: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
