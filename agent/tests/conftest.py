@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from agent.k8s import Kube
+from agent.tests.garage_double import GarageDouble
 from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
 
 
@@ -12,3 +15,11 @@ def kube(kubesim, tmp_path):  # noqa: F811
     client = Kube(str(kubesim.write_kubeconfig(tmp_path / "kubeconfig")))
     yield client
     client.close()
+
+
+@pytest.fixture
+def double() -> Iterator[GarageDouble]:
+    """A Garage admin API v2 double on a free port."""
+    server = GarageDouble().start()
+    yield server
+    server.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -18,7 +18,6 @@ import pytest
 from agent import bootstrap as b
 from agent import charts
 from agent.data import services
-from agent.tests.garage_double import GarageDouble
 from conftest import skip_or_fail
 from kubesim.schema import validate_object
 
@@ -31,13 +30,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def double() -> Iterator[GarageDouble]:
-    server = GarageDouble().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -19,13 +19,6 @@ from agent.tests.garage_double import GarageDouble
 
 
 @pytest.fixture
-def double() -> Iterator[GarageDouble]:
-    server = GarageDouble().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def admin(double: GarageDouble) -> garage.GarageAdmin:
     client = garage.GarageAdmin(double.url, double.token)
     client.ensure_layout(capacity=10 * 1024**3)
