@@ -219,7 +219,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if kind in ("agent.rpc", "agent.stream.open") and message.get("cluster", self.cluster_id) != self.cluster_id:
             await bus.undeliverable(message)  # an address cached for a cluster that no longer has this session
             return
-        handler = getattr(self, kind.replace(".", "_"), None)
+        handler = getattr(self, get_handler_name(message), None)
         if handler is not None and kind.startswith("agent."):
             await handler(message)
 

@@ -61,7 +61,7 @@ def session_address(cluster_id: int, fresh: bool = False) -> str:
 
     Read from the database, then reused for a few seconds: a burst of calls (a deploy) pays one query.
     A stale address is harmless: the message reaches no session and comes back undelivered, and the
-    caller then reads the address anew (see _call_with_retry).
+    caller then reads the address anew (see call and acall).
     """
     address = None if fresh else cached_address(cluster_id)
     if address is None:
