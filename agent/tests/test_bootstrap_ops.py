@@ -14,11 +14,10 @@ from agent import charts
 from agent import protocol as p
 from agent.data import services
 from agent.handlers import build_ops
-from agent.tests.test_bootstrap import (  # noqa: F401 (bare_k3s, boot, double, local_postgres: fixtures)
+from agent.tests.test_bootstrap import (  # noqa: F401 (bare_k3s, boot, local_postgres: fixtures)
     all_ready,
     bare_k3s,
     boot,
-    double,
     drive,
     local_postgres,
     play_cnpg_operator,
