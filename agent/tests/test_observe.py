@@ -32,9 +32,11 @@ async def test_it_reports_rollouts_and_waiting_reasons(kube):
     try:
         objects = [deployment("web", replicas=2), deployment("broken", image="example/does-not-exist:pull-fail")]
         await asyncio.to_thread(reconcile.apply_project, kube, NS, LABELS, 1, objects)
+        # The pull failure's Warning event may reach a later summary than the pods' waiting reason.
         state = await collect_until(observer, published, lambda s: s["deployments"].get("web", {}).get("rollout")
                                     == "complete" and len(s["pods"]) == 3 and any(p["waiting"] for p in
-                                                                                 s["pods"].values()))
+                                                                                 s["pods"].values())
+                                    and any(e["type"] == "Warning" for e in s["events"]))
         assert state["deployments"]["web"]["ready"] == 2
         assert state["deployments"]["broken"]["rollout"] == "progressing"
         assert {p["waiting"] for p in state["pods"].values()} == {None, "ImagePullBackOff"}
