@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "billing",
     "clusters",
     "projects",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "audit.middleware.RequestContextMiddleware",
 ]
 
 ROOT_URLCONF = "paas.urls"
