@@ -32,6 +32,7 @@ from accounts.models import (
     ssh_fingerprint,
 )
 from accounts.signals import organization_created
+from audit import services as audit
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def create_organization(user: User, name: str, *, personal: bool = False) -> Org
     # Other apps (billing's signup grant) react in the same transaction, without accounts
     # knowing about them: the organization and its grant exist together or not at all.
     organization_created.send(sender=Organization, organization=org)
+    audit.record(audit.Action.ORGANIZATION_CREATED, actor=user, organization=org, target=org)
     log.info("organization created: slug=%s by user=%s", org.slug, user.pk)
     return org
 
@@ -102,6 +104,9 @@ def change_role(actor: Membership, target: Membership, role: str) -> Membership:
         raise PermissionDenied("Only owners can grant or take away the owner role.")
     if role != Role.OWNER and _is_last_owner(target):
         raise ValidationError("The last owner cannot be demoted; make someone else an owner first.")
+    if target.role != role:
+        audit.record(audit.Action.MEMBER_ROLE_CHANGED, actor=actor.user, organization=target.organization,
+                     target=target.user, details={"from": target.role, "to": role})
     target.role = role
     target.save(update_fields=["role"])
     return target
@@ -119,6 +124,8 @@ def remove_member(actor: Membership, target: Membership) -> None:
         raise ValidationError(
             "The last owner cannot leave or be removed; make someone else an owner first."
         )
+    audit.record(audit.Action.MEMBER_REMOVED, actor=actor.user, organization=target.organization, target=target.user,
+                 details={"role": target.role, "left": actor.pk == target.pk})
     target.delete()
 
 
@@ -152,6 +159,8 @@ def invite(actor: Membership, email: str, role: str = Role.MEMBER, base_url: str
     invitation = Invitation.objects.create(
         organization=org, email=email, role=role, token_hash=hash_token(raw), invited_by=actor.user
     )
+    audit.record(audit.Action.INVITATION_SENT, actor=actor.user, organization=org, target=invitation,
+                 details={"email": email, "role": role})
     url = (base_url or settings.SITE_URL).rstrip("/") + reverse("invitation", args=[raw])
     context = {"invitation": invitation, "url": url, "inviter": actor.user}
     send_mail(
@@ -192,6 +201,11 @@ def accept_invitation(user: User, raw_token: str) -> Membership:
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit.record(audit.Action.INVITATION_ACCEPTED, actor=user, organization=invitation.organization,
+                 target=invitation)
+    audit.record(audit.Action.MEMBER_ADDED, actor=user, organization=invitation.organization, target=user,
+                 details={"role": membership.role, "invited_by": invitation.invited_by.email
+                          if invitation.invited_by else ""})
     return membership
 
 
@@ -201,6 +215,8 @@ def revoke_invitation(actor: Membership, invitation: Invitation) -> None:
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
+        audit.record(audit.Action.INVITATION_REVOKED, actor=actor.user, organization=invitation.organization,
+                     target=invitation)
 
 
 # --- SSH keys -------------------------------------------------------------------------------
@@ -248,16 +264,27 @@ def add_ssh_key(user: User, name: str, text: str) -> SSHKey:
     if SSHKey.objects.filter(fingerprint=fingerprint).exists():
         raise ValidationError(f"This key ({fingerprint}) is already registered.")
     try:
-        return SSHKey.objects.create(
-            user=user, name=name[:100], key_type=key_type, public_key=normalised, fingerprint=fingerprint
-        )
+        with transaction.atomic():
+            key = SSHKey.objects.create(
+                user=user, name=name[:100], key_type=key_type, public_key=normalised, fingerprint=fingerprint
+            )
+            audit.record(audit.Action.SSH_KEY_ADDED, actor=user, target=key,
+                         details={"fingerprint": fingerprint, "key_type": key_type})
     except IntegrityError:
         raise ValidationError(f"This key ({fingerprint}) is already registered.") from None
+    return key
+
+
+@transaction.atomic
+def remove_ssh_key(user: User, key: SSHKey) -> None:
+    audit.record(audit.Action.SSH_KEY_REMOVED, actor=user, target=key, details={"fingerprint": key.fingerprint})
+    key.delete()
 
 
 # --- API tokens -----------------------------------------------------------------------------
 
 
+@transaction.atomic
 def create_api_token(user: User, name: str, expires_at=None) -> tuple[APIToken, str]:
     """Returns the token and its raw value; the raw value is never stored and shown only once."""
     name = name.strip()
@@ -267,6 +294,7 @@ def create_api_token(user: User, name: str, expires_at=None) -> tuple[APIToken, 
     token = APIToken.objects.create(
         user=user, name=name[:100], prefix=raw[:12], token_hash=hash_token(raw), expires_at=expires_at
     )
+    audit.record(audit.Action.API_TOKEN_CREATED, actor=user, target=token, details={"expires_at": expires_at})
     return token, raw
 
 
@@ -274,6 +302,7 @@ def revoke_api_token(token: APIToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        audit.record(audit.Action.API_TOKEN_REVOKED, actor=token.user, target=token)
 
 
 def authenticate_api_token(raw: str) -> APIToken | None:

@@ -164,7 +164,7 @@ def ssh_keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 def ssh_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_ssh_key_for_user(request.user, key_id)
-    key.delete()
+    services.remove_ssh_key(request.user, key)
     messages.success(request, f"SSH key {key.name} deleted.")
     return redirect("ssh_keys")
 

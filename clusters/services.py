@@ -17,8 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import Organization
+from accounts.models import Organization, User
 from agent import protocol
+from audit import services as audit
 from clusters.models import (
     Cluster,
     ClusterEvent,
@@ -87,7 +88,8 @@ def _new_token(cluster: Cluster) -> str:
     return f"{cluster.pk}.{secrets.token_urlsafe(32)}"
 
 
-def issue_token(cluster: Cluster) -> str:
+@transaction.atomic
+def issue_token(cluster: Cluster, *, actor: User | None = None) -> str:
     """A new agent token (returned once, stored hashed). An existing token stays valid for the grace period."""
     raw = _new_token(cluster)
     now = timezone.now()
@@ -103,10 +105,14 @@ def issue_token(cluster: Cluster) -> str:
                      f"previous token valid until {cluster.previous_token_valid_until:%Y-%m-%d %H:%M} UTC")
     else:
         record_event(cluster, EventKind.TOKEN_ISSUED)
+    audit.record(audit.Action.CLUSTER_TOKEN_ROTATED if rotating else audit.Action.CLUSTER_TOKEN_ISSUED, actor=actor,
+                 target=cluster, details={"previous_valid_until": cluster.previous_token_valid_until}
+                 if rotating else {})
     return raw
 
 
-def revoke_token(cluster: Cluster) -> None:
+@transaction.atomic
+def revoke_token(cluster: Cluster, *, actor: User | None = None) -> None:
     """Invalidate every token of the cluster and close the live agent connection at once."""
     cluster.token_hash = cluster.previous_token_hash = ""
     cluster.previous_token_valid_until = None
@@ -114,6 +120,7 @@ def revoke_token(cluster: Cluster) -> None:
     cluster.save(update_fields=["token_hash", "previous_token_hash", "previous_token_valid_until",
                                 "install_secret_hash"])
     record_event(cluster, EventKind.TOKEN_REVOKED)
+    audit.record(audit.Action.CLUSTER_TOKEN_REVOKED, actor=actor, target=cluster)
     # Read the live session's channel now: the caller's copy of the cluster may predate the connection.
     channel = Cluster.objects.filter(pk=cluster.pk).values_list("channel_name", flat=True).first()
     if channel:

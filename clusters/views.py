@@ -90,7 +90,7 @@ def cluster_bootstrap(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def cluster_rotate_token(request: HttpRequest, slug: str) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, slug)
-    token = services.issue_token(cluster)
+    token = services.issue_token(cluster, actor=request.user)
     cluster.refresh_from_db()
     return render(request, "clusters/token.html", {"cluster": cluster, "token": token,
                                                    "grace_minutes": settings.AGENT_TOKEN_GRACE_MINUTES})
@@ -100,7 +100,7 @@ def cluster_rotate_token(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def cluster_revoke_token(request: HttpRequest, slug: str) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, slug)
-    services.revoke_token(cluster)
+    services.revoke_token(cluster, actor=request.user)
     messages.warning(request, "Agent token revoked; the agent was disconnected.")
     return redirect("cluster_detail", slug=cluster.slug)
 

@@ -162,7 +162,8 @@ class VariableListView(APIView):
         form.is_valid(raise_exception=True)
         d = form.validated_data
         try:
-            variable = services.set_variable(project, d["name"], d["value"], service=d["service"], secret=d["secret"])
+            variable = services.set_variable(project, d["name"], d["value"], service=d["service"], secret=d["secret"],
+                                             actor=request.user)
         except ValidationError as exc:
             return refused(exc)
         return Response(variable.as_dict(), status=status.HTTP_201_CREATED)
@@ -171,7 +172,7 @@ class VariableListView(APIView):
 class VariableDetailView(APIView):
     def delete(self, request, org_slug: str, project_slug: str, variable_id: int):
         variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
-        services.delete_variable(variable)
+        services.delete_variable(variable, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

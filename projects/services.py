@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization, User
+from audit import services as audit
 from billing import services as billing_services
 from clusters import data
 from clusters import services as cluster_services
@@ -78,11 +79,13 @@ def create_project(org: Organization, user: User | None, name: str, cluster: Clu
                 raise ValidationError(
                     f"The {plan.name} plan allows {plan.max_projects} projects and {org.name} has {active}; "
                     "delete a project or ask an operator for a larger plan.", code="plan_limit")
-            return Project.objects.create(
+            project = Project.objects.create(
                 organization=org, name=name, slug=slug, cluster=cluster,
                 namespace=_unique_namespace(org, slug, cluster), allow_internet_egress=allow_internet_egress,
                 wants_database=wants_database, wants_bucket=wants_bucket, compose_text=compose_text,
                 created_by=user)
+            audit.record(audit.Action.PROJECT_CREATED, actor=user, organization=org, target=project)
+            return project
     except IntegrityError:
         raise ValidationError("That project name was taken a moment ago; pick another.") from None
 
@@ -107,20 +110,30 @@ def set_exposure(service: Service, exposure: str) -> Service:
 # --- variables and secrets ---------------------------------------------------------------------
 
 
-def set_variable(project: Project, name: str, value: str, *, service: str = "", secret: bool = False) -> Variable:
+@transaction.atomic
+def set_variable(project: Project, name: str, value: str, *, service: str = "", secret: bool = False,
+                 actor: User | None = None) -> Variable:
     name = name.strip()
     if not name or not (name[0].isalpha() or name[0] == "_") or not all(c.isalnum() or c == "_" for c in name):
         raise ValidationError("A variable name has letters, digits and underscores and does not start with a digit.")
     variable = Variable.objects.filter(project=project, service=service, name=name).first() or Variable(
         project=project, service=service, name=name)
+    created = variable.pk is None
     variable.is_secret = secret
     variable.set_value(value)
     variable.save()
+    audit.record(audit.Action.SECRET_SET if secret else audit.Action.VARIABLE_SET, actor=actor,
+                 organization=project.organization, target=variable,
+                 details={"name": name, "service": service, "created": created})
     log.info("variable %s set on %s (secret=%s)", name, project, secret)  # never the value
     return variable
 
 
-def delete_variable(variable: Variable) -> None:
+@transaction.atomic
+def delete_variable(variable: Variable, *, actor: User | None = None) -> None:
+    audit.record(audit.Action.SECRET_UNSET if variable.is_secret else audit.Action.VARIABLE_UNSET, actor=actor,
+                 organization=variable.project.organization, target=variable,
+                 details={"name": variable.name, "service": variable.service})
     variable.delete()
 
 
@@ -135,6 +148,15 @@ def interpolation_variables(project: Project) -> dict[str, str]:
 def data_ops_available(cluster: Cluster) -> dict[str, bool]:
     ops = set((cluster.capabilities or {}).get("ops") or [])
     return {"database": "ensure_database" in ops, "bucket": "ensure_bucket" in ops}
+
+
+def reveal_credentials(project: Project, service: str, *, actor: User) -> dict[str, str] | None:
+    """The data service's credentials, read live from the cluster (stored nowhere); each reveal is audited."""
+    values = data.reveal_credentials(project.cluster, project.namespace, service)
+    if values is not None:
+        audit.record(audit.Action.CREDENTIAL_REVEALED, actor=actor, organization=project.organization,
+                     target=project, details={"service": service, "names": sorted(values)})
+    return values
 
 
 def render_context(project: Project, revision: int, variables: dict[str, str]) -> RenderContext:
@@ -288,6 +310,10 @@ def _new_release(project: Project, user: User | None, *, kind: str, compose_text
                                                              finished_at=timezone.now())
         release = Release.objects.create(project=project, revision=revision, kind=kind, compose_text=compose_text,
                                          variables=variables, rollback_of=rollback_of, created_by=user)
+        audit.record(audit.Action.PROJECT_ROLLED_BACK if rollback_of else audit.Action.PROJECT_DEPLOYED,
+                     actor=user, organization=project.organization, target=project,
+                     details={"revision": revision, "kind": kind,
+                              **({"to_revision": rollback_of.revision} if rollback_of else {})})
         transaction.on_commit(lambda: deploy_release.delay(release.pk))
     publish_progress(release)
     return release
@@ -402,6 +428,8 @@ def delete_project(project: Project, user: User | None, confirmation: str) -> No
         project.save(update_fields=["deleted_at", "purge_after"])
         cluster_services.delete_desired_project(project.cluster, project.namespace)
         project.services.all().delete()
+        audit.record(audit.Action.PROJECT_DELETED, actor=user, organization=project.organization, target=project,
+                     details={"namespace": project.namespace, "purge_after": project.purge_after})
         pk, countdown = project.pk, settings.PROJECTS_DATA_GRACE_HOURS * 3600
         transaction.on_commit(lambda: purge_project.apply_async((pk,), countdown=countdown))
     log.info("project %s deleted by %s; data purge after %s", project, user, project.purge_after)

@@ -15,7 +15,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.access import get_organization_for_user
-from clusters import data
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from projects import services
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
@@ -162,7 +161,7 @@ def variables(request: HttpRequest, org_slug: str, project_slug: str) -> HttpRes
     try:
         services.set_variable(project, request.POST.get("name", ""), request.POST.get("value", ""),
                               service=request.POST.get("service", "").strip(),
-                              secret=bool(request.POST.get("secret")))
+                              secret=bool(request.POST.get("secret")), actor=request.user)
         messages.success(request, "Saved. Deploy (or redeploy) to apply it.")
     except ValidationError as exc:
         _error(request, exc)
@@ -173,7 +172,7 @@ def variables(request: HttpRequest, org_slug: str, project_slug: str) -> HttpRes
 @require_POST
 def variable_delete(request: HttpRequest, org_slug: str, project_slug: str, variable_id: int) -> HttpResponse:
     variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
-    services.delete_variable(variable)
+    services.delete_variable(variable, actor=request.user)
     return redirect(f"{project_url(variable.project)}#variables")
 
 
@@ -207,7 +206,7 @@ def reveal_data_credentials(request: HttpRequest, org_slug: str, project_slug: s
     wanted = {"database": project.wants_database, "bucket": project.wants_bucket}
     if not wanted.get(service):
         raise Http404("This project has no such data service")
-    values = data.reveal_credentials(project.cluster, project.namespace, service)
+    values = services.reveal_credentials(project, service, actor=request.user)
     if values is None:
         response = JsonResponse({"error": f"The {service} credentials cannot be read right now: the cluster's agent "
                                           "is offline, or the first deploy has not provisioned it yet."}, status=503)

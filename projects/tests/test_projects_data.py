@@ -8,6 +8,7 @@ from kubernetes import client as k8s
 
 from agent.data.services import DATABASE_SECRET, SERVICE_LABEL, secret_object
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from audit.models import AuditEvent
 
 REVEAL = "/o/acme/projects/shop/data/{}/reveal/"
 
@@ -56,3 +57,8 @@ def test_it_reads_the_credentials_from_the_cluster_through_the_agent(connected, 
     response = browser.post(REVEAL.format("database"))
     assert response.status_code == 200, response.content
     assert response.json()["values"]["DATABASE_URL"] == url
+    # Audited by name, never by value.
+    event = AuditEvent.objects.get(action="credential.revealed")
+    assert (event.actor, event.organization, event.details) == (
+        personas.member, personas.org, {"service": "database", "names": ["DATABASE_URL"]})
+    assert "s3cret" not in str(list(AuditEvent.objects.values()))
