@@ -62,6 +62,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "manage_members": {Role.OWNER, Role.ADMIN},
     "manage_organization": {Role.OWNER, Role.ADMIN},
     "view_billing": {Role.OWNER, Role.ADMIN},
+    "view_audit": {Role.OWNER, Role.ADMIN},
     "delete_organization": {Role.OWNER},
 }
 

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.urls import api_urlpatterns as accounts_api
+from audit.urls import api_urlpatterns as audit_api
 from billing.urls import api_urlpatterns as billing_api
 from projects.urls import api_urlpatterns as projects_api
 
@@ -13,6 +14,7 @@ api_v1 = [
     *accounts_api,
     *billing_api,
     *projects_api,
+    *audit_api,
 ]
 
 urlpatterns = [
@@ -24,4 +26,5 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("clusters.urls")),
     path("", include("projects.urls")),
+    path("", include("audit.urls")),
 ]
