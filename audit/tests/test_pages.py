@@ -207,3 +207,23 @@ def test_allauth_logins_failures_password_and_mfa_changes_are_recorded(personas,
                                                "password2": "a new long passphrase 42"})
     assert AuditEvent.objects.get(action=Action.PASSWORD_CHANGED).details == {"how": "changed"}
     assert "wrong" not in stored() and PASSWORD not in stored() and "new long passphrase" not in stored()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_under_daphne_the_service_still_finds_the_clients_ip(daphne_server, personas, project):
+    """The request reaches services through ASGI's thread hop; the middleware's context must follow it."""
+    import urllib.request
+
+    from accounts.services import create_api_token
+
+    _, raw = create_api_token(personas.member, "ci")
+    body = json.dumps({"name": "DB_PASS", "value": "hunter2", "secret": True}).encode()
+    url = f"{daphne_server}/api/v1/organizations/acme/projects/shop/variables/"
+    headers = {"Authorization": f"Bearer {raw}", "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310  (our test server)
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        assert response.status == 201
+    event = AuditEvent.objects.get(action=Action.SECRET_SET)
+    assert (event.actor, event.ip_address, event.details["name"]) == (personas.member, "127.0.0.1", "DB_PASS")
+    assert "hunter2" not in stored()
