@@ -14,7 +14,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["actor_label", "organization_label", "target_label", "ip_address"]
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
-    list_select_related = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
