@@ -293,7 +293,17 @@ class ApiServer:
         def matches(obj: dict[str, Any] | None) -> bool:
             return obj is not None and label(obj["metadata"].get("labels") or {}) and fields(obj)
 
+        as_table, headers_sent = _wants_table(request), False
+
         async def send(etype: str, obj: dict[str, Any]) -> None:
+            nonlocal headers_sent
+            if as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
+                # Each event carries a one-row Table; like the apiserver, only the first has the columns.
+                obj = tables.table(rt, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                   q.get("includeObject", "Metadata"))
+                if headers_sent:
+                    obj["columnDefinitions"] = []
+                headers_sent = True
             await resp.write(json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
         async def send_event(e: Event) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kubernetes.client import ApiClient, CoreV1Api
 
 from kubesim.testing import KubeSim
 from kubesim.tests.helpers import deployment
@@ -94,3 +96,13 @@ def test_kubectl_shows_pod_security_refusals_and_warnings(kubectl: Kubectl) -> N
     assert 'pods "x" is forbidden: violates PodSecurity "restricted:latest"' in refused.stderr
     warned = kubectl("apply", "-n", "locked", "-f", "-", stdin=json.dumps(deployment()))
     assert 'Warning: would violate PodSecurity "restricted:latest"' in warned.stderr
+
+
+def test_kubectl_get_watch_prints_server_side_rows(kube_api: ApiClient, kubectl: Kubectl) -> None:
+    """`kubectl get -w` asks for Tables in watch events too: new rows keep the kind's columns (STATUS here)."""
+    timer = threading.Timer(1.0, lambda: CoreV1Api(kube_api).create_namespace({"metadata": {"name": "late"}}))
+    timer.start()
+    out = kubectl("get", "ns", "-w", "--request-timeout=3s", check=False).stdout.splitlines()
+    timer.join()
+    assert out[0].split() == ["NAME", "STATUS", "AGE"]
+    assert next(line for line in out if line.startswith("late")).split()[:2] == ["late", "Active"]
