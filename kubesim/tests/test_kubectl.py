@@ -85,7 +85,7 @@ def test_kubectl_explain_finds_the_schemas(kubectl: Kubectl) -> None:
     assert "FIELDS:" in kubectl("explain", "helmchart.spec").stdout
 
 
-def test_kubectl_shows_pod_security_refusals_and_warnings(kubectl: Kubectl) -> None:
+def test_kubectl_shows_pod_security_refusals_and_warnings(kubesim: KubeSim, kubectl: Kubectl) -> None:
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "locked", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
@@ -96,6 +96,12 @@ def test_kubectl_shows_pod_security_refusals_and_warnings(kubectl: Kubectl) -> N
     assert 'pods "x" is forbidden: violates PodSecurity "restricted:latest"' in refused.stderr
     warned = kubectl("apply", "-n", "locked", "-f", "-", stdin=json.dumps(deployment()))
     assert 'Warning: would violate PodSecurity "restricted:latest"' in warned.stderr
+    # describe finds the ReplicaSet's events by involvedObject kind, namespace, name and uid.
+    kubesim.wait_for(lambda: any((rs.get("status") or {}).get("conditions") for rs in kubesim.list("ReplicaSet",
+                                                                                                    "locked")))
+    described = kubectl("describe", "rs", "-n", "locked").stdout
+    assert "ReplicaFailure   True    FailedCreate" in described
+    assert "Warning  FailedCreate" in described and "violates PodSecurity" in described
 
 
 def test_kubectl_get_watch_prints_server_side_rows(kube_api: ApiClient, kubectl: Kubectl) -> None:
