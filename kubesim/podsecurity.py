@@ -58,9 +58,10 @@ def policy_of(labels: dict[str, str]) -> Policy:
         level, version = getattr(p, mode).level, getattr(p, mode).version
         key = PREFIX + mode
         if key in labels:
+            if mode == "warn" or labels[key] in LEVELS:
+                explicit.add(mode)  # an invalid enforce level does not set warn's default; an invalid warn does
             if labels[key] in LEVELS:
                 level = labels[key]
-                explicit.add(mode)
             else:
                 level = "restricted" if mode == "enforce" else "privileged"
                 p.errors.append(_label_cause(key, labels[key], "must be one of privileged, baseline, restricted"))

@@ -221,3 +221,16 @@ def test_pod_updates_are_checked_only_when_an_image_changes(core: client.CoreV1A
         core.patch_namespaced_pod("p", "open", {"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}})
     assert exc.value.status == 403 and "violates PodSecurity" in status_body(exc.value)["message"]
     assert core.read_namespaced_pod("p", "open").spec.containers[0].image == "busybox:1.36"
+
+
+def test_it_reads_policies_like_the_admission_plugin() -> None:
+    """Invalid levels fail closed for enforce and open for warn; warn follows a stricter enforce unless set."""
+    policy = podsecurity.policy_of({"pod-security.kubernetes.io/enforce": "bogus"})
+    assert str(policy.enforce) == "restricted:latest" and str(policy.warn) == "privileged:latest"
+    policy = podsecurity.policy_of({"pod-security.kubernetes.io/enforce": "baseline",
+                                    "pod-security.kubernetes.io/enforce-version": "v1.30",
+                                    "pod-security.kubernetes.io/warn": "bogus"})
+    assert str(policy.warn) == "privileged:latest" and len(policy.errors) == 1
+    policy = podsecurity.policy_of({"pod-security.kubernetes.io/enforce": "baseline",
+                                    "pod-security.kubernetes.io/enforce-version": "v1.30"})
+    assert str(policy.warn) == "baseline:v1.30" and str(policy.audit) == "privileged:latest"
