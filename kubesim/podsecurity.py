@@ -126,8 +126,9 @@ def _offenders(spec: dict[str, Any], values_of: Callable[[dict[str, Any]], list[
     return names, sorted(values)
 
 
-def _windows(spec: dict[str, Any]) -> bool:
-    return (spec.get("os") or {}).get("name") == "windows"
+def _linux_only(check: CheckFn) -> CheckFn:
+    """From v1.25 some restricted checks skip pods that declare `os.name: windows`."""
+    return lambda meta, spec: None if (spec.get("os") or {}).get("name") == "windows" else check(meta, spec)
 
 
 def _user_namespace(spec: dict[str, Any]) -> bool:
@@ -274,11 +275,24 @@ def _valid_seccomp(t: Any) -> bool:
     return t in ("RuntimeDefault", "Localhost")
 
 
+_SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
+_SECCOMP_CONTAINER_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/"
+
+
+def _seccomp_annotations(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
+    """Before v1.19 seccomp was set with annotations."""
+    annotations = meta.get("annotations") or {}
+    keys = [_SECCOMP_POD_ANNOTATION] + [_SECCOMP_CONTAINER_ANNOTATION + c["name"] for c in _containers(spec)]
+    bad = sorted({f'{k}="{annotations[k]}"' for k in keys if k in annotations and not (
+        annotations[k] in ("runtime/default", "docker/default") or annotations[k].startswith("localhost/"))})
+    if bad:
+        return "seccompProfile", f"forbidden {_plural('annotation', 'annotations', len(bad))} {', '.join(bad)}"
+    return None
+
+
 def _seccomp(required: bool) -> CheckFn:
     """Baseline forbids Unconfined; restricted (required=True) also needs a profile on the pod or every container."""
     def check(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
-        if required and _windows(spec):
-            return None
         values: set[str] = set()
         pod_profile = _sc(spec).get("seccompProfile")
         pod_bad = isinstance(pod_profile, dict) and not _valid_seccomp(pod_profile.get("type"))
@@ -328,8 +342,6 @@ def _sysctls(since: int) -> CheckFn:
 
 
 def _privilege_escalation(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
-    if _windows(spec):
-        return None
     bad = [c["name"] for c in _containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
     if bad:
         return ("allowPrivilegeEscalation != false",
@@ -338,8 +350,6 @@ def _privilege_escalation(meta: dict[str, Any], spec: dict[str, Any]) -> Result 
 
 
 def _capabilities_restricted(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
-    if _windows(spec):
-        return None
     no_drop, adding, caps = [], [], set()
     for c in _containers(spec):
         capabilities = _sc(c).get("capabilities")
@@ -437,17 +447,20 @@ CHECKS = (
     Check("procMount", "baseline", ((0, _proc_mount(False)), (35, _proc_mount(True)))),
     Check("seLinuxOptions", "baseline", ((0, _selinux(_SELINUX_TYPES)),
                                          (31, _selinux(_SELINUX_TYPES | {"container_engine_t"})))),
-    Check("seccompProfile_baseline", "baseline", ((19, _seccomp(False)),)),
+    Check("seccompProfile_baseline", "baseline", ((0, _seccomp_annotations), (19, _seccomp(False)))),
     Check("sysctls", "baseline", tuple((v, _sysctls(v)) for v in sorted(_SAFE_SYSCTLS))),
     Check("windowsHostProcess", "baseline", ((0, _host_process),)),
-    Check("allowPrivilegeEscalation", "restricted", ((8, _privilege_escalation),)),
-    Check("capabilities_restricted", "restricted", ((22, _capabilities_restricted),),
+    Check("allowPrivilegeEscalation", "restricted", ((8, _privilege_escalation),
+                                                     (25, _linux_only(_privilege_escalation)))),
+    Check("capabilities_restricted", "restricted", ((22, _capabilities_restricted),
+                                                    (25, _linux_only(_capabilities_restricted))),
           ("capabilities_baseline",), 22),
     Check("procMount_restricted", "restricted", ((35, _proc_mount(False)),), ("procMount",), 35),
     Check("restrictedVolumes", "restricted", ((0, _restricted_volumes),), ("hostPathVolumes",), 0),
     Check("runAsNonRoot", "restricted", ((0, _run_as_non_root(False)), (35, _run_as_non_root(True)))),
     Check("runAsUser", "restricted", ((23, _run_as_user(False)), (35, _run_as_user(True)))),
-    Check("seccompProfile_restricted", "restricted", ((19, _seccomp(True)),), ("seccompProfile_baseline",), 19),
+    Check("seccompProfile_restricted", "restricted", ((19, _seccomp(True)), (25, _linux_only(_seccomp(True)))),
+          ("seccompProfile_baseline",), 19),
 )
 
 

@@ -234,3 +234,18 @@ def test_it_reads_policies_like_the_admission_plugin() -> None:
     policy = podsecurity.policy_of({"pod-security.kubernetes.io/enforce": "baseline",
                                     "pod-security.kubernetes.io/enforce-version": "v1.30"})
     assert str(policy.warn) == "baseline:v1.30" and str(policy.audit) == "privileged:latest"
+
+
+def test_versions_select_the_checks_of_their_release() -> None:
+    """Windows pods skip the Linux-only restricted checks from v1.25; before v1.19 seccomp was annotations."""
+    windows = {"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": True},
+               "containers": [{"name": "c", "image": "x"}]}
+    restricted = podsecurity.LevelVersion("restricted", None)
+    assert podsecurity.evaluate(restricted, {}, windows) == []
+    assert [r for r, _ in podsecurity.evaluate(podsecurity.LevelVersion("restricted", 24), {}, windows)] == \
+        ["allowPrivilegeEscalation != false", "unrestricted capabilities", "seccompProfile"]
+    annotated = {"annotations": {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}
+    spec = {"containers": [{"name": "c", "image": "x"}]}
+    assert podsecurity.evaluate(podsecurity.LevelVersion("baseline", 18), annotated, spec) == [
+        ("seccompProfile", 'forbidden annotation seccomp.security.alpha.kubernetes.io/pod="unconfined"')]
+    assert podsecurity.evaluate(podsecurity.LevelVersion("baseline", None), annotated, spec) == []
