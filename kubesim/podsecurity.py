@@ -102,6 +102,10 @@ def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
             for c in spec.get(key) or [] if isinstance(c, dict)]
 
 
+def _name(container: dict[str, Any]) -> str:
+    return str(container.get("name", ""))
+
+
 def _sc(obj: dict[str, Any]) -> dict[str, Any]:
     sc = obj.get("securityContext")
     return sc if isinstance(sc, dict) else {}
@@ -121,7 +125,7 @@ def _offenders(spec: dict[str, Any], values_of: Callable[[dict[str, Any]], list[
     for c in _containers(spec):
         found = values_of(c)
         if found:
-            names.append(c["name"])
+            names.append(_name(c))
             values.update(found)
     return names, sorted(values)
 
@@ -139,7 +143,7 @@ def _user_namespace(spec: dict[str, Any]) -> bool:
 
 
 def _host_process(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
-    bad = [c["name"] for c in _containers(spec) if (_sc(c).get("windowsOptions") or {}).get("hostProcess") is True]
+    bad = [_name(c) for c in _containers(spec) if (_sc(c).get("windowsOptions") or {}).get("hostProcess") is True]
     setters = _setters((_sc(spec).get("windowsOptions") or {}).get("hostProcess") is True, bad)
     if setters:
         return "hostProcess", f"{' and '.join(setters)} must not set securityContext.windowsOptions.hostProcess=true"
@@ -152,7 +156,7 @@ def _host_namespaces(meta: dict[str, Any], spec: dict[str, Any]) -> Result | Non
 
 
 def _privileged(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
-    bad = [c["name"] for c in _containers(spec) if _sc(c).get("privileged") is True]
+    bad = [_name(c) for c in _containers(spec) if _sc(c).get("privileged") is True]
     return ("privileged", f"{_named('container', bad)} must not set securityContext.privileged=true") if bad else None
 
 
@@ -211,7 +215,7 @@ def _apparmor(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
     for c in _containers(spec):
         t = (_sc(c).get("appArmorProfile") or {}).get("type")
         if t is not None and t not in ok:
-            bad.append(c["name"])
+            bad.append(_name(c))
             values.add(str(t))
     setters = _setters(pod_bad, bad)
     annotations = sorted(f'{k}="{v}"' for k, v in (meta.get("annotations") or {}).items()
@@ -244,7 +248,7 @@ def _selinux(allowed: frozenset[str]) -> CheckFn:
             return ok
 
         pod_bad = not valid(_sc(spec).get("seLinuxOptions"))
-        bad = [c["name"] for c in _containers(spec) if not valid(_sc(c).get("seLinuxOptions"))]
+        bad = [_name(c) for c in _containers(spec) if not valid(_sc(c).get("seLinuxOptions"))]
         setters = _setters(pod_bad, bad)
         if not setters:
             return None
@@ -282,7 +286,7 @@ _SECCOMP_CONTAINER_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/
 def _seccomp_annotations(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
     """Before v1.19 seccomp was set with annotations."""
     annotations = meta.get("annotations") or {}
-    keys = [_SECCOMP_POD_ANNOTATION] + [_SECCOMP_CONTAINER_ANNOTATION + c["name"] for c in _containers(spec)]
+    keys = [_SECCOMP_POD_ANNOTATION] + [_SECCOMP_CONTAINER_ANNOTATION + _name(c) for c in _containers(spec)]
     bad = sorted({f'{k}="{annotations[k]}"' for k in keys if k in annotations and not (
         annotations[k] in ("runtime/default", "docker/default") or annotations[k].startswith("localhost/"))})
     if bad:
@@ -295,18 +299,19 @@ def _seccomp(required: bool) -> CheckFn:
     def check(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
         values: set[str] = set()
         pod_profile = _sc(spec).get("seccompProfile")
-        pod_bad = isinstance(pod_profile, dict) and not _valid_seccomp(pod_profile.get("type"))
+        pod_type = pod_profile.get("type", "") if isinstance(pod_profile, dict) else None
+        pod_bad = pod_type is not None and not _valid_seccomp(pod_type)
         if pod_bad:
-            values.add(str(pod_profile.get("type", "")))  # type: ignore[union-attr]
+            values.add(str(pod_type))
         bad, unset = [], []
         for c in _containers(spec):
             profile = _sc(c).get("seccompProfile")
             if isinstance(profile, dict):
                 if not _valid_seccomp(profile.get("type")):
-                    bad.append(c["name"])
+                    bad.append(_name(c))
                     values.add(str(profile.get("type", "")))
-            elif not (isinstance(pod_profile, dict) and not pod_bad):
-                unset.append(c["name"])
+            elif pod_type is None or pod_bad:
+                unset.append(_name(c))
         setters = _setters(pod_bad, bad)
         if setters:
             return "seccompProfile", f"{' and '.join(setters)} must not set securityContext.seccompProfile.type " \
@@ -342,7 +347,7 @@ def _sysctls(since: int) -> CheckFn:
 
 
 def _privilege_escalation(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
-    bad = [c["name"] for c in _containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
+    bad = [_name(c) for c in _containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
     if bad:
         return ("allowPrivilegeEscalation != false",
                 f"{_named('container', bad)} must set securityContext.allowPrivilegeEscalation=false")
@@ -354,13 +359,13 @@ def _capabilities_restricted(meta: dict[str, Any], spec: dict[str, Any]) -> Resu
     for c in _containers(spec):
         capabilities = _sc(c).get("capabilities")
         if not isinstance(capabilities, dict):
-            no_drop.append(c["name"])
+            no_drop.append(_name(c))
             continue
         if "ALL" not in (capabilities.get("drop") or []):
-            no_drop.append(c["name"])
+            no_drop.append(_name(c))
         extra = [str(a) for a in capabilities.get("add") or [] if a != "NET_BIND_SERVICE"]
         if extra:
-            adding.append(c["name"])
+            adding.append(_name(c))
             caps.update(extra)
     details = []
     if no_drop:
@@ -397,8 +402,8 @@ def _run_as_non_root(relax_user_namespaces: bool) -> CheckFn:
         if relax_user_namespaces and _user_namespace(spec):
             return None
         pod_value = _sc(spec).get("runAsNonRoot")
-        explicit = [c["name"] for c in _containers(spec) if _sc(c).get("runAsNonRoot") is False]
-        implicit = [c["name"] for c in _containers(spec)
+        explicit = [_name(c) for c in _containers(spec) if _sc(c).get("runAsNonRoot") is False]
+        implicit = [_name(c) for c in _containers(spec)
                     if _sc(c).get("runAsNonRoot") is None and pod_value is not True]
         setters = _setters(pod_value is False, explicit)
         if setters:
@@ -414,7 +419,7 @@ def _run_as_user(relax_user_namespaces: bool) -> CheckFn:
     def check(meta: dict[str, Any], spec: dict[str, Any]) -> Result | None:
         if relax_user_namespaces and _user_namespace(spec):
             return None
-        bad = [c["name"] for c in _containers(spec) if _sc(c).get("runAsUser") == 0]
+        bad = [_name(c) for c in _containers(spec) if _sc(c).get("runAsUser") == 0]
         setters = _setters(_sc(spec).get("runAsUser") == 0, bad)
         return ("runAsUser=0", f"{' and '.join(setters)} must not set runAsUser=0") if setters else None
     return check
