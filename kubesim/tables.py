@@ -310,10 +310,16 @@ def _jsonpath(obj: Obj, path: str) -> Any:
     return node
 
 
-def _crd_printer(rt: ResourceType) -> Printer:
-    cols: list[Column] = [("Name", S, 0)]
+def _definition(name: str, ctype: str, priority: int, description: str | None = None, fmt: str = "") -> dict[str, Any]:
+    return {"name": name, "type": ctype, "format": "name" if name == "Name" else fmt,
+            "description": description or _DESCRIPTIONS.get(name, name), "priority": priority}
+
+
+def _crd_printer(rt: ResourceType) -> tuple[list[dict[str, Any]], Callable[[Obj], list[Any]]]:
     specs = rt.printer_columns or [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
-    cols += [(c["name"], c.get("type", "string"), c.get("priority", 0)) for c in specs]
+    definitions = [_definition("Name", S, 0)] + [
+        _definition(c["name"], c.get("type", "string"), c.get("priority", 0), c.get("description"),
+                    c.get("format", "")) for c in specs]
 
     def row(o: Obj) -> list[Any]:
         cells: list[Any] = [o["metadata"]["name"]]
@@ -325,19 +331,17 @@ def _crd_printer(rt: ResourceType) -> Printer:
                 value = json.dumps(value, separators=(",", ":"))
             cells.append(value)
         return cells
-    return cols, row
+    return definitions, row
 
 
 def table(rt: ResourceType, items: list[Obj], meta: dict[str, Any], include: str = "Metadata") -> dict[str, Any]:
     """The meta.k8s.io/v1 Table of `items`; `include` is the request's includeObject (None, Metadata, Object)."""
-    if rt.builtin and rt.kind in PRINTERS:
-        cols, row = PRINTERS[rt.kind]
-    elif not rt.builtin:
-        cols, row = _crd_printer(rt)
+    if not rt.builtin:
+        definitions, row = _crd_printer(rt)
     else:
-        cols, row = [("Name", S, 0), ("Age", S, 0)], lambda o: [o["metadata"]["name"], _age(o)]
-    definitions = [{"name": n, "type": "date" if t == "date" else t, "format": "name" if n == "Name" else "",
-                    "description": _DESCRIPTIONS.get(n, n), "priority": p} for n, t, p in cols]
+        cols, row = PRINTERS.get(rt.kind) or ([("Name", S, 0), ("Age", S, 0)],
+                                              lambda o: [o["metadata"]["name"], _age(o)])
+        definitions = [_definition(*c) for c in cols]
     rows = []
     for o in items:
         r: dict[str, Any] = {"cells": row(o)}

@@ -87,6 +87,8 @@ def test_it_prints_custom_resources_with_their_printer_columns(kube_api: client.
         "spec": {"instances": 3, "storage": {"size": "1Gi"}}})
     table = _get(kube_api, "/apis/postgresql.cnpg.io/v1/namespaces/default/clusters")
     assert [c["name"] for c in table["columnDefinitions"]][:5] == ["Name", "Age", "Instances", "Ready", "Status"]
+    instances = table["columnDefinitions"][2]
+    assert (instances["type"], instances["description"]) == ("integer", "Number of instances")
     row = _rows(table)["pg"]
     assert row["Instances"] is None and row["Age"].endswith("s")
 
