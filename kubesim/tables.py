@@ -230,10 +230,25 @@ def _event_row(o: Obj) -> list[Any]:
     src = o.get("source") or {}
     last = o.get("lastTimestamp") or o.get("eventTime") or o["metadata"].get("creationTimestamp")
     return [_since(last), o.get("type", ""), o.get("reason", ""),
-            f"{inv.get('kind', '').lower()}/{inv.get('name', '')}",
-            o.get("message", ""), inv.get("fieldPath", ""),
-            ", ".join(v for v in (src.get("component"), src.get("host")) if v),
+            f"{inv.get('kind', '').lower()}/{inv.get('name', '')}", inv.get("fieldPath", ""),
+            ", ".join(v for v in (src.get("component"), src.get("host")) if v), o.get("message", ""),
             _since(o.get("firstTimestamp") or last), o.get("count", 1), o["metadata"]["name"]]
+
+
+def _binding_row(o: Obj) -> list[Any]:
+    ref, subjects = o.get("roleRef") or {}, o.get("subjects") or []
+
+    def names(kind: str) -> str:
+        return ", ".join(f"{s['namespace']}/{s['name']}" if kind == "ServiceAccount" and s.get("namespace")
+                         else s.get("name", "") for s in subjects if s.get("kind") == kind)
+    return [o["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(o), names("User"),
+            names("Group"), names("ServiceAccount")]
+
+
+def _pdb_row(o: Obj) -> list[Any]:
+    spec = _sp(o)
+    return [o["metadata"]["name"], str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            _st(o).get("disruptionsAllowed", 0), _age(o)]
 
 
 def _pvc_row(o: Obj) -> list[Any]:
@@ -253,11 +268,14 @@ def _name_only(extra: Callable[[Obj], list[Any]]) -> Callable[[Obj], list[Any]]:
 
 S, N = "string", "integer"
 _WORKLOAD_WIDE: list[Column] = [("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)]
+_BINDING: list[Column] = [("Name", S, 0), ("Role", S, 0), ("Age", S, 0), ("Users", S, 1), ("Groups", S, 1),
+                          ("ServiceAccounts", S, 1)]
+_CREATED: list[Column] = [("Name", S, 0), ("Created At", "date", 0)]
 
 PRINTERS: dict[str, Printer] = {
     "Pod": ([("Name", S, 0), ("Ready", S, 0), ("Status", S, 0), ("Restarts", S, 0), ("Age", S, 0), ("IP", S, 1),
              ("Node", S, 1), ("Nominated Node", S, 1), ("Readiness Gates", S, 1)], _pod_row),
-    "Deployment": ([("Name", S, 0), ("Ready", S, 0), ("Up-to-date", N, 0), ("Available", N, 0), ("Age", S, 0),
+    "Deployment": ([("Name", S, 0), ("Ready", S, 0), ("Up-to-date", S, 0), ("Available", S, 0), ("Age", S, 0),
                     *_WORKLOAD_WIDE], _deployment_row),
     "ReplicaSet": ([("Name", S, 0), ("Desired", N, 0), ("Current", N, 0), ("Ready", N, 0), ("Age", S, 0),
                     *_WORKLOAD_WIDE], _replicaset_row),
@@ -267,7 +285,7 @@ PRINTERS: dict[str, Printer] = {
                    ("Available", N, 0), ("Node Selector", S, 0), ("Age", S, 0), *_WORKLOAD_WIDE], _daemonset_row),
     "Job": ([("Name", S, 0), ("Status", S, 0), ("Completions", S, 0), ("Duration", S, 0), ("Age", S, 0),
              *_WORKLOAD_WIDE], _job_row),
-    "CronJob": ([("Name", S, 0), ("Schedule", S, 0), ("Timezone", S, 0), ("Suspend", S, 0), ("Active", N, 0),
+    "CronJob": ([("Name", S, 0), ("Schedule", S, 0), ("Timezone", S, 0), ("Suspend", "boolean", 0), ("Active", N, 0),
                  ("Last Schedule", S, 0), ("Age", S, 0), *_WORKLOAD_WIDE], _cronjob_row),
     "Service": ([("Name", S, 0), ("Type", S, 0), ("Cluster-IP", S, 0), ("External-IP", S, 0), ("Port(s)", S, 0),
                  ("Age", S, 0), ("Selector", S, 1)], _service_row),
@@ -276,17 +294,28 @@ PRINTERS: dict[str, Printer] = {
     "Node": ([("Name", S, 0), ("Status", S, 0), ("Roles", S, 0), ("Age", S, 0), ("Version", S, 0),
               ("Internal-IP", S, 1), ("External-IP", S, 1), ("OS-Image", S, 1), ("Kernel-Version", S, 1),
               ("Container-Runtime", S, 1)], _node_row),
-    "ConfigMap": ([("Name", S, 0), ("Data", N, 0), ("Age", S, 0)],
+    "ConfigMap": ([("Name", S, 0), ("Data", S, 0), ("Age", S, 0)],
                   _name_only(lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {})])),
-    "Secret": ([("Name", S, 0), ("Type", S, 0), ("Data", N, 0), ("Age", S, 0)],
+    "Secret": ([("Name", S, 0), ("Type", S, 0), ("Data", S, 0), ("Age", S, 0)],
                _name_only(lambda o: [o.get("type", "Opaque"), len(o.get("data") or {})])),
-    "ServiceAccount": ([("Name", S, 0), ("Secrets", N, 0), ("Age", S, 0)],
+    "ServiceAccount": ([("Name", S, 0), ("Secrets", S, 0), ("Age", S, 0)],
                        _name_only(lambda o: [len(o.get("secrets") or [])])),
     "Ingress": ([("Name", S, 0), ("Class", S, 0), ("Hosts", S, 0), ("Address", S, 0), ("Ports", S, 0),
                  ("Age", S, 0)], _ingress_row),
-    "Event": ([("Last Seen", S, 0), ("Type", S, 0), ("Reason", S, 0), ("Object", S, 0), ("Message", S, 0),
-               ("Subobject", S, 1), ("Source", S, 1), ("First Seen", S, 1), ("Count", N, 1), ("Name", S, 1)],
+    "Event": ([("Last Seen", S, 0), ("Type", S, 0), ("Reason", S, 0), ("Object", S, 0), ("Subobject", S, 1),
+               ("Source", S, 1), ("Message", S, 0), ("First Seen", S, 1), ("Count", S, 1), ("Name", S, 1)],
               _event_row),
+    "NetworkPolicy": ([("Name", S, 0), ("Pod-Selector", S, 0), ("Age", S, 0)],
+                      _name_only(lambda o: [_selector(_sp(o).get("podSelector"))])),
+    "RoleBinding": (_BINDING, _binding_row),
+    "ClusterRoleBinding": (_BINDING, _binding_row),
+    "Role": (_CREATED, lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")]),
+    "ClusterRole": (_CREATED, lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")]),
+    "LimitRange": (_CREATED, lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")]),
+    "PodDisruptionBudget": ([("Name", S, 0), ("Min Available", S, 0), ("Max Unavailable", S, 0),
+                             ("Allowed Disruptions", N, 0), ("Age", S, 0)], _pdb_row),
+    "IngressClass": ([("Name", S, 0), ("Controller", S, 0), ("Parameters", S, 0), ("Age", S, 0)],
+                     _name_only(lambda o: [_sp(o).get("controller", ""), _none(_sp(o).get("parameters"))])),
     "PersistentVolumeClaim": ([("Name", S, 0), ("Status", S, 0), ("Volume", S, 0), ("Capacity", S, 0),
                                ("Access Modes", S, 0), ("StorageClass", S, 0), ("VolumeAttributesClass", S, 0),
                                ("Age", S, 0), ("VolumeMode", S, 1)], _pvc_row),

@@ -75,8 +75,14 @@ def test_it_prints_the_other_kinds_with_their_columns(kubesim: KubeSim, kube_api
                                     ["data"])["Status"] == "Bound" and r)
     assert pvc["Capacity"] == "1Gi" and pvc["Access Modes"] == "RWO"
     events = _get(kube_api, "/api/v1/namespaces/default/events")
-    assert [c["name"] for c in events["columnDefinitions"] if c["priority"] == 0] == \
-        ["Last Seen", "Type", "Reason", "Object", "Message"]
+    assert [c["name"] for c in events["columnDefinitions"]] == ["Last Seen", "Type", "Reason", "Object", "Subobject",
+                                                                "Source", "Message", "First Seen", "Count", "Name"]
+    client.RbacAuthorizationV1Api(kube_api).create_namespaced_role_binding("default", {
+        "metadata": {"name": "rb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                                "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}]})
+    binding = _rows(_get(kube_api, "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings"))["rb"]
+    assert (binding["Role"], binding["ServiceAccounts"]) == ("ClusterRole/view", "default/default")
 
 
 def test_it_prints_custom_resources_with_their_printer_columns(kube_api: client.ApiClient) -> None:
