@@ -41,9 +41,25 @@ def _template(obj: dict[str, Any]) -> None:
             _pod_spec(tpl["spec"])
 
 
+# What a fresh object's `status` serialises to: Go omits empty fields except those without omitempty.
+_INITIAL_STATUS: dict[tuple[str, str], dict[str, Any]] = {
+    ("apps/v1", "Deployment"): {}, ("batch/v1", "Job"): {}, ("batch/v1", "CronJob"): {},
+    ("v1", "ResourceQuota"): {}, ("apps/v1", "ReplicaSet"): {"replicas": 0},
+    ("apps/v1", "StatefulSet"): {"replicas": 0, "availableReplicas": 0},
+    ("apps/v1", "DaemonSet"): {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                               "numberReady": 0},
+    ("networking.k8s.io/v1", "Ingress"): {"loadBalancer": {}},
+    ("policy/v1", "PodDisruptionBudget"): {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                                           "expectedPods": 0},
+}
+
+
 def apply_defaults(obj: dict[str, Any]) -> None:
     kind = obj.get("kind")
     spec = obj.get("spec")
+    initial = _INITIAL_STATUS.get((str(obj.get("apiVersion")), str(kind)))
+    if initial is not None:
+        obj.setdefault("status", dict(initial))
     if kind == "Pod" and isinstance(spec, dict):
         _pod_spec(spec)
         spec.setdefault("serviceAccountName", "default")
