@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from kubesim.netpol import policy_types
 from kubesim.selectors import label_selector_matches
 
 Cause = dict[str, str]
@@ -114,6 +115,12 @@ def apply_defaults(obj: dict[str, Any]) -> None:
             data = obj.setdefault("data", {})
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
+    elif kind == "NetworkPolicy" and isinstance(spec, dict):
+        spec["policyTypes"] = policy_types(spec)
+        for rule in (spec.get("ingress") or []) + (spec.get("egress") or []):
+            for p in (rule.get("ports") or []) if isinstance(rule, dict) else []:
+                if isinstance(p, dict):
+                    p.setdefault("protocol", "TCP")
     elif kind == "PersistentVolumeClaim" and isinstance(spec, dict):
         spec.setdefault("volumeMode", "Filesystem")
         obj.setdefault("status", {}).setdefault("phase", "Pending")
