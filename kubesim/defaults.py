@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from kubesim.netpol import policy_types
+from kubesim.netpol import policy_causes, policy_types
 from kubesim.selectors import label_selector_matches
 
 Cause = dict[str, str]
@@ -157,6 +157,8 @@ def kind_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         if spec.get("clusterIP") not in (None, "", old_ip):
             causes.append(_cause("FieldValueInvalid", "spec.clusterIPs[0]",
                                  f"Invalid value: []string{{\"{spec.get('clusterIP')}\"}}: may not change once set"))
+    if kind == "NetworkPolicy" and isinstance(spec, dict):
+        causes += policy_causes(spec)
     if kind in ("Pod", "Deployment", "StatefulSet", "ReplicaSet", "Job", "DaemonSet"):
         pod_spec = spec if kind == "Pod" else (spec.get("template") or {}).get("spec") or {}
         prefix = "spec" if kind == "Pod" else "spec.template.spec"

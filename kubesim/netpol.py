@@ -34,6 +34,7 @@ controller embedded in K3s:
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,103 @@ def policy_types(spec: dict[str, Any]) -> list[str]:
     if spec.get("policyTypes"):
         return list(spec["policyTypes"])
     return ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
+
+
+def policy_causes(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """The apiserver's checks of a NetworkPolicy spec beyond its schema (ValidateNetworkPolicySpec)."""
+    causes: list[dict[str, str]] = []
+
+    def cause(reason: str, path: str, message: str) -> None:
+        causes.append({"reason": reason, "field": path, "message": message})
+
+    def dicts(items: Any) -> list[tuple[int, dict[str, Any]]]:  # wrong types are the schema check's causes
+        return [(i, d) for i, d in enumerate(items if isinstance(items, list) else []) if isinstance(d, dict)]
+
+    for kind, peers_key in (("ingress", "from"), ("egress", "to")):
+        for i, rule in dicts(spec.get(kind)):
+            for j, port in dicts(rule.get("ports")):
+                _port_causes(port, f"spec.{kind}[{i}].ports[{j}]", cause)
+            for j, peer in dicts(rule.get(peers_key)):
+                path = f"spec.{kind}[{i}].{peers_key}[{j}]"
+                given = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(k) is not None]
+                if not given:
+                    cause("FieldValueRequired", path, "Required value: must specify a peer")
+                elif len(given) > 1 and "ipBlock" in given:
+                    cause("FieldValueForbidden", path, "Forbidden: may not specify both ipBlock and another peer")
+                if isinstance(peer.get("ipBlock"), dict):
+                    _ip_block_causes(peer["ipBlock"], f"{path}.ipBlock", cause)
+    types = spec.get("policyTypes") if isinstance(spec.get("policyTypes"), list) else []
+    if len(types) > 2:
+        cause("FieldValueInvalid", "spec.policyTypes", "Invalid value: may not specify more than two policyTypes")
+    for i, kind in enumerate(types if len(types) <= 2 else []):
+        if kind not in ("Ingress", "Egress"):
+            cause("FieldValueNotSupported", f"spec.policyTypes[{i}]",
+                  f'Unsupported value: "{kind}": supported values: "Ingress", "Egress"')
+    return causes
+
+
+def _port_causes(port: dict[str, Any], path: str, cause: Any) -> None:
+    protocol, number, end = port.get("protocol"), port.get("port"), port.get("endPort")
+    if protocol is not None and protocol not in PROTOCOLS:
+        cause("FieldValueNotSupported", f"{path}.protocol",
+              f'Unsupported value: "{protocol}": supported values: "TCP", "UDP", "SCTP"')
+    problems: list[tuple[str, Any, str]] = []  # (field, value, message)
+    if isinstance(number, int):
+        problems += [("port", number, _PORT_RANGE)] if not 1 <= number <= 65535 else []
+        if end is not None:
+            problems += [("endPort", end, "must be greater than or equal to `port`")] if end < number else []
+            problems += [("endPort", end, _PORT_RANGE)] if not 1 <= end <= 65535 else []
+    elif number is not None:
+        if end is not None:
+            problems.append(("endPort", end, "may not be specified when `port` is non-numeric"))
+        problems += [("port", f'"{number}"', message) for message in _port_name_problems(str(number))]
+    elif end is not None:
+        problems.append(("endPort", end, "may not be specified when `port` is not specified"))
+    for name, value, message in problems:
+        cause("FieldValueInvalid", f"{path}.{name}", f"Invalid value: {value}: {message}")
+
+
+_PORT_RANGE = "must be between 1 and 65535, inclusive"
+
+
+def _port_name_problems(name: str) -> list[str]:
+    """IsValidPortName (an IANA service name), message for message."""
+    checks = [
+        (len(name) > 15, "must be no more than 15 characters"),
+        (not re.fullmatch(r"[-a-z0-9]+", name),
+         "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"),
+        (not re.search(r"[a-z]", name), "must contain at least one letter (a-z)"),
+        ("--" in name, "must not contain consecutive hyphens"),
+        (name.startswith("-") or name.endswith("-"), "must not begin or end with a hyphen"),
+    ]
+    return [message for failed, message in checks if failed]
+
+
+def _cidr(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """ParseCIDRSloppy: an address with a prefix length; bits beyond the prefix are allowed (legacy field)."""
+    try:
+        return ipaddress.ip_network(value, strict=False) if isinstance(value, str) and "/" in value else None
+    except ValueError:
+        return None
+
+
+def _ip_block_causes(block: dict[str, Any], path: str, cause: Any) -> None:
+    invalid = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+    if not block.get("cidr"):
+        cause("FieldValueRequired", f"{path}.cidr", "Required value")
+        return
+    network = _cidr(block["cidr"])
+    if network is None:
+        cause("FieldValueInvalid", f"{path}.cidr", f'Invalid value: "{block["cidr"]}": {invalid}')
+        return
+    for i, text in enumerate(block.get("except") or []):
+        excepted = _cidr(text)
+        if excepted is None:
+            cause("FieldValueInvalid", f"{path}.except[{i}]", f'Invalid value: "{text}": {invalid}')
+        elif excepted.version != network.version or excepted.prefixlen <= network.prefixlen \
+                or not excepted.subnet_of(network):  # type: ignore[arg-type]
+            cause("FieldValueInvalid", f"{path}.except[{i}]",
+                  f'Invalid value: "{text}": must be a strict subset of `cidr`')
 
 
 def evaluate(cluster: Cluster, source: PodRef | str, destination: PodRef | str, port: int,

@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from kubesim.testing import KubeSim
+from kubesim.tests.helpers import raw
 
 EXTERNAL = "1.1.1.1"
 
@@ -275,3 +276,38 @@ def test_the_kubelet_gives_every_live_pod_its_own_ip(net: Net) -> None:
     pods = [net.pod("default", f"p{i}") for i in range(40)]
     ips = [net.ip(p) for p in pods]
     assert len(set(ips)) == len(ips) and all(ip.startswith("10.42.") for ip in ips)
+
+
+@pytest.mark.parametrize(("spec", "field", "message"), [
+    ({"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}, "spec.ingress[0].from[0].ipBlock.cidr",
+     'Invalid value: "10.0.0.0/33": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)'),
+    ({"egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["192.168.0.0/16"]}}]}]},
+     "spec.egress[0].to[0].ipBlock.except[0]", 'Invalid value: "192.168.0.0/16": must be a strict subset of `cidr`'),
+    ({"egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}}]}]},
+     "spec.egress[0].to[0].ipBlock.except[0]", 'Invalid value: "10.0.0.0/8": must be a strict subset of `cidr`'),
+    ({"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}]}, "spec.ingress[0].from[0]",
+     "Forbidden: may not specify both ipBlock and another peer"),
+    ({"ingress": [{"from": [{}]}]}, "spec.ingress[0].from[0]", "Required value: must specify a peer"),
+    ({"ingress": [{"ports": [{"port": 80, "endPort": 79}]}]}, "spec.ingress[0].ports[0].endPort",
+     "Invalid value: 79: must be greater than or equal to `port`"),
+    ({"ingress": [{"ports": [{"port": "http", "endPort": 90}]}]}, "spec.ingress[0].ports[0].endPort",
+     "Invalid value: 90: may not be specified when `port` is non-numeric"),
+    ({"ingress": [{"ports": [{"endPort": 90}]}]}, "spec.ingress[0].ports[0].endPort",
+     "Invalid value: 90: may not be specified when `port` is not specified"),
+    ({"ingress": [{"ports": [{"port": 70000}]}]}, "spec.ingress[0].ports[0].port",
+     "Invalid value: 70000: must be between 1 and 65535, inclusive"),
+    ({"ingress": [{"ports": [{"port": "8080"}]}]}, "spec.ingress[0].ports[0].port",
+     'Invalid value: "8080": must contain at least one letter (a-z)'),
+    ({"ingress": [{"ports": [{"protocol": "ICMP"}]}]}, "spec.ingress[0].ports[0].protocol",
+     'Unsupported value: "ICMP": supported values: "TCP", "UDP", "SCTP"'),
+    ({"policyTypes": ["Sideways"]}, "spec.policyTypes[0]",
+     'Unsupported value: "Sideways": supported values: "Ingress", "Egress"'),
+])
+def test_it_refuses_invalid_policies_as_the_apiserver_does(kube_api: client.ApiClient, spec: dict[str, Any],
+                                                           field: str, message: str) -> None:
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "bad"},
+            "spec": {"podSelector": {}, **spec}}
+    code, status, _ = raw(kube_api, "POST", "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies", body)
+    assert code == 422 and status["reason"] == "Invalid"
+    assert {"field": field, "message": message} in [
+        {"field": c["field"], "message": c["message"]} for c in status["details"]["causes"]]
