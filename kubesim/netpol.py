@@ -285,13 +285,14 @@ class _View:
             if not peer.ip:
                 return Verdict(False, f"{_pod_name(peer.pod)} has no IP yet: it is not running")
             return [(peer, port)]
+        if peer.ip == API_SERVICE_IP:  # its endpoints are no pods, so no selector finds them
+            if (port, protocol) != (API_SERVICE_PORT, "TCP"):
+                return Verdict(False, f"the kubernetes Service ({API_SERVICE_IP}) has no port {port}/{protocol}")
+            servers = [(Peer(ip), API_SERVER_PORT) for ip in self._api_server_ips()]
+            return servers or Verdict(False, "no control-plane node has an InternalIP for the API server")
         service = next((s for s in self.services if (s.get("spec") or {}).get("clusterIP") == peer.ip), None)
         if service is not None:
             return self._endpoints(service, port, protocol)
-        if peer.ip == API_SERVICE_IP:
-            if (port, protocol) != (API_SERVICE_PORT, "TCP"):
-                return Verdict(False, f"the kubernetes Service ({API_SERVICE_IP}) has no port {port}/{protocol}")
-            return [(Peer(ip), API_SERVER_PORT) for ip in self._api_server_ips()]
         return [(peer, port)]
 
     def _api_server_ips(self) -> list[str]:
