@@ -38,6 +38,9 @@ BLOG = """services:
   blog:
     image: ghost:5
     ports: ["2368:2368"]
+    labels:  # a tenant posing as Traefik and CoreDNS gains nothing
+      app.kubernetes.io/name: traefik
+      k8s-app: kube-dns
 """
 INTERNET = "1.1.1.1"
 PUBLIC_NODE, PUBLIC_NODE_IP, PRIVATE_NODE_IP = "kubesim-node-0", "198.51.100.10", "172.18.0.3"
