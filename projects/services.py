@@ -169,7 +169,8 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
         base_domain=project.cluster.base_domain,
         database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
         bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
-        allow_internet_egress=project.allow_internet_egress, exposure=exposure, members=members)
+        allow_internet_egress=project.allow_internet_egress, exposure=exposure, members=members,
+        node_addresses=sorted({a for node in project.cluster.nodes for a in node.get("addresses") or []}))
 
 
 def problem_dict(problem: Any) -> dict[str, Any]:

@@ -107,6 +107,9 @@ class RenderContext:
     garage_pod_labels: Mapping[str, str] = field(default_factory=lambda: {"app.kubernetes.io/name": "garage"})
     # Pod and Service CIDRs of the cluster (K3s defaults), never reachable as "internet".
     cluster_cidrs: Sequence[str] = ("10.42.0.0/16", "10.43.0.0/16")
+    # The nodes' own addresses (from the agent's handshake), never reachable as "internet" either: on bare
+    # metal they are often public, and the API server, the kubelet and host ports listen on them.
+    node_addresses: Sequence[str] = ()
     # Image of the init containers that wait for a dependency (depends_on).
     wait_image: str = "busybox:1.36"
 

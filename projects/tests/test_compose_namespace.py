@@ -59,6 +59,16 @@ def test_it_allows_internet_egress_only_when_enabled_and_never_private_ranges() 
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "198.18.0.0/15"} <= set(v4["except"])
 
 
+def test_internet_egress_never_reaches_the_nodes_own_addresses() -> None:
+    # A bare-metal node's public address hosts the API server and the kubelet: not "internet".
+    ctx = make_ctx(allow_internet_egress=True, node_addresses=("198.51.100.10", "172.18.0.3", "2001:db8::10"))
+    policies = by_kind(render_project(TEXT, ctx).objects, "NetworkPolicy")
+    blocks = {peer["ipBlock"]["cidr"]: peer["ipBlock"]["except"]
+              for peer in policies["allow-internet"]["spec"]["egress"][0]["to"]}
+    assert "198.51.100.10/32" in blocks["0.0.0.0/0"] and "2001:db8::10/128" in blocks["::/0"]
+    assert "172.18.0.3/32" not in blocks["0.0.0.0/0"]  # already inside 172.16.0.0/12
+
+
 def test_it_renders_member_view_rbac_quota_and_limits_from_the_plan() -> None:
     plan = PlanLimits(quota_cpu="3", quota_memory="6Gi", quota_pods=9, quota_storage="7Gi")
     objects = render_project(TEXT, make_ctx(plan=plan, members=["bob", "alice"])).objects
