@@ -23,10 +23,10 @@ def _require(payload: dict[str, Any], key: str, kind: type) -> Any:
 
 
 def _require_identity(labels: dict[str, Any]) -> None:
-    """Pruning selects by the project's labels and ownership is its uid: all three must be there."""
-    for key in (p.ORGANIZATION_LABEL, p.PROJECT_LABEL, p.PROJECT_UID_LABEL):
-        if not isinstance(labels.get(key), str) or not labels[key]:
-            raise OpError(p.ERR_BAD_REQUEST, f"'labels' must carry {key} (the project's identity)")
+    try:
+        reconcile.require_identity(labels)
+    except ValueError as exc:
+        raise OpError(p.ERR_BAD_REQUEST, str(exc)) from None
 
 
 def build_ops(kube: Kube) -> dict[str, OpHandler]:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.k8s import (
+    DATA_SERVICE_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     NAMESPACE,
@@ -73,12 +74,41 @@ def _adoption_refusal(kube: Kube, namespace: str, namespace_labels: dict[str, st
 
     if namespace_labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not projects(namespace_labels):
         return "it was not created for this project"
+    def data_secret(kind: str, found: dict[str, str]) -> bool:
+        # The data services' credentials carry no project labels (so a release's prune leaves them alone).
+        return kind == "Secret" and found.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and DATA_SERVICE_LABEL in found
+
     for k in (*PROJECT_KINDS, POD):
         for item in _list_kind(kube, k, namespace, None):
             meta = item.get("metadata") or {}
-            if (k.kind, meta.get("name")) not in KUBERNETES_DEFAULTS and not projects(meta.get("labels") or {}):
+            found = meta.get("labels") or {}
+            if (k.kind, meta.get("name")) not in KUBERNETES_DEFAULTS and not projects(found) \
+                    and not data_secret(k.kind, found):
                 return f"it holds {k.kind}/{meta.get('name')}, which is not the project's"
     return ""
+
+
+def require_identity(labels: dict[str, Any]) -> None:
+    """Pruning selects by the project's labels and ownership is its uid: all three must be there."""
+    for key in (ORGANIZATION_LABEL, PROJECT_LABEL, PROJECT_UID_LABEL):
+        if not isinstance(labels.get(key), str) or not labels[key]:
+            raise ValueError(f"'labels' must carry {key} (the project's identity)")
+
+
+def claim_namespace(kube: Kube, namespace: str, labels: dict[str, str]) -> None:
+    """Before another writer (the data services) puts something into a project's namespace: create it,
+    marked as the project's, when missing; raise NotOwned when it is anyone else's.
+
+    An unmarked namespace that may be adopted is left unmarked: the project's next apply marks it
+    together with everything else it sets on the namespace (one field manager, one applied set).
+    """
+    require_identity(labels)
+    existing = kube.get(NAMESPACE, namespace)
+    if existing is None:
+        kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": namespace, "labels": {**labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE}}})
+    else:
+        check_owner(kube, namespace, existing, labels)
 
 
 def check_owner(kube: Kube, namespace: str, existing: dict[str, Any], labels: dict[str, str]) -> bool:

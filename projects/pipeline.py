@@ -124,7 +124,7 @@ class Run:
             if not available[what]:
                 continue
             ensure = data.ensure_database if what == "database" else data.ensure_bucket
-            outcome = ensure(self.project.cluster_id, self.project.namespace)
+            outcome = ensure(self.project.cluster_id, self.project.namespace, self.project.labels)
             if not outcome.ok and outcome.retry:
                 raise Failed(f"{what}_not_ready", f"The cluster's {what} service is not reachable yet "
                              f"({outcome.error}); deploy again in a few minutes.")

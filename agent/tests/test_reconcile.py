@@ -210,6 +210,9 @@ def test_it_adopts_a_namespace_made_for_the_project_before_ownership_marks(kube,
     for name in ("settings", "old"):
         kube.request("POST", "/api/v1/namespaces/acme-web/configmaps",
                      body={**config(name), "metadata": {"name": name, "labels": legacy}})
+    # The data services' credentials carry no project labels; they are the platform's, for the project.
+    kube.request("POST", "/api/v1/namespaces/acme-web/secrets", body={"metadata": {"name": "paas-database", "labels": {
+        "app.kubernetes.io/managed-by": "paas", "paas.dev/data-service": "database"}}, "stringData": {"PGUSER": "u"}})
     result = reconcile.apply_project(kube, "acme-web", LABELS, 2, [config("settings", "2")])
     assert actions(result) == {"ConfigMap/settings": "configured", "ConfigMap/old": "pruned"}
     assert namespace_labels(kubesim, "acme-web")[PROJECT_UID_LABEL] == LABELS[PROJECT_UID_LABEL]
