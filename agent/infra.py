@@ -5,11 +5,11 @@
     ensure_database    {namespace, labels, rotate?} role + database + Secret `paas-database`
     drop_database      {namespace}
     ensure_bucket      {namespace, labels}         bucket + key + Secret `paas-bucket`
+    delete_bucket      {namespace}                 empty, delete bucket and key, delete the Secret
+    data_credentials   {namespace, service}        the Secret's values, for a member who asked to see them
 
 `labels` are the project's, with its uid (protocol.PROJECT_UID_LABEL): the ensure operations create the
 namespace marked as the project's, or refuse (not_owned) a namespace that is not the project's.
-    delete_bucket      {namespace}                 empty, delete bucket and key, delete the Secret
-    data_credentials   {namespace, service}        the Secret's values, for a member who asked to see them
 
 Results never carry a password or a secret key, except `data_credentials`, whose caller shows them
 once and stores nothing.

@@ -58,6 +58,15 @@ def _project_name(labels: dict[str, str]) -> str:
     return f"{labels.get(ORGANIZATION_LABEL, '?')}/{labels.get(PROJECT_LABEL, '?')}"
 
 
+def _is_projects(found: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(found.get(key) == labels.get(key) for key in (ORGANIZATION_LABEL, PROJECT_LABEL))
+
+
+def _is_data_secret(kind: str, found: dict[str, str]) -> bool:
+    # The data services' credentials carry no project labels (so a release's prune leaves them alone).
+    return kind == "Secret" and found.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and DATA_SERVICE_LABEL in found
+
+
 def _adoption_refusal(kube: Kube, namespace: str, namespace_labels: dict[str, str], labels: dict[str, str]) -> str:
     """Why an existing namespace without an ownership mark may not be adopted ('' when it may).
 
@@ -69,22 +78,16 @@ def _adoption_refusal(kube: Kube, namespace: str, namespace_labels: dict[str, st
     """
     if namespace == "default" or namespace.startswith("kube-"):
         return "it is a Kubernetes namespace"
-    def projects(found: dict[str, str]) -> bool:
-        return all(found.get(key) == labels.get(key) for key in (ORGANIZATION_LABEL, PROJECT_LABEL))
-
-    if namespace_labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not projects(namespace_labels):
+    if namespace_labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not _is_projects(namespace_labels, labels):
         return "it was not created for this project"
-    def data_secret(kind: str, found: dict[str, str]) -> bool:
-        # The data services' credentials carry no project labels (so a release's prune leaves them alone).
-        return kind == "Secret" and found.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and DATA_SERVICE_LABEL in found
-
     for k in (*PROJECT_KINDS, POD):
         for item in _list_kind(kube, k, namespace, None):
             meta = item.get("metadata") or {}
             found = meta.get("labels") or {}
-            if (k.kind, meta.get("name")) not in KUBERNETES_DEFAULTS and not projects(found) \
-                    and not data_secret(k.kind, found):
-                return f"it holds {k.kind}/{meta.get('name')}, which is not the project's"
+            if (k.kind, meta.get("name")) in KUBERNETES_DEFAULTS or _is_projects(found, labels) \
+                    or _is_data_secret(k.kind, found):
+                continue
+            return f"it holds {k.kind}/{meta.get('name')}, which is not the project's"
     return ""
 
 
