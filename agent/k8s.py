@@ -22,6 +22,8 @@ log = logging.getLogger("agent.k8s")
 FIELD_MANAGER = "paas-agent"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "paas"
+# On the Secrets the data services write into a project's namespace (database, bucket credentials).
+DATA_SERVICE_LABEL = "paas.dev/data-service"
 
 
 @dataclass(frozen=True)

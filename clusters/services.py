@@ -252,13 +252,16 @@ def set_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str]
     return desired
 
 
-def delete_desired_project(cluster: Cluster, namespace: str) -> None:
-    """Forget the namespace's desired state and ask the agent to delete the namespace (after commit)."""
+def delete_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str]) -> None:
+    """Forget the namespace's desired state and ask the agent to delete the namespace (after commit).
+
+    `labels` name the project and carry its uid: the agent deletes the namespace only if it is that project's.
+    """
     from clusters.tasks import delete_project_namespace
 
     DesiredProject.objects.filter(cluster=cluster, namespace=namespace).delete()
     ObservedProject.objects.filter(cluster=cluster, namespace=namespace).delete()
-    transaction.on_commit(lambda: delete_project_namespace.delay(cluster.pk, namespace))
+    transaction.on_commit(lambda: delete_project_namespace.delay(cluster.pk, namespace, labels))
 
 
 def record_apply_result(desired_pk: int, revision: int, result: dict[str, Any] | None, error: str = "") -> None:

@@ -16,7 +16,7 @@ def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
 
 
 def test_it_derives_a_dns_label_namespace_hashing_when_truncated() -> None:
-    assert namespace_for("acme", "shop") == "acme-shop"
+    assert namespace_for("acme", "shop") == "tenant-acme-shop"
     long = namespace_for("a" * 40, "b" * 40)
     assert len(long) <= 63 and long != namespace_for("a" * 40, "b" * 41)
     assert namespace_for("Acme_Corp", "9shop").islower()
@@ -25,7 +25,7 @@ def test_it_derives_a_dns_label_namespace_hashing_when_truncated() -> None:
 def test_it_renders_namespace_first_with_pod_security_and_labels() -> None:
     result = render_project(TEXT, make_ctx(revision=7))
     namespace = result.objects[0]
-    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "acme-shop"
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "tenant-acme-shop"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
     for obj in result.objects:
@@ -102,7 +102,7 @@ def test_it_hardens_every_pod_and_routes_public_services_through_traefik() -> No
     assert list(ingress) == ["web"]
     rule = ingress["web"]["spec"]["rules"][0]
     assert ingress["web"]["spec"]["ingressClassName"] == "traefik"
-    assert rule["host"] == "web-shop-acme.apps.example.com"
+    assert rule["host"] == "web-shop-acme-47cbdb9d.apps.example.com"
     assert rule["http"]["paths"][0]["backend"]["service"]["port"] == {"number": 8080}
     private = render_project(TEXT, make_ctx(exposure={"web": "private", "cache": "public"})).objects
     assert list(by_kind(private, "Ingress")) == ["cache"]

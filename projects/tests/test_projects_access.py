@@ -18,7 +18,7 @@ def test_it_lists_projects_to_members_and_viewers(client, personas, viewer, proj
         client.force_login(user)
         assert b"Shop" in client.get("/o/acme/projects/").content
         assert client.get(PAGE).status_code == 200
-        assert client.get(API).json()["namespace"] == "acme-shop"
+        assert client.get(API).json()["namespace"] == "tenant-acme-shop"
 
 
 def test_it_answers_404_to_outsiders_for_project_pages_and_api(client, personas, project):
@@ -71,7 +71,7 @@ def test_it_creates_projects_through_the_api_with_a_unique_namespace(client, per
     response = client.post("/api/v1/organizations/acme/projects/", {"name": "Web Shop"},
                            content_type="application/json")
     assert response.status_code == 201, response.content
-    assert response.json()["namespace"] == "acme-web-shop" and response.json()["cluster"] == "fsn"
+    assert response.json()["namespace"] == "tenant-acme-web-shop" and response.json()["cluster"] == "fsn"
     again = client.post("/api/v1/organizations/acme/projects/", {"name": "Web Shop"}, content_type="application/json")
     assert again.status_code == 400 and "already has a project" in again.json()["detail"]
 
@@ -83,5 +83,5 @@ def test_it_keeps_namespaces_unique_when_slugs_collide_across_organizations(pers
     a = create_organization(personas.owner, "A")
     first = services.create_project(a_b, personas.owner, "C", cluster)
     second = services.create_project(a, personas.owner, "B C", cluster)
-    assert first.namespace == "a-b-c" and second.namespace != first.namespace
+    assert first.namespace == "tenant-a-b-c" and second.namespace != first.namespace
     assert len(second.namespace) <= 63
