@@ -99,8 +99,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         client = (self.scope.get("client") or ["?"])[0]
         cluster = await self._authenticate(token.strip()) if scheme == p.TOKEN_SCHEME and token else None
         if cluster is None:
-            log.warning("agent connection from %s refused: bad or revoked token", client)
-            await self._rejected(token)
+            # Once per burst: a flood of bad tokens must not flood the log either.
+            level = logging.WARNING if await self._rejected(token) else logging.DEBUG
+            log.log(level, "agent connection from %s refused: bad or revoked token", client)
             await self.close()  # before accept(): the agent sees HTTP 403 and stops retrying
             return
         self.cluster_id = cluster.pk
@@ -329,9 +330,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         return await database_sync_to_async(services.authenticate_agent, thread_sensitive=False)(token)
 
     @database_sync_to_async
-    def _rejected(self, token: str) -> None:
+    def _rejected(self, token: str) -> bool:
         cluster_id = token.partition(".")[0]
-        services.record_rejected_connection(int(cluster_id) if cluster_id.isdigit() else None,
+        return services.record_rejected_connection(int(cluster_id) if cluster_id.isdigit() else None,
                                             "bad, expired or revoked token")
 
 
