@@ -57,7 +57,7 @@ def create_organization(user: User, name: str, *, personal: bool = False) -> Org
     Membership.objects.create(user=user, organization=org, role=Role.OWNER)
     # Other apps (billing's signup grant) react in the same transaction, without accounts
     # knowing about them: the organization and its grant exist together or not at all.
-    organization_created.send(sender=Organization, organization=org)
+    organization_created.send(sender=Organization, organization=org, user=user)
     log.info("organization created: slug=%s by user=%s", org.slug, user.pk)
     return org
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -106,12 +107,19 @@ def is_suspended(organization: Organization) -> bool:
 
 
 def ensure_can_deploy(organization: Organization) -> None:
-    """The deploy pipeline calls this before it does anything; suspended organizations are refused."""
+    """The deploy pipeline calls this before it does anything. Suspended organizations are refused, and so
+    are organizations that were never given credits (a user's second organization starts at 0)."""
     if is_suspended(organization):
         raise DeployRefused(
             f"{organization.name} is out of credits and its services are suspended, so deploys are paused. "
             "Top up credits (ask an operator) and deploys and services resume automatically.",
             code="organization_suspended",
+        )
+    if not CreditEntry.objects.filter(organization=organization, amount__gt=0).exists():
+        raise DeployRefused(
+            f"{organization.name} has no credits yet, so it cannot deploy. Welcome credits come once per person, "
+            "with their first organization; top up this one (ask an operator) to deploy.",
+            code="organization_unfunded",
         )
 
 
@@ -205,16 +213,44 @@ def _same_entry(existing: CreditEntry, organization_id: int, amount: int, kind: 
     return existing
 
 
-def grant_signup_credits(organization: Organization) -> EntryResult | None:
-    """The configurable signup grant, once per organization (its key makes a second call a no-op)."""
+def signup_grant_key(user: User) -> str:
+    return f"signup:user:{user.pk}"
+
+
+def grant_signup_credits(user: User, organization: Organization) -> EntryResult | None:
+    """The configurable signup grant: once per person, and only once their e-mail address is verified.
+
+    It goes to the first organization a verified user creates, or to their personal organization when
+    they verify their address after sign-up. Every later organization starts at 0 credits (and cannot
+    deploy until it is funded, see ensure_can_deploy), so new organizations are no way around paying or
+    around a suspension. The key `signup:user:<id>` makes a second grant impossible even when two
+    organizations are created at once; grants from before this rule (keyed by organization) count too.
+    """
     get_account(organization)
     amount = settings.BILLING_SIGNUP_GRANT
-    if amount <= 0:
+    if amount <= 0 or not EmailAddress.objects.filter(user=user, verified=True).exists():
         return None
-    return record_entry(
-        organization, amount=amount, kind=EntryKind.SIGNUP_GRANT,
-        idempotency_key=f"signup:{organization.pk}", reference="Welcome credits",
-    )
+    key = signup_grant_key(user)
+    existing = CreditEntry.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        return EntryResult(existing, created=False) if existing.organization_id == organization.pk else None
+    had_grant = CreditEntry.objects.filter(
+        kind=EntryKind.SIGNUP_GRANT, organization__memberships__user=user, organization__memberships__role=Role.OWNER
+    ).exists()
+    if had_grant:
+        return None
+    try:
+        return record_entry(organization, amount=amount, kind=EntryKind.SIGNUP_GRANT, idempotency_key=key,
+                            reference="Welcome credits")
+    except IdempotencyConflict:
+        return None  # granted to another of the user's organizations at the same moment
+
+
+def grant_signup_credits_on_verification(user: User) -> EntryResult | None:
+    """A user verified their e-mail address: their personal (else first owned) organization gets the grant."""
+    owned = Organization.objects.filter(memberships__user=user, memberships__role=Role.OWNER)
+    organization = owned.order_by("-personal", "created_at", "pk").first()
+    return grant_signup_credits(user, organization) if organization is not None else None
 
 
 def ledger_sum(organization: Organization) -> int:

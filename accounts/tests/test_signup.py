@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 from django.core import mail
 
 from accounts.models import Membership, Organization, Role, User
+from billing.services import get_account
 
 PASSWORD = "a-long-and-unusual-password-42"
 
@@ -41,6 +43,8 @@ def test_it_verifies_the_email_and_gives_a_personal_organization(client):
     user = User.objects.get(email="new@example.com")
     membership = Membership.objects.get(user=user)
     assert membership.role == Role.OWNER and membership.organization.personal
+    # The welcome credits arrive with the verified address, once.
+    assert get_account(membership.organization).balance == settings.BILLING_SIGNUP_GRANT > 0
     # Logged in after confirming; the home page lands in the personal organization.
     response = client.get("/")
     assert response["Location"] == f"/o/{membership.organization.slug}/"

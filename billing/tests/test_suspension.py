@@ -12,6 +12,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import Membership, Role
+from accounts.services import create_organization
 from billing import services
 from billing.models import BalanceNotification, BillingAccount, EntryKind, SuspensionAction, SuspensionRecord
 from billing.signals import organization_resumed, organization_suspended
@@ -206,4 +207,21 @@ def test_an_organization_that_never_had_credits_is_not_suspended_until_it_uses_s
     settings.BILLING_SIGNUP_GRANT = 0
     org = make_org()
     assert services.enforce_suspensions(timezone.now() + timedelta(days=30)) == []
+    # Not suspended, but it cannot deploy before it is funded.
+    with pytest.raises(services.DeployRefused, match="has no credits yet") as refused:
+        services.ensure_can_deploy(org)
+    assert refused.value.code == "organization_unfunded"
+    top_up(org, 1)
     services.ensure_can_deploy(org)
+
+
+@pytest.mark.django_db
+def test_a_suspended_user_s_new_organization_does_not_escape_the_suspension(settings):
+    settings.BILLING_SUSPEND_GRACE_MINUTES = 0
+    org = make_org()
+    spend(org, 5_100)
+    assert account(org).is_suspended
+    fresh = create_organization(org.owners().get().user, "Fresh start")
+    assert account(fresh).balance == 0
+    with pytest.raises(services.DeployRefused, match="has no credits yet"):
+        services.ensure_can_deploy(fresh)
