@@ -155,7 +155,8 @@ def invite(actor: Membership, email: str, role: str = Role.MEMBER, base_url: str
     url = (base_url or settings.SITE_URL).rstrip("/") + reverse("invitation", args=[raw])
     context = {"invitation": invitation, "url": url, "inviter": actor.user}
     send_mail(
-        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to {org.name}",
+        # Never a tenant's name in a subject: "Your account is locked - verify at ..." would read as ours.
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to join an organization",
         message=render_to_string("accounts/email/invitation.txt", context),
         from_email=None,
         recipient_list=[email],
