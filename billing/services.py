@@ -37,7 +37,14 @@ from billing.models import (
     SuspensionRecord,
     UsageRecord,
 )
-from billing.money import FINE_PER_MILLICREDIT, format_credits, require_int, split_fine
+from billing.money import (
+    FINE_PER_MILLICREDIT,
+    MAX_BALANCE_MILLICREDITS,
+    MAX_ENTRY_MILLICREDITS,
+    format_credits,
+    require_int,
+    split_fine,
+)
 from billing.signals import organization_resumed, organization_suspended
 
 if TYPE_CHECKING:
@@ -162,9 +169,16 @@ def _check_amount(amount: object, kind: str) -> int:
         raise ValueError("An entry moves credits; zero is not an amount.")
     if kind in POSITIVE_KINDS and amount < 0:
         raise ValueError(f"A {EntryKind(kind).label.lower()} adds credits; the amount must be positive.")
-    if abs(amount) > MAX_BIGINT // 2:
-        raise ValueError("That amount is too large.")
+    if abs(amount) > MAX_ENTRY_MILLICREDITS:
+        raise ValueError(f"At most {format_credits(MAX_ENTRY_MILLICREDITS)} credits, up or down, in one entry.")
     return amount
+
+
+def check_balance_after(balance: int, amount: int) -> None:
+    """ValueError if adding `amount` would take a balance out of the range the ledger keeps."""
+    if abs(balance + amount) > MAX_BALANCE_MILLICREDITS:
+        raise ValueError(f"That would take the balance beyond {format_credits(MAX_BALANCE_MILLICREDITS)} credits "
+                         "either way; no entry may.")
 
 
 def record_entry(
@@ -192,6 +206,7 @@ def record_entry(
         existing = CreditEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return EntryResult(_same_entry(existing, organization.pk, amount, kind), created=False)
+        check_balance_after(account.balance, amount)
         try:
             with transaction.atomic():
                 entry = _append_entry(
