@@ -7,6 +7,7 @@ import re
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.test import Client
 
 from accounts.models import Membership, Organization, Role, User
 from billing.services import get_account
@@ -66,6 +67,20 @@ def test_it_rate_limits_failed_logins(client, personas):
         client.post("/accounts/login/", {"login": "alice@example.com", "password": "wrong"})
     response = client.post("/accounts/login/", {"login": "alice@example.com", "password": "wrong"})
     assert response.status_code == 429 or b"Too many failed login attempts" in response.content
+
+
+@pytest.mark.django_db
+def test_a_stranger_s_failed_logins_do_not_lock_the_owner_out(personas):
+    stranger, owner = Client(REMOTE_ADDR="198.51.100.7"), Client(REMOTE_ADDR="203.0.113.20")
+    right = {"login": "alice@example.com", "password": "correct horse battery staple"}
+    for _ in range(6):
+        stranger.post("/accounts/login/", {"login": "alice@example.com", "password": "wrong"})
+    # The stranger's address is stopped, even with the right password ...
+    refused = stranger.post("/accounts/login/", right)
+    assert b"Too many failed login attempts" in refused.content and "_auth_user_id" not in stranger.session
+    # ... while alice, from her own address, logs in as usual.
+    response = owner.post("/accounts/login/", right)
+    assert response.status_code == 302 and owner.session["_auth_user_id"] == str(personas.owner.pk)
 
 
 @pytest.mark.django_db
