@@ -239,7 +239,7 @@ def grant_signup_credits(user: User, organization: Organization) -> EntryResult 
     they verify their address after sign-up. Every later organization starts at 0 credits (and cannot
     deploy until it is funded, see ensure_can_deploy), so new organizations are no way around paying or
     around a suspension. The key `signup:user:<id>` makes a second grant impossible even when two
-    organizations are created at once; grants from before this rule (keyed by organization) count too.
+    organizations are created at once.
     """
     get_account(organization)
     amount = settings.BILLING_SIGNUP_GRANT
@@ -249,10 +249,12 @@ def grant_signup_credits(user: User, organization: Organization) -> EntryResult 
     existing = CreditEntry.objects.filter(idempotency_key=key).first()
     if existing is not None:
         return EntryResult(existing, created=False) if existing.organization_id == organization.pk else None
-    had_grant = CreditEntry.objects.filter(
+    # Grants from before this rule were keyed by organization (signup:<org id>): one to an organization
+    # this user owns counts as theirs. (Another person's grant, to an organization they co-own, does not.)
+    legacy = CreditEntry.objects.filter(
         kind=EntryKind.SIGNUP_GRANT, organization__memberships__user=user, organization__memberships__role=Role.OWNER
-    ).exists()
-    if had_grant:
+    ).exclude(idempotency_key__startswith="signup:user:")
+    if legacy.exists():
         return None
     try:
         return record_entry(organization, amount=amount, kind=EntryKind.SIGNUP_GRANT, idempotency_key=key,

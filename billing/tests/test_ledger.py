@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization, Role
 from accounts.services import create_organization
 from billing import services
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
@@ -43,6 +43,27 @@ def test_the_grant_comes_once_per_person_however_many_organizations_they_create(
     assert all(services.get_account(org).balance == 0 for org in more)
     # The same person, asked again for another organization (a replayed signal), still gets nothing.
     assert services.grant_signup_credits(owner, more[0]) is None
+
+
+@pytest.mark.django_db
+def test_co_owning_someone_else_s_organization_does_not_use_up_one_s_own_grant(settings):
+    settings.BILLING_SIGNUP_GRANT = 5_000
+    theirs = make_org("Theirs")
+    me = make_user("co-owner@example.com")
+    Membership.objects.create(user=me, organization=theirs, role=Role.OWNER)
+    mine = create_organization(me, "Mine")
+    assert services.get_account(mine).balance == 5_000
+
+
+@pytest.mark.django_db
+def test_a_grant_from_before_the_per_person_rule_counts_as_the_owner_s(settings):
+    settings.BILLING_SIGNUP_GRANT = 5_000
+    user = make_user("legacy@example.com")
+    EmailAddress.objects.filter(user=user).update(verified=False)  # so creating it grants nothing new
+    old = create_organization(user, "Old")
+    services.record_entry(old, amount=5_000, kind=EntryKind.SIGNUP_GRANT, idempotency_key=f"signup:{old.pk}")
+    EmailAddress.objects.filter(user=user).update(verified=True)
+    assert services.get_account(create_organization(user, "New")).balance == 0
 
 
 @pytest.mark.django_db
