@@ -35,8 +35,8 @@ def refused(exc: ValidationError) -> Response:
     body: dict[str, Any] = {"detail": " ".join(exc.messages), "code": exc.code or "invalid"}
     if getattr(exc, "problems", None):
         body["problems"] = exc.problems
-    return Response(body, status=status.HTTP_409_CONFLICT if exc.code == "organization_suspended"
-                    else status.HTTP_400_BAD_REQUEST)
+    billing_state = exc.code in ("organization_suspended", "organization_unfunded")
+    return Response(body, status=status.HTTP_409_CONFLICT if billing_state else status.HTTP_400_BAD_REQUEST)
 
 
 class ProjectCreateSerializer(serializers.Serializer):
