@@ -92,10 +92,27 @@ class ProjectListView(APIView):
         return Response(project_dict(project, detail=True), status=status.HTTP_201_CREATED)
 
 
+class DeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(help_text="The project's slug, to confirm.")
+
+
 class ProjectDetailView(APIView):
+    serializer_class = DeleteSerializer
+
     def get(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         return Response(project_dict(project, detail=True))
+
+    def delete(self, request, org_slug: str, project_slug: str):
+        """Delete the project: its namespace goes now, its database and bucket after the grace period."""
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "manage_organization")
+        form = DeleteSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            services.delete_project(project, request.user, form.validated_data["confirm"])
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ValidateView(APIView):
