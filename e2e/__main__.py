@@ -68,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         from e2e.dryrun import SimulatedCluster
 
         cluster = SimulatedCluster(args.kubeconfig or "", args.postgres_host)
+        outcome = None
         try:
             cfg.kubeconfig = cluster.start()
             outcome = EndToEnd(cfg, sys.stdout, after_install=cluster.run_agent_pod).run()
-            print(f"(dry run: the agent ran as {cluster.agent_identity}; its log is {cluster.agent_log})")
+            print(f"(dry run: the agent ran as {cluster.agent_identity})")
         finally:
-            cluster.stop()
+            keep = outcome is None or outcome.failed is not None
+            cluster.stop(keep_log=keep)
+            if keep:
+                print(f"(dry run: the agent's log is kept in {cluster.agent_log})")
     print()
     print(table(outcome))
     return 1 if outcome.failed else 0

@@ -3,8 +3,8 @@
 - the agent's pod: when the install manifest is applied, `python -m agent` starts with the Deployment's
   environment, the token from its Secret (as the kubelet would mount it) and the ServiceAccount's token
   (TokenRequest; the kubeconfig's own credentials only when the emulator has no TokenRequest);
-- the CloudNativePG operator (agent/tests: it marks our Cluster ready and publishes the superuser Secret);
-  the shared PostgreSQL it would run is the local one (`postgres_host`);
+- the CloudNativePG operator's visible part: our Cluster marked ready, its superuser Secret published; the
+  shared PostgreSQL it would run is the local one (`postgres_host`, superuser `postgres` with trust auth);
 - Garage: the admin API double, which takes its admin token from the Secret the bootstrap creates, as the
   chart does.
 Pods never run in kubesim, so nothing answers HTTP at a service's URL.
@@ -25,14 +25,30 @@ import kubernetes
 import yaml
 
 from agent import charts
+from agent.bootstrap import PG_CLUSTER
 from agent.data import services as agent_data
 from agent.k8s import Kube
 from agent.tests.garage_double import GarageDouble
-from agent.tests.test_bootstrap import play_cnpg_operator
 from e2e.run import kube_configuration, service_account_token, token_kubeconfig
 from kubesim.testing import KubeSim
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+UNCHECKED_PASSWORD = "trust-auth-does-not-check-it"  # noqa: S105
+
+
+def play_cnpg_operator(kube: Kube) -> None:
+    """Once the bootstrap created our postgresql.cnpg.io Cluster: publish its superuser Secret, report it ready."""
+    pg = kube.get(PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
+    if pg is None or (pg.get("status") or {}).get("readyInstances"):
+        return
+    superuser = agent_data.secret_object(charts.DATA_NAMESPACE, charts.POSTGRES_SUPERUSER_SECRET,
+                                         {"username": "postgres", "password": UNCHECKED_PASSWORD},
+                                         {"cnpg.io/userType": "superuser"})
+    kube.apply(agent_data.SECRET, superuser, charts.DATA_NAMESPACE)
+    ready = {"instances": pg["spec"]["instances"], "readyInstances": pg["spec"]["instances"],
+             "phase": "Cluster in healthy state"}
+    kube.request("PATCH", PG_CLUSTER.item(charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) + "/status",
+                 body={"status": ready}, content_type="application/merge-patch+json")
 
 
 class SimulatedCluster:
@@ -58,7 +74,8 @@ class SimulatedCluster:
         self._operators.start()
         return self.kubeconfig
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop everything; the work directory goes too unless `keep_log` (its agent.log then stays)."""
         self._stop.set()
         if self.agent and self.agent.poll() is None:
             self.agent.terminate()
@@ -73,6 +90,11 @@ class SimulatedCluster:
             self.garage.stop()
         if self.sim:
             self.sim.stop()
+        for path in self.work.iterdir():
+            if not (keep_log and path == self.agent_log):
+                path.unlink()
+        if not keep_log:
+            self.work.rmdir()
 
     def _play_operators(self) -> None:
         kube = Kube(self.kubeconfig)

@@ -52,7 +52,8 @@ def test_the_dry_run_passes_every_step_against_kubesim(plane, celery_worker):  #
     env.update(PAAS_URL=plane.url, PAAS_OPERATOR_TOKEN=create_api_token(operator, "e2e")[1],
                PAAS_USER_TOKEN=create_api_token(user, "e2e")[1], PAAS_ORG=org.slug)
 
-    run = subprocess.run([str(BASE_DIR / "bin" / "e2e-k3s"), "--dry-run"], env=env, capture_output=True,
+    run = subprocess.run([str(BASE_DIR / "bin" / "e2e-k3s"), "--dry-run", "--bootstrap-timeout", "120",
+                          "--deploy-timeout", "120"], env=env, capture_output=True,
                          text=True, timeout=300)
 
     project = Project.objects.filter(organization=org).first()
