@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,6 +44,33 @@ def install_dict(cluster: Cluster) -> dict[str, Any]:
             "install_command": context["install_command"], "install_url_ttl_minutes": context["ttl_minutes"]}
 
 
+class ComponentSerializer(serializers.Serializer):
+    component = serializers.CharField()
+    state = serializers.CharField(help_text="pending, installing, ready, failed, or unreported")
+    reason = serializers.CharField()
+
+
+class ClusterSerializer(serializers.Serializer):
+    """The answer's shape (cluster_dict), for the OpenAPI schema."""
+
+    name = serializers.CharField()
+    slug = serializers.SlugField()
+    base_domain = serializers.CharField()
+    simulated = serializers.BooleanField()
+    status = serializers.CharField(help_text="pending, online, degraded or offline")
+    connected = serializers.BooleanField()
+    agent_version = serializers.CharField()
+    kubernetes_version = serializers.CharField()
+    nodes = serializers.ListField(child=serializers.DictField())
+    infrastructure = ComponentSerializer(many=True)
+
+
+class InstallSerializer(ClusterSerializer):
+    install_url = serializers.URLField(help_text="Single use; `kubectl apply -f` it on the cluster.")
+    install_command = serializers.CharField()
+    install_url_ttl_minutes = serializers.IntegerField()
+
+
 class ClusterCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     base_domain = serializers.CharField(max_length=253, help_text="Services get <service>-<project>-<org>.<this>.")
@@ -52,6 +80,7 @@ class ClusterCreateSerializer(serializers.Serializer):
 class ClusterListView(APIView):
     serializer_class = ClusterCreateSerializer
 
+    @extend_schema(request=ClusterCreateSerializer, responses={201: InstallSerializer})
     def post(self, request):
         """Register a cluster open to every organization; the answer holds its single-use install URL."""
         require_operator(request.user)
@@ -66,13 +95,14 @@ class ClusterListView(APIView):
 
 
 class ClusterDetailView(APIView):
+    serializer_class = ClusterSerializer
+
     def get(self, request, slug: str):
         return Response(cluster_dict(get_cluster_for_operator(request.user, slug)))
 
 
 class ClusterInstallView(APIView):
-    serializer_class = serializers.Serializer
-
+    @extend_schema(request=None, responses=InstallSerializer)
     def post(self, request, slug: str):
         """A new single-use install URL (the previous one stops working)."""
         return Response(install_dict(get_cluster_for_operator(request.user, slug)))

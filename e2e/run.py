@@ -267,6 +267,8 @@ class EndToEnd:
                 step.result, step.detail = "skipped", str(exc)
             except (StepFailed, ApiException, OSError, KeyError, ValueError) as exc:
                 step.result, step.detail, failed = "FAILED", _describe(exc), True
+            except KeyboardInterrupt:  # Ctrl-C: still delete the project and print the table
+                step.result, step.detail, failed = "FAILED", "interrupted", True
             step.seconds = time.monotonic() - start
             self.say(f"    {step.result} in {step.seconds:.1f}s{': ' + step.detail if step.detail else ''}")
         if failed and self.project and not self.deleted:
@@ -411,8 +413,8 @@ class EndToEnd:
         if not self.project:
             raise StepFailed("no project was created")
         namespace = self.project["namespace"]
-        self.user.call("DELETE", f"organizations/{self.cfg.org}/projects/{self.project['slug']}/",
-                       {"confirm": self.project["slug"]})
+        slug = self.project["slug"]
+        self.user.call("DELETE", f"organizations/{self.cfg.org}/projects/{slug}/?confirm={slug}")
         self.deleted = True
         core = kubernetes.client.CoreV1Api(self.kube)
         phase: dict[str, str] = {}
