@@ -13,6 +13,7 @@ import pytest
 
 from accounts.services import create_api_token, create_organization
 from agent.data.postgres import names_for
+from clusters.infrastructure import COMPONENT_ORDER
 from clusters.manifest import rbac_rules
 from clusters.models import Cluster, ClusterStatus
 from clusters.tests.test_integration import plane  # noqa: F401 (fixture: daphne with SITE_URL set)
@@ -75,8 +76,8 @@ def test_the_dry_run_passes_every_step_against_kubesim(plane, celery_worker):  #
             assert result_of(run.stdout, step).startswith(result), run.stdout
         cluster = Cluster.objects.get()
         assert cluster.status == ClusterStatus.OFFLINE  # the script stopped the agent on its way out
-        assert dict(cluster.bootstrap_components.values_list("name", "state")) == dict.fromkeys(
-            ("traefik", "cnpg", "sablier", "garage", "postgres"), "ready")
+        components = dict(cluster.bootstrap_components.values_list("name", "state"))
+        assert components == dict.fromkeys(COMPONENT_ORDER, "ready")
         assert project.deleted_at is not None and project.releases.get().status == "live"
         # The deploy provisioned the managed database on the shared PostgreSQL (kept for the grace period).
         assert pg.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
