@@ -27,7 +27,7 @@ import yaml
 from agent import charts
 from agent.bootstrap import PG_CLUSTER
 from agent.data import services as agent_data
-from agent.k8s import Kube
+from agent.k8s import Kube, KubeError
 from agent.tests.garage_double import GarageDouble
 from e2e.run import kube_configuration, service_account_token, token_kubeconfig
 from kubesim.testing import KubeSim
@@ -100,8 +100,11 @@ class SimulatedCluster:
         kube = Kube(self.kubeconfig)
         try:
             while not self._stop.wait(0.2):
-                play_cnpg_operator(kube)
-                secret = agent_data.read_secret(kube, charts.DATA_NAMESPACE, charts.GARAGE_ADMIN_SECRET)
+                try:
+                    play_cnpg_operator(kube)
+                    secret = agent_data.read_secret(kube, charts.DATA_NAMESPACE, charts.GARAGE_ADMIN_SECRET)
+                except (KubeError, OSError):
+                    continue  # as a controller would: try again on the next pass
                 if secret and secret.get("token") and self.garage:
                     self.garage.token = secret["token"]
         finally:
