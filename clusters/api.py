@@ -21,21 +21,18 @@ from clusters.views import install_context
 
 
 def cluster_dict(cluster: Cluster) -> dict[str, Any]:
+    reported = {c.name: c for c in cluster.bootstrap_components.all()}
     return {
         "name": cluster.name, "slug": cluster.slug, "base_domain": cluster.base_domain,
         "simulated": cluster.simulated, "status": cluster.status, "connected": cluster.is_connected,
         "agent_version": cluster.agent_version, "kubernetes_version": cluster.kubernetes_version,
         "nodes": cluster.nodes,
         # Every component the bootstrap installs, in order; state "unreported" until the agent reports it.
-        "infrastructure": [_component(cluster, name) for name in infrastructure.COMPONENT_ORDER],
+        "infrastructure": [
+            {"component": name, "state": reported[name].state, "reason": reported[name].reason} if name in reported
+            else {"component": name, "state": "unreported", "reason": ""}
+            for name in infrastructure.COMPONENT_ORDER],
     }
-
-
-def _component(cluster: Cluster, name: str) -> dict[str, Any]:
-    found = next((c for c in cluster.bootstrap_components.all() if c.name == name), None)
-    if found is None:
-        return {"component": name, "state": "unreported", "reason": ""}
-    return {"component": name, "state": found.state, "reason": found.reason}
 
 
 def install_dict(cluster: Cluster) -> dict[str, Any]:
@@ -79,6 +76,12 @@ class ClusterCreateSerializer(serializers.Serializer):
 
 class ClusterListView(APIView):
     serializer_class = ClusterCreateSerializer
+
+    @extend_schema(responses=ClusterSerializer(many=True))
+    def get(self, request):
+        require_operator(request.user)
+        clusters = Cluster.objects.prefetch_related("bootstrap_components").order_by("name")
+        return Response({"results": [cluster_dict(c) for c in clusters]})
 
     @extend_schema(request=ClusterCreateSerializer, responses={201: InstallSerializer})
     def post(self, request):

@@ -9,6 +9,7 @@ import yaml
 from rest_framework.test import APIClient
 
 from accounts.services import create_api_token
+from clusters import services
 from clusters.models import BootstrapComponent, Cluster, ComponentState
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +64,14 @@ def test_it_shows_every_bootstrap_component_with_unreported_ones_marked(operator
         ("garage", "unreported", ""), ("postgres", "unreported", "")]
 
 
+def test_it_lists_every_cluster_to_operators(operator, cluster):
+    services.create_cluster("Another", "b.test", all_organizations=False)
+
+    body = client_for(operator).get("/api/v1/clusters/").json()
+
+    assert [(c["name"], c["connected"]) for c in body["results"]] == [("Another", False), ("Falkenstein 1", False)]
+
+
 def test_it_refuses_a_cluster_without_a_name(operator):
     response = client_for(operator).post("/api/v1/clusters/", {"name": "  ", "base_domain": "a.test"}, format="json")
 
@@ -75,6 +84,7 @@ def test_it_is_not_found_for_anyone_but_operators(personas, cluster, who):
     client = client_for(getattr(personas, who))
 
     assert client.post("/api/v1/clusters/", {"name": "Mine", "base_domain": "a.test"}, format="json").status_code == 404
+    assert client.get("/api/v1/clusters/").status_code == 404
     assert client.get(f"/api/v1/clusters/{cluster.slug}/").status_code == 404
     assert client.post(f"/api/v1/clusters/{cluster.slug}/install/").status_code == 404
     assert Cluster.objects.count() == 1
