@@ -25,9 +25,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--user-token", default=env("PAAS_USER_TOKEN"),
                    help="API token of a user who may deploy in --org [PAAS_USER_TOKEN]")
     p.add_argument("--org", default=env("PAAS_ORG"), help="organization slug the project is created in [PAAS_ORG]")
-    p.add_argument("--kubeconfig", default=env("KUBECONFIG"),
-                   help="admin kubeconfig of the disposable cluster; with --dry-run and none, kubesim is started "
-                        "[KUBECONFIG]")
+    p.add_argument("--kubeconfig",
+                   help="admin kubeconfig of the disposable cluster [KUBECONFIG, except with --dry-run: there only "
+                        "this flag counts, so a dry run never touches the cluster your shell points at; without it "
+                        "the dry run starts kubesim]")
     p.add_argument("--base-domain", default=env("E2E_BASE_DOMAIN"),
                    help="the cluster's base domain: services get <service>-<project>-<org>.<base domain>, which must "
                         "resolve to the cluster's ingress (or use --resolve-ip) [E2E_BASE_DOMAIN]")
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--postgres-host", default=env("E2E_POSTGRES_HOST", "127.0.0.1"),
                    help="--dry-run: the PostgreSQL server standing in for the shared one (default %(default)s)")
     args = p.parse_args(argv)
+    if not args.dry_run and not args.kubeconfig:
+        args.kubeconfig = env("KUBECONFIG")
     if args.dry_run and not args.base_domain:
         args.base_domain = "apps.e2e.test"
     missing = [flag for flag, value in (("--url", args.url), ("--operator-token", args.operator_token),

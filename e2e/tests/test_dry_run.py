@@ -18,7 +18,7 @@ from clusters.manifest import rbac_rules
 from clusters.models import Cluster, ClusterStatus
 from clusters.tests.test_integration import plane  # noqa: F401 (fixture: daphne with SITE_URL set)
 from conftest import make_user, skip_or_fail
-from e2e.__main__ import main
+from e2e.__main__ import main, parse_args
 from e2e.run import fetch
 from paas.testing.processes import BASE_DIR, free_port
 from projects.models import Project
@@ -52,9 +52,9 @@ def test_the_dry_run_passes_every_step_against_kubesim(plane, celery_worker):  #
     operator.save()
     user = make_user("uma@example.com")
     org = create_organization(user, "E2E Org")
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}  # no kubeconfig: the script starts kubesim
-    env.update(PAAS_URL=plane.url, PAAS_OPERATOR_TOKEN=create_api_token(operator, "e2e")[1],
-               PAAS_USER_TOKEN=create_api_token(user, "e2e")[1], PAAS_ORG=org.slug)
+    env = dict(os.environ, PAAS_URL=plane.url, PAAS_OPERATOR_TOKEN=create_api_token(operator, "e2e")[1],
+               PAAS_USER_TOKEN=create_api_token(user, "e2e")[1], PAAS_ORG=org.slug,
+               KUBECONFIG="/nonexistent/a-real-cluster")  # ignored by --dry-run, which starts kubesim
 
     run = subprocess.run([str(BASE_DIR / "bin" / "e2e-k3s"), "--dry-run", "--bootstrap-timeout", "120",
                           "--deploy-timeout", "120"], env=env, capture_output=True,
@@ -139,3 +139,12 @@ def test_resolve_ip_sends_the_request_to_that_address_with_the_services_host_hea
 
     assert answer == (200, "hello from nginx")
     assert seen == [f"web-shop-acme.apps.invalid:{port}"]
+
+
+def test_a_dry_run_takes_a_kubeconfig_only_from_its_flag(monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", "/home/someone/.kube/production")
+    common = ["--url", "http://cp", "--operator-token", "x", "--user-token", "y", "--org", "acme"]
+
+    assert parse_args([*common, "--dry-run"]).kubeconfig is None
+    assert parse_args([*common, "--dry-run", "--kubeconfig", "/tmp/sim"]).kubeconfig == "/tmp/sim"
+    assert parse_args([*common, "--base-domain", "a.test"]).kubeconfig == "/home/someone/.kube/production"
