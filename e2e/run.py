@@ -23,7 +23,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.stream import stream
 
 AGENT_NAMESPACE = "paas-system"
-AGENT_SERVICE_ACCOUNT = "paas-agent"
+AGENT_NAME = "paas-agent"  # the install manifest's ServiceAccount, Deployment and pod label app.kubernetes.io/name
 FIELD_MANAGER = "paas-e2e"
 WEB_SERVICE = "web"
 EXEC_MARKER = "paas-e2e-exec"
@@ -316,10 +316,24 @@ class EndToEnd:
         def state() -> str:
             parts = ", ".join(f"{c['component']}={c['state']}{' (' + c['reason'] + ')' if c['reason'] else ''}"
                               for c in seen.get("infrastructure", []))
-            return f"status {seen.get('status')}, connected {seen.get('connected')}; {parts}"
+            pods = "" if seen.get("connected") else f"; {self._agent_pods()}"
+            return f"status {seen.get('status')}, connected {seen.get('connected')}{pods}; {parts}"
 
         poll(ready, self.cfg.bootstrap_timeout, self.cfg.poll_interval, state)
         return f"online; Kubernetes {seen['kubernetes_version']}, agent {seen['agent_version']}"
+
+    def _agent_pods(self) -> str:
+        """Why the agent may not have connected, as its pods show it (image pulls, crashes)."""
+        pods = kubernetes.client.CoreV1Api(self.kube).list_namespaced_pod(
+            AGENT_NAMESPACE, label_selector=f"app.kubernetes.io/name={AGENT_NAME}").items
+        if not pods:
+            return f"no agent pod in {AGENT_NAMESPACE}"
+        states = []
+        for pod in pods:
+            waiting = [c.state.waiting for c in pod.status.container_statuses or [] if c.state and c.state.waiting]
+            why = f" ({waiting[0].reason}: {waiting[0].message or ''})" if waiting else ""
+            states.append(f"agent pod {pod.metadata.name} {pod.status.phase}{why}")
+        return ", ".join(states)
 
     # 4
     def deploy(self) -> str:
@@ -375,8 +389,8 @@ class EndToEnd:
     def _as_agent(self) -> tuple[kubernetes.client.ApiClient, str, str]:
         """An API client holding only the agent ServiceAccount's token, who that is, and the web pod's name."""
         if self.agent is None:
-            token = service_account_token(self.kube, AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT)
-            self.agent_who = f"system:serviceaccount:{AGENT_NAMESPACE}:{AGENT_SERVICE_ACCOUNT}"
+            token = service_account_token(self.kube, AGENT_NAMESPACE, AGENT_NAME)
+            self.agent_who = f"system:serviceaccount:{AGENT_NAMESPACE}:{AGENT_NAME}"
             if token is None:  # only an emulator without authentication lacks TokenRequest
                 self.agent_who = "the kubeconfig's user (this API server has no TokenRequest)"
             self.agent = kubernetes.client.ApiClient(with_token(self.kube_cfg, token) if token else self.kube_cfg)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import psycopg
 import pytest
@@ -19,7 +17,6 @@ from clusters.models import Cluster, ClusterStatus
 from clusters.tests.test_integration import plane  # noqa: F401 (fixture: daphne with SITE_URL set)
 from conftest import make_user, skip_or_fail
 from e2e.__main__ import main, parse_args
-from e2e.run import fetch
 from paas.testing.processes import BASE_DIR, free_port
 from projects.models import Project
 
@@ -112,33 +109,6 @@ def test_it_refuses_to_start_without_a_control_plane_or_a_cluster(monkeypatch, c
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "missing --url, --operator-token, --user-token, --org, --base-domain, --kubeconfig" in err
-
-
-def test_resolve_ip_sends_the_request_to_that_address_with_the_services_host_header():
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            seen.append(self.headers["Host"])
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"hello from nginx")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        answer = fetch(f"http://web-shop-acme.apps.invalid:{port}/", resolve_ip="127.0.0.1")
-    finally:
-        server.shutdown()
-        server.server_close()
-
-    assert answer == (200, "hello from nginx")
-    assert seen == [f"web-shop-acme.apps.invalid:{port}"]
 
 
 def test_a_dry_run_takes_a_kubeconfig_only_from_its_flag(monkeypatch):
