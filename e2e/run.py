@@ -354,10 +354,18 @@ class EndToEnd:
         if release["status"] != "live":
             raise StepFailed(f"release {revision} is {release['status']}: {release.get('error') or _steps(release)}")
         self.project = self.user.call("GET", base)
-        db = kubernetes.client.CoreV1Api(self.kube).read_namespaced_service("db", self.project["namespace"])
+        namespace = self.project["namespace"]
+        db = kubernetes.client.CoreV1Api(self.kube).read_namespaced_service("db", namespace)
         if db.spec.type != "ExternalName":
             raise StepFailed(f"service db is a {db.spec.type} Service, not the managed database (ExternalName)")
-        return f"release {revision} live in namespace {self.project['namespace']}; db -> {db.spec.external_name}"
+        # The managed database's credentials reach web from a Secret, never inlined in the Deployment.
+        web = kubernetes.client.AppsV1Api(self.kube).read_namespaced_deployment(WEB_SERVICE, namespace)
+        env = {e.name: e for e in web.spec.template.spec.containers[0].env or []}
+        for name in ("DATABASE_URL", "POSTGRES_PASSWORD"):
+            if name not in env or not (env[name].value_from and env[name].value_from.secret_key_ref):
+                raise StepFailed(f"{WEB_SERVICE}'s {name} is not taken from the database Secret: {env.get(name)}")
+        return f"release {revision} live in namespace {namespace}; db -> {db.spec.external_name}; " \
+               f"{WEB_SERVICE} reads DATABASE_URL and POSTGRES_PASSWORD from a Secret"
 
     # 5
     def fetch_url(self) -> str:
