@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,13 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def _kubesim_server() -> Iterator[KubeSim]:
+    """Served over TLS: kubectl sends the kubeconfig's bearer token only to an https server."""
+    with KubeSim(tls=True) as sim:
+        yield sim
 
 
 @pytest.fixture
