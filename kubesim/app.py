@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,9 @@ def write_kubeconfig(url: str, path: str | Path, token: str, ca_pem: str = "") -
     """A kubeconfig for `url` authenticating with `token` (readable by its owner only: it holds a credential)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(kubeconfig(url, token, ca_pem), sort_keys=False))
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(yaml.safe_dump(kubeconfig(url, token, ca_pem), sort_keys=False))
+    os.replace(partial, path)  # whole or absent: a reader polling for the file never sees half of it
     return path

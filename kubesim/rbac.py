@@ -24,6 +24,7 @@ _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 _RULE_FIELDS = ("apiGroups", "resources", "resourceNames", "nonResourceURLs", "verbs")
 # Object kinds whose writes the escalation check guards, and the role kind each binding refers to.
 ROLE_KINDS = ("Role", "ClusterRole")
+_CACHE_LIMIT = 4096
 BINDING_KINDS = ("RoleBinding", "ClusterRoleBinding")
 
 
@@ -349,6 +350,8 @@ class Authorizer:
                         if err:
                             out.errors.append(err)
                         break
+        if len(self._cache) >= _CACHE_LIMIT:  # SubjectAccessReviews may ask about any number of users
+            self._cache.clear()
         self._cache[key] = out
         return out
 
