@@ -62,6 +62,7 @@ class Tokens:
         self.cluster = cluster
         self.admin_token = admin_token or secrets.token_urlsafe(32)
         self._key = secrets.token_bytes(32)
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def _sign(self, claims: dict[str, Any]) -> str:
         head = _b64(json.dumps({"alg": "HS256", "kid": "kubesim"}, separators=(",", ":")).encode())
@@ -70,6 +71,17 @@ class Tokens:
         return f"{head}.{body}.{_b64(mac)}"
 
     def _claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this emulator signed (checked once per token: clients repeat theirs)."""
+        if token in self._verified:
+            return self._verified[token]
+        claims = self._check_signature(token)
+        if claims is not None:
+            if len(self._verified) >= 1024:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    def _check_signature(self, token: str) -> dict[str, Any] | None:
         parts = token.split(".")
         if len(parts) != 3:
             return None
