@@ -66,6 +66,23 @@ def test_it_lets_members_deploy_but_only_owners_and_admins_delete(client, person
     assert client.get(PAGE).status_code == 404
 
 
+def test_the_api_deletes_a_project_for_owners_when_its_slug_confirms_it(client, personas, viewer, project):
+    for user in (personas.member, viewer):  # may look (member: deploy), may not delete
+        client.force_login(user)
+        assert client.delete(API + "?confirm=shop").status_code == 403
+    client.force_login(personas.outsider)
+    assert client.delete(API + "?confirm=shop").status_code == 404
+    client.force_login(personas.owner)
+    wrong = client.delete(API + "?confirm=Shop!")
+    assert wrong.status_code == 400 and "(shop) to confirm" in wrong.json()["detail"]
+    assert client.delete(API).status_code == 400
+    assert Project.objects.active().filter(slug="shop").exists()
+
+    assert client.delete(API + "?confirm=shop").status_code == 204
+    assert not Project.objects.active().filter(slug="shop").exists()
+    assert client.get(API).status_code == 404
+
+
 def test_it_creates_projects_through_the_api_with_a_unique_namespace(client, personas, cluster):
     client.force_login(personas.member)
     response = client.post("/api/v1/organizations/acme/projects/", {"name": "Web Shop"},
