@@ -35,7 +35,7 @@ KUBESIM_KUBECONFIG = VAR / "kubesim.kubeconfig"  # kubesim's admin
 AGENT_KUBECONFIG = VAR / "agent.kubeconfig"  # the agent's ServiceAccount on kubesim
 AGENT_TOKEN = VAR / "agent-token"
 K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
-# *.localhost is loopback by RFC 6761: Chromium, Firefox and curl resolve it themselves, with no DNS.
+# *.localhost is loopback (RFC 6761): Chromium and curl resolve it themselves, with no DNS.
 EMULATED_BASE_DOMAIN = "apps.localhost"
 
 
