@@ -50,6 +50,7 @@ class Emulator:
         tokens.tokens = self.server.access.tokens  # legacy token Secrets are signed like TokenRequest tokens
         self.crds = crds or []
         self.k3s_addons = k3s_addons
+        self.pod_start_delay = pod_start_delay  # what reset() restores
         self.set_pod_start_delay(pod_start_delay)
         self.edge_port, self.sablier_port = edge_port, sablier_port
         self.sablier: Sablier | None = None
@@ -103,6 +104,7 @@ class Emulator:
         self.server.access.bootstrap()
         self.server.logs.clear()
         self.server.exec_handler = builtin_shell
+        self.set_pod_start_delay(self.pod_start_delay)
         if self.sablier is not None:
             self.sablier.reset(self._sablier_token())  # the ServiceAccount was recreated with a new uid
         if self.edge is not None:

@@ -118,7 +118,8 @@ class KubeSim:
         return self.emulator
 
     def reset(self) -> None:
-        """Back to a fresh cluster: default namespaces, two nodes, preloaded CRDs, built-in shell."""
+        """Back to a fresh cluster: default namespaces, two nodes, preloaded CRDs, built-in shell, the constructor's
+        pod start delay, no Sablier sessions."""
         self.call(self._emu.reset)
 
     @property
@@ -134,7 +135,8 @@ class KubeSim:
         return self._emu.sablier.url
 
     def set_pod_start_delay(self, seconds: float) -> None:
-        """Seconds a scheduled pod stays Pending before it runs, becomes Ready and answers HTTP."""
+        """Seconds a scheduled pod stays Pending before it runs, becomes Ready and answers HTTP (until `reset()`,
+        which restores the constructor's `pod_start_delay`)."""
         self.call(lambda: self._emu.set_pod_start_delay(seconds))
 
     # --- clients ---------------------------------------------------------------------------------
