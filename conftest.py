@@ -113,6 +113,11 @@ def make_user(email: str, password: str = "correct horse battery staple"):
 @pytest.fixture
 def personas(db) -> Personas:
     """alice owns "Acme", bob is a member of Acme, charlie belongs elsewhere."""
+    return make_personas()
+
+
+def make_personas() -> Personas:
+    """The personas' users and organizations, for fixtures of any scope."""
     from accounts.models import Membership, Role
     from accounts.services import create_organization
 
