@@ -33,6 +33,8 @@ COMPOSE = """services:
 
 # Platform rows a tenant must not change either (they have no foreign key to a tenant).
 PLATFORM_MODELS = ("clusters.Cluster", "billing.Plan")
+# A tenant's rows that name it only by its project's namespace.
+NAMESPACE_MODELS = ("clusters.DesiredProject", "clusters.ObservedProject")
 
 
 @dataclass
@@ -193,6 +195,8 @@ def victim_rows(world: World) -> dict[str, list[tuple]]:
     snapshot = org_rows(world.victim.org, world.victim.users)
     for label in PLATFORM_MODELS:
         snapshot[label] = _rows(apps.get_model(label)._base_manager.all())
+    for label in NAMESPACE_MODELS:
+        snapshot[label] = _rows(apps.get_model(label)._base_manager.filter(namespace=world.victim.project.namespace))
     return snapshot
 
 
