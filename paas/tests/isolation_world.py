@@ -21,6 +21,7 @@ from django.db import models
 from django.urls.resolvers import RoutePattern
 
 from accounts.models import Membership, Organization, Role, User
+from projects.models import Project
 
 COMPOSE = """services:
   {web}:
@@ -60,7 +61,8 @@ class World:
     acme: Tenant
     outsider_org: Organization
     victim: Tenant
-    cluster: Any
+    cluster: Any  # open to every organization
+    private_cluster: Any  # open to the victim only
     markers: list[str] = field(default_factory=list)
 
     def home_org(self, user: User | None) -> Organization | None:
@@ -114,6 +116,9 @@ def build_world() -> World:
                      secret=("QX_VICTIM_SECRET", "qx-victim-secret-9925"),
                      invitee="someone@qxinvite.example", key_comment="qxvictim-laptop", token_name="qxvictim-token",
                      cluster=cluster)
+    private_cluster = cluster_services.create_cluster("Qxprivate Metal", "qxprivate.example", simulated=True,
+                                                      slug="qxprivate", all_organizations=False,
+                                                      organizations=[victim_org])
     victim_member = make_user("vmember@qxvictim.example")
     Membership.objects.create(user=victim_member, organization=victim_org, role=Role.MEMBER)
     victim.users.append(victim_member)
@@ -126,9 +131,11 @@ def build_world() -> World:
     markers = ["Qxvictim Holdings", "Zebra Plans Qx", "qxvictim/app", "QX_VICTIM_VAR", "qx-victim-value-7731",
                "QX_VICTIM_SECRET", "qx-victim-secret-9925", "qxvictim.example", "qxinvite.example",
                "qxvictim-laptop", "qxvictim-token", "qxvictim-credit-reason", "qxvictim-invoice-42",
-               victim.project.namespace, victim.ssh_key.fingerprint, victim.api_token.prefix]
+               "Qxprivate Metal", "qxprivate.example", victim.project.namespace, victim.ssh_key.fingerprint,
+               victim.api_token.prefix]
     return World(owner=p.owner, member=p.member, viewer=viewer, outsider=p.outsider, acme=acme,
-                 outsider_org=p.outsider_org, victim=victim, cluster=cluster, markers=markers)
+                 outsider_org=p.outsider_org, victim=victim, cluster=cluster, private_cluster=private_cluster,
+                 markers=markers)
 
 
 # --- Routes ----------------------------------------------------------------------------------------
@@ -197,6 +204,8 @@ def victim_rows(world: World) -> dict[str, list[tuple]]:
         snapshot[label] = _rows(apps.get_model(label)._base_manager.all())
     for label in NAMESPACE_MODELS:
         snapshot[label] = _rows(apps.get_model(label)._base_manager.filter(namespace=world.victim.project.namespace))
+    # Nobody else's project may land on the victim's private cluster.
+    snapshot["projects on the victim's cluster"] = _rows(Project._base_manager.filter(cluster=world.private_cluster))
     return snapshot
 
 

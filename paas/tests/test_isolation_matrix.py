@@ -150,6 +150,7 @@ URL_ARGUMENTS: dict[str, Callable[[World, Tenant], Any]] = {
     "variable_id": lambda world, t: t.variable.pk,
     "slug": lambda world, t: world.cluster.slug,
     "cluster_id": lambda world, t: world.cluster.pk,
+    "format": lambda world, t: "json",  # DRF's format suffixes, should a router add them
     # Django admin and allauth
     "app_label": lambda world, t: "accounts",
     "object_id": lambda world, t: t.org.pk,
@@ -280,8 +281,8 @@ def body_for(world: World, attempt: Attempt) -> dict[str, Any]:
     """Fields the views read, filled to make a write succeed if the view forgot a check."""
     return {"name": "Mallory", "compose": "services:\n  x:\n    image: nginx\n", "confirm": attempt.target.project.slug,
             "role": "owner", "email": "mallory@attacker.example", "exposure": "public", "value": "pwned",
-            "secret": "true", "service": attempt.target.service.name, "cluster": world.cluster.slug, "slug": "mallory",
-            "key": "ssh-ed25519 AAAA mallory", "amount": "1000"}
+            "secret": "true", "service": attempt.target.service.name, "cluster": world.private_cluster.slug,
+            "slug": "mallory", "key": "ssh-ed25519 AAAA mallory", "amount": "1000"}
 
 
 def send(client: Client, method: str, url: str, body: dict[str, Any]) -> Any:
