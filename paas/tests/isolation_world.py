@@ -47,7 +47,7 @@ class Tenant:
     service: Any
     variable: Any
     invitation: Any
-    membership: Membership  # the owner's membership: what an attacker would like to change
+    membership: Membership  # a membership an attacker would like to change or remove
     ssh_key: Any
     api_token: Any
 
@@ -108,6 +108,10 @@ def build_world() -> World:
                    secret=("TOKEN", "acme-secret"), invitee="new@example.com", key_comment="alice-laptop",
                    token_name="alice-ci", cluster=cluster)
     acme.users += [p.member, viewer]
+    # In their own organization the viewer and member aim at a plain member's membership (the owner's is
+    # guarded twice: only owners touch owners, and the last owner stays).
+    dave = make_user("dave@example.com")
+    acme.membership = Membership.objects.create(user=dave, organization=p.org, role=Role.MEMBER)
 
     vera = make_user("vera@qxvictim.example")
     victim_org = create_organization(vera, "Qxvictim Holdings")
@@ -188,10 +192,14 @@ def _rows(queryset: models.QuerySet) -> list[tuple]:
     return list(queryset.order_by("pk").values_list())
 
 
-def org_rows(org: Organization, users: list[User] | None = None) -> dict[str, list[tuple]]:
-    """Every row this tenant owns, by model label: org-scoped rows, and the users' own rows when given."""
+def org_rows(org: Organization, users: list[User] | None = None,
+             labels: set[str] | None = None) -> dict[str, list[tuple]]:
+    """Every row this tenant owns, by model label: org-scoped rows, and the users' own rows when given
+    (only the models named in `labels`, when given)."""
     snapshot = {}
     for model in apps.get_models(include_auto_created=True):
+        if labels is not None and model._meta.label not in labels:
+            continue
         queryset = _owned_by(model, org, users)
         if queryset is not None:
             snapshot[model._meta.label] = _rows(queryset)

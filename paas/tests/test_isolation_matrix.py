@@ -5,10 +5,12 @@ personas, with the victim organization's identifiers filled in.
 Per route and persona the requests run in these variants:
 - "foreign": every URL argument is the victim's (its organization slug, project slug, object ids);
 - "swapped": the persona's own organization slug with the victim's object ids (ids swapped into one's own org);
-- "own" (viewer only): the viewer's own organization and its objects, where a viewer may not write.
+- "own" (viewer and member, tenant and personal routes): their own organization and its objects (another
+  member's membership, the project, ...).
 
 Every response must be free of the victim's marker strings (names, variable values, e-mails, fingerprints),
-the victim's rows (and the platform's) must be unchanged, and the viewer's organization must be unchanged.
+the victim's rows (and the platform's) must be unchanged, and in "own" no row their role may not change
+(OWN_ROWS_LOCKED) may change.
 Routes classified TENANT or OPERATOR must also refuse (404/403/405, 401 or a redirect to a login page).
 
 ADDING A ROUTE: put its name in ROUTES below with one of the classifications, and if it takes a URL argument
@@ -164,6 +166,14 @@ URL_ARGUMENTS: dict[str, Callable[[World, Tenant], Any]] = {
     "provider": lambda world, t: "github",
 }
 
+# Rows of their own organization that a role may not change: a viewer none at all; a member none of those only
+# owners and admins manage (the organization, its members and invitations, its credits).
+OWN_ROWS_LOCKED: dict[str, set[str] | None] = {
+    "viewer": None,
+    "member": {"accounts.Organization", "accounts.Membership", "accounts.Invitation", "billing.BillingAccount",
+               "billing.CreditEntry"},
+}
+
 METHODS = ("get", "post", "put", "patch", "delete")
 REFUSED = {401, 403, 404, 405}
 LOGIN_PAGES = ("/accounts/login/", "/admin/login/")
@@ -250,7 +260,7 @@ def attempts(world: World, sessions: dict[str, tuple[Client, str | None]], route
         home = world.home_org(getattr(world, persona, None))
         if home is not None and "org_slug" in route.arguments:
             yield Attempt(persona, "swapped", client, home, world.victim)
-        if persona == "viewer" and route.arguments:
+        if persona in OWN_ROWS_LOCKED and route.arguments and route.classification in (TENANT, PERSONAL):
             yield Attempt(persona, "own", client, world.acme.org, world.acme)
 
 
@@ -324,10 +334,11 @@ def test_no_persona_crosses_the_tenant_boundary(route: Route, world: World, vict
     classification = route.classification
     if classification is None:
         pytest.fail(f"Route {route.key!r} ({route.pattern}) is not classified: add it to ROUTES in {__name__}.")
-    acme_before = org_rows(world.acme.org) if route.arguments else {}
     problems: list[str] = []
     for attempt in attempts(world, sessions, route):
         url = url_for(route, world, attempt)
+        locked = OWN_ROWS_LOCKED.get(attempt.persona)
+        own_before = org_rows(world.acme.org, labels=locked) if attempt.variant == "own" else {}
         for method in METHODS:
             response = send(attempt.client, method, url, body_for(world, attempt))
             where = f"{attempt.persona} {method.upper()} {url} ({attempt.variant}) -> {response.status_code}"
@@ -337,9 +348,8 @@ def test_no_persona_crosses_the_tenant_boundary(route: Route, world: World, vict
                 problems.append(f"{where}: the victim's {leaked} in the response")
             if must_refuse(route, attempt) and not refused(response):
                 problems.append(f"{where}: expected a refusal for a {classification} route")
-        if attempt.variant == "own" and (diff := changed(acme_before, org_rows(world.acme.org))):
-            problems.append(f"viewer changed their own organization's {diff} through {url}")
-            acme_before = org_rows(world.acme.org)
+        if attempt.variant == "own" and (diff := changed(own_before, org_rows(world.acme.org, labels=locked))):
+            problems.append(f"{attempt.persona} changed their own organization's {diff} through {url}")
     if diff := changed(victim_before, victim_rows(world)):
         problems.append(f"the victim's (or the platform's) rows changed: {diff}")
     assert not problems, f"{route.key} ({route.pattern}):\n  " + "\n  ".join(problems)
