@@ -98,11 +98,10 @@ def build_world() -> World:
     from accounts.services import create_organization
     from billing.services import record_entry, record_usage
     from clusters import services as cluster_services
-    from conftest import make_personas, make_user
+    from conftest import make_personas, make_user, make_viewer
 
     p = make_personas()
-    viewer = make_user("victor@example.com")
-    Membership.objects.create(user=viewer, organization=p.org, role=Role.VIEWER)
+    viewer = make_viewer(p.org)
     cluster = cluster_services.create_cluster("Falkenstein", "apps.example.com", simulated=True, slug="fsn")
     acme = _tenant(p.owner, p.org, project_name="Shop", web="web", image="nginx:1.27", var=("GREETING", "hi"),
                    secret=("TOKEN", "acme-secret"), invitee="new@example.com", key_comment="alice-laptop",
