@@ -37,7 +37,7 @@ def online(name: str) -> bool:
 def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, redis_url):
     kubesim_port, edge_port = free_port(), free_port()
     proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port),
-                       "--edge-port", str(edge_port))
+                       "--edge-port", str(edge_port), "--sablier-port", str(free_port()))
     try:
         proc.wait_for(lambda: online("local (simulated)"), 90, "bring the simulated cluster online")
         # Service URLs live under apps.localhost on the edge's port; a host no Ingress routes is Traefik's 404.
