@@ -332,6 +332,8 @@ class Sablier:
             return problem(400, "Validation error", str(err))
         except GroupNotFound as err:
             return problem(404, "Group not found", f"group {err.args[0]!r} not found")
+        except ApiFailure as err:
+            return problem(500, "Kubernetes API error", err.message)
         session = await self.request_session(names, duration)
         page = render_page(session, display_name=q.get("display_name") or "", theme=theme, refresh=refresh,
                            show_details=q.get("show_details", "true").lower() != "false")
@@ -348,6 +350,8 @@ class Sablier:
             return problem(400, "Validation error", str(err))
         except GroupNotFound as err:
             return problem(404, "Group not found", f"group {err.args[0]!r} not found")
+        except ApiFailure as err:
+            return problem(500, "Kubernetes API error", err.message)
         deadline = time.monotonic() + timeout
         session = await self.request_session(names, duration)
         while session.status != "ready":
