@@ -44,7 +44,7 @@ def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, red
         assert Cluster.objects.get(name="local (simulated)").base_domain == "apps.localhost"
         request = urllib.request.Request(f"http://127.0.0.1:{edge_port}/", headers={"Host": "nothing.apps.localhost"})
         with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - the local edge
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the local edge
         assert missing.value.code == 404 and missing.value.read() == b"404 page not found\n"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
             assert response.status == 200
