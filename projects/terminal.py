@@ -79,10 +79,22 @@ async def service_pods(target: Target) -> list[dict[str, Any]]:
     """The service's pods as the agent sees them: [{name, phase, deleting, containers}], newest first."""
     try:
         return await rpc.acall(target.project.cluster_id, "service_pods", target.payload, timeout=10)
-    except rpc.AgentOffline:
-        raise ShellRefused("the project's cluster is offline; try again when its agent is connected") from None
     except rpc.RPCError as exc:
-        raise ShellRefused(f"could not list the service's pods: {exc}") from None
+        raise _unavailable(exc) from None
+
+
+def service_pods_sync(target: Target) -> list[dict[str, Any]]:
+    """service_pods() for views."""
+    try:
+        return rpc.call(target.project.cluster_id, "service_pods", target.payload, timeout=10)
+    except rpc.RPCError as exc:
+        raise _unavailable(exc) from None
+
+
+def _unavailable(exc: rpc.RPCError) -> ShellRefused:
+    if isinstance(exc, rpc.AgentOffline):
+        return ShellRefused("the project's cluster is offline; try again when its agent is connected")
+    return ShellRefused(f"could not list the service's pods: {exc}")
 
 
 def choose_pod(target: Target, pods: list[dict[str, Any]], pod: str | None) -> dict[str, Any]:

@@ -124,3 +124,17 @@ def test_a_sleeping_service_or_one_without_a_running_pod_is_refused(project):
         choose_pod(target, [], None)
     pods.append({"name": "web-3", "phase": "Running", "deleting": False, "containers": ["web"]})
     assert choose_pod(target, pods, None)["name"] == "web-3"
+
+
+def test_the_terminal_page_and_link_are_for_members_who_may_deploy(client, personas, project, viewer):
+    Service.objects.create(project=project, name="web", status="running")
+    url = "/o/acme/projects/shop/services/web/terminal/"
+    for user, status in ((personas.outsider, 404), (viewer, 403)):
+        client.force_login(user)
+        assert client.get(url).status_code == status
+        assert 'data-testid="terminal-web"' not in client.get("/o/acme/projects/shop/services/").content.decode()
+    client.force_login(personas.member)
+    assert 'data-testid="terminal-web"' in client.get("/o/acme/projects/shop/services/").content.decode()
+    page = client.get(url).content.decode()  # no agent is connected to this cluster
+    assert "the project&#x27;s cluster is offline" in page
+    assert client.get("/o/acme/projects/shop/services/nope/terminal/").status_code == 404
