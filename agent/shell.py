@@ -17,6 +17,7 @@ from typing import Any
 
 from agent import protocol as p
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, ExecConnection, Kube, KubeError
+from agent.reconcile import require_identity
 from agent.tunnel import Stream
 
 log = logging.getLogger("agent.shell")
@@ -61,8 +62,12 @@ class ExecRequest:
             return value
 
         labels = get("labels", dict, required=True)
-        if not labels or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-            raise Refused("bad request: 'labels' must name the project")
+        try:
+            require_identity(labels)  # organization, project and the project's uid (the namespace's owner mark)
+        except ValueError as exc:
+            raise Refused(f"bad request: {exc}") from None
+        if not all(isinstance(v, str) for v in labels.values()):
+            raise Refused("bad request: 'labels' values must be strings")
         command = get("command", list)
         if command is not None and (not command or not all(isinstance(w, str) for w in command)):
             raise Refused("bad request: 'command' must be a non-empty list of strings, or null for a shell")
