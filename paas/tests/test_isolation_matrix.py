@@ -95,6 +95,7 @@ ROUTES: dict[str, str] = {
     "project_delete": TENANT,
     "project_service_rows": TENANT,
     "project_service_exposure": TENANT,
+    "project_service_terminal": TENANT,
     "project_variables": TENANT,
     "project_variable_delete": TENANT,
     "release_detail": TENANT,
