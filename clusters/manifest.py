@@ -39,6 +39,9 @@ def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
          {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
         ("Pods and Events are read for observed state (waiting reasons, restarts, warnings).",
          {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]}),
+        ("Terminal and SSH sessions: exec into a project's pod (the agent checks the pod carries the project's "
+         "labels). The WebSocket upgrade is a GET, authorized as create since Kubernetes 1.30.",
+         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}),
     ]
     for group, plurals in by_group.items():
         rules.append((
