@@ -240,6 +240,8 @@ PAAS_DESIRED_PAYLOAD_FILTER = "projects.crypto.unseal_payload"  # opens sealed S
 # Plan limits for every organization (projects.compose.PlanLimits fields), as JSON, e.g. {"max_services": 50}.
 PAAS_PLAN_DEFAULTS = json.loads(env_str("PAAS_PLAN_DEFAULTS", "{}"))
 PROJECTS_ROLLOUT_TIMEOUT = env_int("PROJECTS_ROLLOUT_TIMEOUT", 300, minimum=1)  # seconds until a deploy fails
+# Seconds without input or output after which a browser terminal session is closed.
+TERMINAL_IDLE_TIMEOUT = env_int("TERMINAL_IDLE_TIMEOUT", 900, minimum=1)
 PROJECTS_ROLLOUT_POLL = 0.05  # seconds between looks at the observed state while following a rollout
 PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)
 PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)

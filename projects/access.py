@@ -42,6 +42,7 @@ def get_service_for_user(user: User, org_slug: str, project_slug: str, name: str
     service = project.services.filter(name=name).first()
     if service is None:
         raise Http404("No such service")
+    service.project = project  # with its organization and cluster already loaded
     return service, membership
 
 

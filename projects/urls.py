@@ -13,6 +13,7 @@ urlpatterns = [
     path(P + "delete/", views.project_delete, name="project_delete"),
     path(P + "services/", views.service_rows, name="project_service_rows"),
     path(P + "services/<str:name>/exposure/", views.service_exposure, name="project_service_exposure"),
+    path(P + "services/<str:name>/terminal/", views.service_terminal, name="project_service_terminal"),
     path(P + "variables/", views.variables, name="project_variables"),
     path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),
     path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
