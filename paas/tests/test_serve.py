@@ -23,8 +23,11 @@ def own_redis_db(redis_url: str) -> str:
 
 def serve(tmp_path: Path, redis_url: str, *args: str, **env: str) -> tuple[ManagedProcess, int]:
     port = free_port()
+    if "--ssh-port" not in args:
+        args = (*args, "--ssh-port", str(free_port()))
     proc = ManagedProcess("serve", [sys.executable, "-m", "paas.serve", "--port", str(port), *args],
-                          child_env(PAAS_VAR_DIR=str(tmp_path), REDIS_URL=own_redis_db(redis_url), **env)).start()
+                          child_env(PAAS_VAR_DIR=str(tmp_path), REDIS_URL=own_redis_db(redis_url),
+                                    SSH_HOST_KEY_PATH=str(tmp_path / "ssh_host_key"), **env)).start()
     return proc, port
 
 
@@ -32,18 +35,20 @@ def online(name: str) -> bool:
     return Cluster.objects.filter(name=name, status=ClusterStatus.ONLINE).exists()
 
 
-def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, redis_url):
-    kubesim_port = free_port()
-    proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port))
+def test_emulated_cluster_comes_online_with_the_ssh_gateway_and_ctrl_c_stops_everything(tmp_path, redis_url):
+    kubesim_port, ssh_port = free_port(), free_port()
+    proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port),
+                       "--ssh-port", str(ssh_port))
     try:
         proc.wait_for(lambda: online("local (simulated)"), 90, "bring the simulated cluster online")
+        proc.wait_for(lambda: port_open(ssh_port), 30, "start the SSH gateway")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
             assert response.status == 200
         assert Cluster.objects.get(name="local (simulated)").simulated
         assert (tmp_path / "agent-token").stat().st_mode & 0o077 == 0  # the token file is the owner's alone
         proc.proc.send_signal(signal.SIGINT)  # Ctrl-C, to the supervisor only
         assert proc.proc.wait(30) == 0
-        assert not port_open(port) and not port_open(kubesim_port)
+        assert not port_open(port) and not port_open(kubesim_port) and not port_open(ssh_port)
     finally:
         proc.stop()
 
