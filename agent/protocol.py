@@ -56,7 +56,15 @@ ERR_UNSUPPORTED = "unsupported"  # the agent does not know this operation
 ERR_BAD_REQUEST = "bad_request"  # the payload is malformed
 ERR_STALE_REVISION = "stale_revision"  # apply_project with a revision older than the applied one
 ERR_FAILED = "failed"  # the operation raised; message says why
-ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED)
+ERR_NOT_OWNED = "not_owned"  # the namespace exists and does not belong to the project; nothing was changed
+ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED, ERR_NOT_OWNED)
+
+# Label keys both sides agree on. apply_project/delete_project payloads carry the project's labels;
+# PROJECT_UID is its stable identity, and on a namespace it is the ownership mark: the agent only
+# applies into, prunes or deletes a namespace whose mark is that project's uid.
+ORGANIZATION_LABEL = "paas.dev/organization"
+PROJECT_LABEL = "paas.dev/project"
+PROJECT_UID_LABEL = "paas.dev/project-uid"
 
 # Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
 #   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ from aiohttp import web
 from kubesim import schema
 from kubesim.cluster import Cluster
 from kubesim.controllers import ControllerManager
+from kubesim.controllers.tokens import TokenController
 from kubesim.server import ApiServer
 from kubesim.streams import builtin_shell
+from kubesim.tls import serving_context
 
 
 class Emulator:
@@ -22,11 +26,18 @@ class Emulator:
 
     def __init__(self, *, controllers: bool = True, controller_delay: float = 0.0,
                  crds: list[dict[str, Any]] | None = None, latency_ms: float = 0.0,
-                 bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False, auth: bool = True,
+                 admin_token: str | None = None, tls: bool = False) -> None:
         self.cluster = Cluster()
-        self.server = ApiServer(self.cluster, latency_ms=latency_ms, bookmark_interval=bookmark_interval)
+        self.tls = tls
+        self.ca_pem = ""  # with tls: the CA clients trust (in the kubeconfig as certificate-authority-data)
+        self.server = ApiServer(self.cluster, latency_ms=latency_ms, bookmark_interval=bookmark_interval,
+                                auth=auth, admin_token=admin_token)
         self.controllers = ControllerManager(self.cluster, self.server.logs, delay=controller_delay,
                                              enabled=controllers)
+        tokens = self.controllers.controllers["tokens"]
+        assert isinstance(tokens, TokenController)
+        tokens.tokens = self.server.access.tokens  # legacy token Secrets are signed like TokenRequest tokens
         self.crds = crds or []
         self.k3s_addons = k3s_addons
         self.runner: web.AppRunner | None = None
@@ -35,16 +46,20 @@ class Emulator:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.controllers.start()  # first, so they see the bootstrap objects (e.g. K3s's HelmCharts)
         self.cluster.bootstrap(self.crds, k3s_addons=self.k3s_addons)
+        self.server.access.bootstrap()
         self.runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None,
                                     shutdown_timeout=0.5)
         await self.runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        site = web.SockSite(self.runner, sock)
+        context = None
+        if self.tls:
+            context, self.ca_pem = serving_context(host)
+        site = web.SockSite(self.runner, sock, ssl_context=context)
         await site.start()
         bound = sock.getsockname()[1]
-        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+        self.url = f"{'https' if self.tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{bound}"
         return self.url
 
     async def reset(self) -> None:
@@ -52,8 +67,14 @@ class Emulator:
             task.cancel()
         self.controllers.reset()
         self.cluster.bootstrap(self.crds, k3s_addons=self.k3s_addons)
+        self.server.access.bootstrap()
         self.server.logs.clear()
         self.server.exec_handler = builtin_shell
+
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of `system:admin` (group `system:masters`: allowed everything)."""
+        return self.server.access.tokens.admin_token
 
     async def stop(self) -> None:
         await self.controllers.stop()
@@ -74,19 +95,27 @@ def _load_crds(directory: str) -> list[dict[str, Any]]:
     return schema.load_crd_files(Path(directory))
 
 
-def kubeconfig(url: str) -> dict[str, Any]:
+def kubeconfig(url: str, token: str, ca_pem: str = "") -> dict[str, Any]:
+    cluster: dict[str, Any] = {"server": url}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem.encode()).decode()
     return {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": "kubesim", "cluster": {"server": url}}],
-        "users": [{"name": "kubesim", "user": {"token": "kubesim"}}],
+        "clusters": [{"name": "kubesim", "cluster": cluster}],
+        "users": [{"name": "kubesim", "user": {"token": token}}],
         "contexts": [{"name": "kubesim", "context": {"cluster": "kubesim", "user": "kubesim",
                                                      "namespace": "default"}}],
         "current-context": "kubesim",
     }
 
 
-def write_kubeconfig(url: str, path: str | Path) -> Path:
+def write_kubeconfig(url: str, path: str | Path, token: str, ca_pem: str = "") -> Path:
+    """A kubeconfig for `url` authenticating with `token` (readable by its owner only: it holds a credential)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(kubeconfig(url), sort_keys=False))
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(yaml.safe_dump(kubeconfig(url, token, ca_pem), sort_keys=False))
+    os.replace(partial, path)  # whole or absent: a reader polling for the file never sees half of it
     return path

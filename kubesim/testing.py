@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -14,35 +16,40 @@ import kubernetes
 
 from kubesim.app import Emulator, load_crds, write_kubeconfig
 from kubesim.controllers.helm import HelmController
+from kubesim.netpol import PodRef, Verdict, evaluate
 from kubesim.resources import ResourceType
 from kubesim.store import clone
 from kubesim.streams import ExecHandler, ExecSession, LogGenerator, builtin_shell, default_log_lines
 
 T = TypeVar("T")
 
-__all__ = ["ExecSession", "KubeSim"]
+__all__ = ["ExecSession", "KubeSim", "Verdict"]
 
 
 class KubeSim:
     """A Kubernetes API emulator on 127.0.0.1 and a free port, served from its own thread and loop.
 
     `sim = KubeSim(); sim.start()` (or `with KubeSim() as sim:`), then point the official client at
-    `sim.url` (`sim.api_client()`, `sim.write_kubeconfig(path)`). State reads (`get`, `list`) are
-    thread-safe copies.
+    `sim.url` (`sim.api_client()`, `sim.write_kubeconfig(path)`), which authenticate as `system:admin`
+    with `sim.admin_token`. `auth=False` lets every request through unauthenticated (the old open mode);
+    `tls=True` serves HTTPS with a throw-away CA (kubectl sends tokens only over TLS). State reads (`get`,
+    `list`) are thread-safe copies.
     """
 
     def __init__(self, controllers: bool = True, controller_delay: float = 0.0, preload_crds: bool | str | Path = True,
                  latency_ms: float = 0, *, host: str = "127.0.0.1", port: int = 0,
-                 bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False, auth: bool = True,
+                 admin_token: str | None = None, tls: bool = False) -> None:
         self.host, self.port = host, port
         crds_dir = None if preload_crds is True else preload_crds
         # Built on the server thread, whose event loop it binds to.
         self._make_emulator: Callable[[], Emulator] = functools.partial(
             Emulator, controllers=controllers, controller_delay=controller_delay,
             crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
-            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons)
+            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons, auth=auth, admin_token=admin_token, tls=tls)
         self.url = ""
         self.emulator: Emulator | None = None
+        self._ca_path: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -80,6 +87,9 @@ class KubeSim:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
         self._loop = self._thread = None
+        if self._ca_path is not None:
+            self._ca_path.unlink(missing_ok=True)
+            self._ca_path = None
 
     def __enter__(self) -> KubeSim:
         return self.start()
@@ -110,18 +120,41 @@ class KubeSim:
 
     # --- clients ---------------------------------------------------------------------------------
 
-    def configuration(self) -> kubernetes.client.Configuration:
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of `system:admin` (group `system:masters`), which the clients below use."""
+        return self._emu.admin_token
+
+    def configuration(self, token: str | None = None) -> kubernetes.client.Configuration:
+        """Client configuration for the admin (or the given token's) identity."""
         cfg = kubernetes.client.Configuration()
         cfg.host = self.url
-        cfg.api_key = {"authorization": "kubesim"}
+        cfg.api_key = {"authorization": token or self.admin_token}
         cfg.api_key_prefix = {"authorization": "Bearer"}
+        if self._emu.ca_pem:
+            cfg.ssl_ca_cert = str(self._ca_file())
         return cfg
 
-    def api_client(self) -> kubernetes.client.ApiClient:
-        return kubernetes.client.ApiClient(self.configuration())
+    def _ca_file(self) -> Path:
+        if self._ca_path is None:
+            fd, name = tempfile.mkstemp(prefix="kubesim-ca-", suffix=".crt")
+            os.write(fd, self._emu.ca_pem.encode())
+            os.close(fd)
+            self._ca_path = Path(name)
+        return self._ca_path
 
-    def write_kubeconfig(self, path: str | Path) -> Path:
-        return write_kubeconfig(self.url, path)
+    def api_client(self, token: str | None = None) -> kubernetes.client.ApiClient:
+        return kubernetes.client.ApiClient(self.configuration(token))
+
+    def write_kubeconfig(self, path: str | Path, token: str | None = None) -> Path:
+        return write_kubeconfig(self.url, path, token or self.admin_token, self._emu.ca_pem)
+
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
+        """A TokenRequest for the ServiceAccount, made as the admin: the token a pod of it would mount."""
+        with self.api_client() as api:
+            resp = kubernetes.client.CoreV1Api(api).create_namespaced_service_account_token(
+                name, namespace, {"spec": {"expirationSeconds": expiration_seconds}})
+        return str(resp.status.token)
 
     # --- state and knobs -------------------------------------------------------------------------
 
@@ -179,6 +212,15 @@ class KubeSim:
                 name = obj["spec"]["containers"][0]["name"] if obj else "main"
             self._emu.server.logs.push(namespace, pod, name, list(lines))
         self.call(push)
+
+    def can_connect(self, source: PodRef | str, destination: PodRef | str, port: int, protocol: str = "TCP"
+                    ) -> Verdict:
+        """Would the NetworkPolicies let `source` open `port`/`protocol` on `destination` (kubesim.netpol)?
+
+        `source` is a pod `(namespace, name)` or an address; `destination` a pod, or an address: a pod IP,
+        a Service ClusterIP (decided for its endpoints), a node or anything outside the cluster.
+        """
+        return self.call(lambda: evaluate(self._emu.cluster, source, destination, port, protocol))
 
     def set_log_generator(self, generator: LogGenerator | None) -> None:
         """Lines each container logs when it starts: `generator(pod: dict, container: str) -> Iterable[str]`."""

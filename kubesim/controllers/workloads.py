@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -96,8 +97,17 @@ class Kubelet(Controller):
         cidr = ((node or {}).get("spec") or {}).get("podCIDR", "10.42.0.0/24")
         host = next((a["address"] for a in ((node or {}).get("status") or {}).get("addresses", [])
                      if a["type"] == "InternalIP"), "172.18.0.2")
-        octet = 2 + int(short_hash(pod["metadata"]["uid"], 3), 36) % 250
-        return cidr.rsplit(".", 1)[0] + f".{octet}", host
+        # Unique among the node's live pods (NetworkPolicy evaluation finds pods by IP); .1 is the node's bridge.
+        addresses = list(ipaddress.ip_network(cidr, strict=False).hosts())[1:]
+        taken = {(p.get("status") or {}).get("podIP") for p in self.cluster.list(self.rt("v1", "Pod"))
+                 if p["spec"].get("nodeName") == pod["spec"]["nodeName"] and _alive(p)
+                 and p["metadata"]["uid"] != pod["metadata"]["uid"]}
+        start = int(short_hash(pod["metadata"]["uid"], 3), 36) % len(addresses)
+        for i in range(len(addresses)):
+            ip = str(addresses[(start + i) % len(addresses)])
+            if ip not in taken:
+                return ip, host
+        return str(addresses[start]), host  # the node's range is full: a real kubelet would fail the sandbox
 
     def _start(self, pod: dict[str, Any]) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]

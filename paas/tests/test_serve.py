@@ -7,6 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from clusters.models import Cluster, ClusterStatus
@@ -46,6 +47,11 @@ def test_emulated_cluster_comes_online_with_the_ssh_gateway_and_ctrl_c_stops_eve
             assert response.status == 200
         assert Cluster.objects.get(name="local (simulated)").simulated
         assert (tmp_path / "agent-token").stat().st_mode & 0o077 == 0  # the token file is the owner's alone
+        # The agent runs as the ServiceAccount the install manifest creates, not as kubesim's admin.
+        with kubernetes.config.new_client_from_config(str(tmp_path / "agent.kubeconfig")) as api:
+            me = kubernetes.client.AuthenticationV1Api(api).create_self_subject_review({"metadata": {}})
+        assert me.status.user_info.username == "system:serviceaccount:paas-system:paas-agent"
+        assert (tmp_path / "agent.kubeconfig").stat().st_mode & 0o077 == 0
         proc.proc.send_signal(signal.SIGINT)  # Ctrl-C, to the supervisor only
         assert proc.proc.wait(30) == 0
         assert not port_open(port) and not port_open(kubesim_port) and not port_open(ssh_port)
