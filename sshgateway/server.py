@@ -16,13 +16,15 @@ from typing import Any
 
 import asyncssh
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import SSHKey, User, ssh_fingerprint
 from agent import protocol
-from projects.access import AmbiguousName, get_service_for_login
+from paas.realtime import user_group
+from projects.access import AmbiguousName, get_service_for_login, get_service_for_user
 from projects.terminal import ShellRefused, ShellSession, open_shell
 from sshgateway.hostkey import load_or_create_host_key
 
@@ -50,6 +52,33 @@ def resolve(user: User, login: str) -> tuple[str, str, str]:
     """(organization, project, service) slugs the user name names, through the projects access gate."""
     service, _ = get_service_for_login(user, login, "deploy")
     return service.project.organization.slug, service.project.slug, service.name
+
+
+@database_sync_to_async
+def still_allowed(user: User, org: str, project: str, service: str) -> bool:
+    try:
+        user.refresh_from_db()
+        get_service_for_user(user, org, project, service, "deploy")
+    except (User.DoesNotExist, Http404, PermissionDenied):
+        return False
+    return user.is_active
+
+
+async def access_lost(user: User, target: tuple[str, str, str]) -> None:
+    """Returns once the user may no longer open this shell (member removed, role changed, account deactivated):
+    the same notices (paas.realtime.access_changed) that close the user's browser sockets."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(user_group(user.pk), channel)
+    try:
+        if not await still_allowed(user, *target):  # changed between the first check and joining the group
+            return
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == "access.changed" and not await still_allowed(user, *target):
+                return
+    finally:
+        await layer.group_discard(user_group(user.pk), channel)
 
 
 class GatewayServer(asyncssh.SSHServer):
@@ -174,22 +203,31 @@ class GatewaySession(asyncssh.SSHServerSession):
             self.say(NOT_OFFERED.format(f"The {self.subsystem} subsystem"))
             self.chan.exit(1)
             return
-        shell = await self.open()
-        if shell is None:
+        opened = await self.open()
+        if opened is None:
             self.chan.exit(1)
             return
+        shell, target = opened
+        relay = asyncio.ensure_future(self.relay(shell))
+        lost = asyncio.ensure_future(access_lost(self.server.user, target))
         try:
-            await self.relay(shell)
+            await asyncio.wait([relay, lost], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            relay.cancel()
+            lost.cancel()
             await shell.close()
+        if lost.done() and not lost.cancelled() and lost.exception() is None:
+            self.say("session closed: you no longer have access to this service")
+            self.chan.exit(255)
+            return
         if shell.exit_code is None:  # the stream ended without a status: say why (agent gone, pod refused...)
             self.say(f"session ended: {shell.message}")
         self.chan.exit(shell.exit_code if shell.exit_code is not None else 255)
 
-    async def open(self) -> ShellSession | None:
+    async def open(self) -> tuple[ShellSession, tuple[str, str, str]] | None:
         user, login = self.server.user, self.chan.get_extra_info("username")
         try:
-            org, project, service = await resolve(user, login)
+            target = org, project, service = await resolve(user, login)
             shell = await open_shell(user, org, project, service, tty=self.tty, cols=self.cols, rows=self.rows,
                                      command=["sh", "-c", self.command] if self.command else None,
                                      client_ip=self.server.ip, channel="ssh")
@@ -202,7 +240,7 @@ class GatewaySession(asyncssh.SSHServerSession):
             self.say(f"{login}: {exc}")
             return None
         log.info("ssh session: %s from %s to %s", user, self.server.ip, login)
-        return shell
+        return shell, target
 
     async def relay(self, shell: ShellSession) -> None:
         """Copy input and window changes to the exec stream and its output back, until the command exits."""

@@ -223,9 +223,11 @@ def test_the_host_key_is_kept_across_restarts(gateway, personas, project):
     assert result.returncode == 1 and "no such service" in result.stderr  # authenticated: the host key matched
 
 
-def test_access_is_checked_for_each_connection(gateway, personas, project):
-    project.services.create(name="web", image="nginx:1.27")
+def test_an_open_session_closes_when_its_user_loses_access(gateway, deployed, personas):
     key = gateway.key_for(personas.member)
-    assert "no such service" not in gateway.run(key, "shop.web", "true").stderr
-    Membership.objects.filter(user=personas.member).delete()
-    assert "no such service" in gateway.run(key, "shop.web", "true").stderr
+    term = Terminal(gateway.argv(key, "shop.web", "-tt"), cols=80, rows=24)
+    term.expect("# ")
+    Membership.objects.filter(user=personas.member, organization=personas.org).delete()
+    term.expect("session closed: you no longer have access to this service")
+    assert term.close() == 255
+    assert "no such service" in gateway.run(key, "shop.web", "true").stderr  # and no new session either
