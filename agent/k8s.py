@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -135,9 +136,14 @@ class ExecConnection:
         self._ws.close_channel(0)  # only the v5 protocol can say so; older ones keep stdin open
 
     def close(self) -> None:
+        """Close at once: no waiting for the apiserver's closing handshake (a reader thread may be in recv)."""
+        ws = self._ws.sock
         try:
-            self._ws.close()
-        except (WebSocketException, OSError):
+            ws.send_close()
+            if ws.sock is not None:
+                ws.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv(), which close() alone does not
+            ws.shutdown()
+        except (WebSocketException, OSError, AttributeError):
             pass
         self._api.close()
 

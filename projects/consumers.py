@@ -15,13 +15,16 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from audit.services import ip_from_scope
-from projects.terminal import ShellRefused, ShellSession, open_shell
+from projects.terminal import ShellRefused, ShellSession, find_target, open_shell
 
-CLOSE_REFUSED = {"not_found": 4404, "forbidden": 4403}
+CLOSE_NO_ACCESS = 4403
+CLOSE_REFUSED = {"not_found": 4404, "forbidden": CLOSE_NO_ACCESS}
 
 
 def _size(query: dict[str, list[str]], key: str, default: int) -> int:
@@ -52,6 +55,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await self.close(code=4000)
             return
         await self.accept()
+        # Where "access changed" notices go (paas.realtime.user_group on the branch that adds them).
+        self.access_group = f"user_{self.scope['user'].pk}"
+        await self.channel_layer.group_add(self.access_group, self.channel_name)
         self.last_activity = time.monotonic()
         await self._event(type="ready", pod=self.session.pod, container=self.session.container)
         self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._watch_idle())]
@@ -68,7 +74,23 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 if message.get("type") == "resize":
                     await self.session.resize(int(message["cols"]), int(message["rows"]))
 
+    async def access_changed(self, message: dict[str, Any]) -> None:
+        """The user's membership or account changed: end the session at once unless they may still deploy."""
+        kwargs = self.scope["url_route"]["kwargs"]
+        try:
+            await database_sync_to_async(self.scope["user"].refresh_from_db)()
+            if not self.scope["user"].is_active:
+                raise ShellRefused("account deactivated", "forbidden")
+            await find_target(self.scope["user"], kwargs["org_slug"], kwargs["project_slug"], kwargs["name"])
+        except (ShellRefused, ObjectDoesNotExist):
+            await self._event(type="error", message="Your access to this project changed; the session was closed.")
+            for task in self.tasks:
+                task.cancel()
+            await self._end(code=CLOSE_NO_ACCESS)
+
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "access_group"):
+            await self.channel_layer.group_discard(self.access_group, self.channel_name)
         for task in self.tasks:
             task.cancel()
         if self.session is not None:
@@ -91,10 +113,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.tasks[0].cancel()
         await self._end()
 
-    async def _end(self) -> None:
+    async def _end(self, code: int = 1000) -> None:
         if self.session is not None:
             await self.session.close()
-        await self.close(code=1000)
+        await self.close(code=code)
 
     async def _event(self, **event: Any) -> None:
         await self.send(text_data=json.dumps(event))

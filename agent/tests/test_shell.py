@@ -88,7 +88,7 @@ class Exec:
 
 @pytest.fixture
 async def plane(project):
-    cp = FakeControlPlane()
+    cp = FakeControlPlane(heartbeat=5)  # kubesim shares this process: a busy moment must not look like a dead peer
     await cp.start()
     tunnel = Tunnel(cp.url, lambda: "1.secret", hello, build_ops(project), build_stream_ops(project),
                     backoff=Backoff(base=0.05, cap=0.2), open_timeout=2)

@@ -8,13 +8,16 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 from playwright.sync_api import expect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from accounts.models import Membership, Role
 from audit.models import Action, AuditEvent
 from clusters.tests.test_integration import poll
 from conftest import logged_in_page
@@ -84,6 +87,16 @@ def test_the_socket_runs_a_shell_resizes_reports_the_exit_and_refuses_viewers_an
     with socket(terminal_daphne, personas.member, query="pod=api-0") as ws:  # not a pod of this service
         assert next_event(ws) == {"type": "error", "message": "api-0 is not a pod of service web"}
     assert AuditEvent.objects.filter(action=Action.TERMINAL_SESSION).count() == 1
+
+    # Demoted to viewer while a session is open: the session ends at once.
+    with socket(terminal_daphne, personas.member) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        Membership.objects.filter(user=personas.member, organization=personas.org).update(role=Role.VIEWER)
+        async_to_sync(get_channel_layer().group_send)(f"user_{personas.member.pk}", {"type": "access.changed"})
+        assert next_event(ws)["message"] == "Your access to this project changed; the session was closed."
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code == 4403
 
 
 def test_an_idle_session_is_closed_with_a_message(terminal_daphne, connected, personas, project):
