@@ -167,6 +167,9 @@ def test_a_command_returns_its_output_and_exit_status(gateway, deployed, persona
     assert missing.returncode == 1 and missing.stdout == ""
     assert "No such file or directory" in missing.stderr
     assert gateway.run(key, "shop.web", "hostname").stdout.startswith("web-")
+    piped = subprocess.run(gateway.argv(key, "shop.web", "cat"), input="piped in\n", capture_output=True, text=True,
+                           timeout=30)
+    assert (piped.returncode, piped.stdout) == (0, "piped in\n")  # stdin, then its end, reach the command
 
 
 def test_who_may_connect(gateway, personas, project, cluster, viewer):
