@@ -17,6 +17,7 @@ from typing import Any
 
 from agent import protocol as p
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, ExecConnection, Kube, KubeError
+from agent.reconcile import require_identity
 from agent.tunnel import Stream
 
 log = logging.getLogger("agent.shell")
@@ -25,6 +26,8 @@ SERVICE_LABEL = "paas.dev/service"  # projects.compose.labels.SERVICE (the agent
 SHELLS = (["bash"], ["sh"])  # an interactive session tries them in order
 # How a container runtime says the command does not exist (containerd/runc, CRI-O, kubesim).
 NOT_FOUND = ("executable file not found", "no such file or directory", "not found in $path")
+OUTPUT_FRAMES = 8  # frames of output read ahead of the tunnel's flow control
+SMALL_WRITE = 4096  # input up to this size is written from the event loop (fits any socket buffer at once)
 REPLAY_LIMIT = 64 * 1024  # stdin kept for the next shell until the first one is known to have started
 
 
@@ -59,8 +62,12 @@ class ExecRequest:
             return value
 
         labels = get("labels", dict, required=True)
-        if not labels or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-            raise Refused("bad request: 'labels' must name the project")
+        try:
+            require_identity(labels)  # organization, project and the project's uid (the namespace's owner mark)
+        except ValueError as exc:
+            raise Refused(f"bad request: {exc}") from None
+        if not all(isinstance(v, str) for v in labels.values()):
+            raise Refused("bad request: 'labels' values must be strings")
         command = get("command", list)
         if command is not None and (not command or not all(isinstance(w, str) for w in command)):
             raise Refused("bad request: 'command' must be a non-empty list of strings, or null for a shell")
@@ -182,15 +189,20 @@ class ExecSession:
     async def _pump_output(self, conn: ExecConnection) -> _Attempt:
         """Forward the container's output until it exits; blocking reads run in a thread of this session's own."""
         loop = asyncio.get_running_loop()
-        frames: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=8)
+        frames: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        # At most OUTPUT_FRAMES read ahead: while the tunnel has no credit, the container's output waits in
+        # the apiserver's socket instead of piling up here.
+        slots = threading.Semaphore(OUTPUT_FRAMES)
+        done = threading.Event()
 
         def reader() -> None:
-            while True:
-                frame = conn.read()
-                try:  # waits while the queue is full: the tunnel's flow control reaches the container's output
-                    asyncio.run_coroutine_threadsafe(frames.put(frame), loop).result()
-                except (RuntimeError, asyncio.CancelledError):
-                    return  # the loop or the session is gone
+            while not done.is_set():
+                slots.acquire()
+                frame = None if done.is_set() else conn.read()
+                try:
+                    loop.call_soon_threadsafe(frames.put_nowait, frame)
+                except RuntimeError:
+                    return  # the loop is gone
                 if frame is None:
                     return
 
@@ -198,16 +210,17 @@ class ExecSession:
         attempt = _Attempt()
         try:
             while (frame := await frames.get()) is not None:
+                slots.release()
                 channel, data = frame
                 if channel in (p.EXEC_STDOUT, p.EXEC_STDERR) and data:
                     attempt.started, self.replay = True, None
                     await self.stream.send(bytes([channel]) + data)
                 elif channel == p.EXEC_STATUS:
                     attempt.exit_code, attempt.message = exit_status(data)
-        finally:  # ended early (the tunnel went away): unblock the reader so its thread ends
+        finally:  # also when ended early (the tunnel went away): let the reader thread finish
+            done.set()
             conn.close()
-            while not frames.empty():
-                frames.get_nowait()
+            slots.release()
         return attempt
 
     async def _pump_input(self) -> None:
@@ -228,7 +241,9 @@ class ExecSession:
                 conn = self.conn
                 if conn is None:
                     continue
-                if channel == p.EXEC_STDIN:
+                if channel == p.EXEC_STDIN and len(body) <= SMALL_WRITE:
+                    conn.write(p.EXEC_STDIN, body)  # a keystroke: a thread hop would cost more than the send
+                elif channel == p.EXEC_STDIN:
                     await asyncio.to_thread(conn.write, p.EXEC_STDIN, body)
                 elif channel == p.EXEC_RESIZE and self.req.tty:
                     await asyncio.to_thread(conn.resize, *self.size)

@@ -66,7 +66,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.session is None or self.session.ended:
             return
         self.last_activity = time.monotonic()
-        with contextlib.suppress(ConnectionError):
+        # A malformed control frame is ignored: it must not end the shell.
+        with contextlib.suppress(ConnectionError, ValueError, KeyError, TypeError, AttributeError):
             if bytes_data:
                 await self.session.send(bytes_data)
             elif text_data:

@@ -9,13 +9,13 @@ import pytest
 
 from agent import protocol as p
 from agent.handlers import build_ops, build_stream_ops
-from agent.k8s import NAMESPACE, POD
+from agent.k8s import NAMESPACE, POD, Kube
 from agent.tests.test_tunnel import FakeControlPlane, hello
 from agent.tunnel import Backoff, Tunnel
 from kubesim.streams import MISSING_ANNOTATION
 
 NS = "acme-web"
-LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "web"}
+LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "web", "paas.dev/project-uid": "uid-1"}
 MANAGED = {"app.kubernetes.io/managed-by": "paas"}
 
 
@@ -28,11 +28,23 @@ def make_pod(kube, name: str, *, namespace: str = NS, labels: dict | None = None
 
 
 @pytest.fixture
-def project(kube, kubesim):
+def project(kube, kubesim, tmp_path):
+    """Pods made by an administrator; the op runs as the agent's ServiceAccount (`kube`), under its RBAC rules."""
+    admin = Kube(str(kubesim.write_kubeconfig(tmp_path / "admin-kubeconfig")))
+    _make_project(admin, kubesim)
+    admin.close()
+    return kube
+
+
+def _make_project(kube, kubesim) -> None:
     kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
                            "metadata": {"name": NS, "labels": {**LABELS, **MANAGED}}})
     kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
                            "metadata": {"name": "other-app", "labels": {"paas.dev/project": "app", **MANAGED}}})
+    # Same organization and project names, another project's uid (a project deleted and created again).
+    kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": "acme-web-2", "labels": {**LABELS, "paas.dev/project-uid": "uid-2", **MANAGED}}})
+    make_pod(kube, "web-1", namespace="acme-web-2")
     make_pod(kube, "web-1", containers=("app", "sidecar"))
     make_pod(kube, "web-bare", annotations={MISSING_ANNOTATION: "bash"})
     make_pod(kube, "web-none", annotations={MISSING_ANNOTATION: "bash,sh"})
@@ -41,7 +53,6 @@ def project(kube, kubesim):
     for namespace, name in ((NS, "web-1"), (NS, "web-bare"), (NS, "web-none"), ("other-app", "intruder")):
         kubesim.wait_for(lambda n=name, ns=namespace: (kube.get(POD, n, ns).get("status") or {}).get(
             "phase") == "Running")
-    return kube
 
 
 class Exec:
@@ -161,6 +172,9 @@ async def test_a_missing_command_reports_why(plane):
     ({"pod": "web-foreign-labels"}, "forbidden: pod web-foreign-labels does not belong to this project"),
     ({"pod": "web-1", "service": "db"}, "forbidden: pod web-1 does not belong to this service"),
     ({"pod": "kube-apiserver", "namespace": "kube-system"}, "forbidden: namespace kube-system"),
+    ({"namespace": "acme-web-2"}, "forbidden: namespace acme-web-2 does not belong"),
+    ({"labels": {"paas.dev/organization": "acme", "paas.dev/project": "web"}},
+     "bad request: 'labels' must carry paas.dev/project-uid"),
     ({"pod": "gone"}, "not found: there is no pod gone in acme-web"),
     ({"container": "db"}, "pod web-1 has no container db; it has: app, sidecar"),
     ({"command": []}, "bad request: 'command' must be a non-empty list"),

@@ -4,10 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from accounts.models import Membership, Role
 from clusters import services as cluster_services
 from clusters.tests.test_integration import Agents, online, poll
-from conftest import make_user
 from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
 from paas.testing.agent_account import agent_kubeconfig
 from projects import services
@@ -26,13 +24,6 @@ THREE_SERVICES = """services:
   worker:
     image: ghcr.io/acme/worker:1.0
 """
-
-
-@pytest.fixture
-def viewer(personas):
-    user = make_user("victor@example.com")
-    Membership.objects.create(user=user, organization=personas.org, role=Role.VIEWER)
-    return user
 
 
 @pytest.fixture
