@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
-from projects.tests.conftest import THREE_SERVICES, cluster, connected, project, viewer  # noqa: F401
+from projects.tests.conftest import THREE_SERVICES, cluster, connected, project  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
