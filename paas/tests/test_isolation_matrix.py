@@ -70,6 +70,13 @@ ROUTES: dict[str, str] = {
     "api_billing_ledger": TENANT,
     "api_billing_usage": TENANT,
     # clusters (operators)
+    "api_clusters": OPERATOR,
+    "api_cluster": OPERATOR,
+    "api_cluster_install": OPERATOR,
+    # audit (owners and admins of the organization)
+    "audit_log": TENANT,
+    "audit_csv": TENANT,
+    "api_audit_events": TENANT,
     "cluster_list": OPERATOR,
     "cluster_create": OPERATOR,
     "cluster_agent_manifest": OPERATOR,
