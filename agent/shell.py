@@ -85,8 +85,8 @@ def _carries(obj: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def pod_labels(labels: dict[str, str]) -> dict[str, str]:
-    """The project labels its pods carry: the project's uid marks its namespace only (agent.reconcile)."""
-    return {k: v for k, v in labels.items() if k != p.PROJECT_UID_LABEL}
+    """What the project's pods carry: its labels without the uid, which only marks the namespace (see reconcile)."""
+    return {k: v for k, v in labels.items() if k != p.PROJECT_UID_LABEL} | {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 
 
 def check_target(kube: Kube, req: ExecRequest) -> str:
@@ -98,7 +98,7 @@ def check_target(kube: Kube, req: ExecRequest) -> str:
     pod = kube.get(POD, req.pod, req.namespace)
     if pod is None:
         raise Refused(f"not found: there is no pod {req.pod} in {req.namespace}")
-    wanted = {**pod_labels(project), **({SERVICE_LABEL: req.service} if req.service else {})}
+    wanted = {**pod_labels(req.labels), **({SERVICE_LABEL: req.service} if req.service else {})}
     if not _carries(pod, wanted):
         raise Refused(f"forbidden: pod {req.pod} does not belong to this {'service' if req.service else 'project'}")
     phase = (pod.get("status") or {}).get("phase", "Pending")
@@ -262,7 +262,7 @@ class ExecSession:
 
 def service_pods(kube: Kube, namespace: str, labels: dict[str, str], service: str) -> list[dict[str, Any]]:
     """The pods of one service of the project, newest first, with what a terminal needs to choose one."""
-    selector = {**pod_labels(labels), MANAGED_BY_LABEL: MANAGED_BY_VALUE, SERVICE_LABEL: service}
+    selector = {**pod_labels(labels), SERVICE_LABEL: service}
     pods = kube.list(POD, namespace, ",".join(f"{k}={v}" for k, v in sorted(selector.items())))
     pods.sort(key=lambda pod: pod["metadata"].get("creationTimestamp", ""), reverse=True)
     return [{

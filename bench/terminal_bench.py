@@ -56,7 +56,8 @@ def make_project(kubeconfig: Path, cluster, pods: int) -> tuple[object, list[str
     config = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
     core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
-    core.create_namespace({"metadata": {"name": "bench-term", "labels": NS_LABELS}})
+    # The agent marks a project's namespace with its uid; its pods carry the names only.
+    core.create_namespace({"metadata": {"name": "bench-term", "labels": {**NS_LABELS, **project.labels}}})
     names = [f"web-{i}" for i in range(pods)]
     for name in names:
         core.create_namespaced_pod("bench-term", {

@@ -15,16 +15,14 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from audit.services import ip_from_scope
-from projects.terminal import ShellRefused, ShellSession, find_target, open_shell
-
-CLOSE_NO_ACCESS = 4403
-CLOSE_REFUSED = {"not_found": 4404, "forbidden": CLOSE_NO_ACCESS}
+from paas.realtime import AccessCheckedConsumer
+from projects.access import get_service_for_user
+from projects.terminal import ShellRefused, ShellSession, open_shell
 
 
 def _size(query: dict[str, list[str]], key: str, default: int) -> int:
@@ -32,12 +30,27 @@ def _size(query: dict[str, list[str]], key: str, default: int) -> int:
     return max(1, min(int(value), 1000)) if value.isdigit() else default
 
 
-class TerminalConsumer(AsyncWebsocketConsumer):
+class TerminalConsumer(AccessCheckedConsumer):
+    """Outsiders and viewers are refused before the socket opens; a user who loses the deploy role (or the
+    membership, or the account) while a session is open has it closed at once with CLOSE_NO_ACCESS."""
+
     session: ShellSession | None = None
     tasks: list[asyncio.Task]
 
+    def authorize(self) -> list[str] | None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        try:
+            get_service_for_user(self.scope["user"], kwargs["org_slug"], kwargs["project_slug"], kwargs["name"],
+                                 permission="deploy")
+        except (Http404, PermissionDenied):
+            return None
+        return []
+
     async def connect(self) -> None:
         self.tasks = []
+        await super().connect()
+        if not getattr(self, "joined", None):
+            return  # refused
         kwargs = self.scope["url_route"]["kwargs"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         try:
@@ -47,17 +60,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 cols=_size(query, "cols", 80), rows=_size(query, "rows", 24), client_ip=ip_from_scope(self.scope),
                 channel="terminal")
         except ShellRefused as exc:
-            if exc.code in CLOSE_REFUSED:  # outsiders and viewers: refused before the socket opens
-                await self.close(code=CLOSE_REFUSED[exc.code])
-                return
-            await self.accept()
             await self._event(type="error", message=exc.message)
             await self.close(code=4000)
             return
-        await self.accept()
-        # Where "access changed" notices go (paas.realtime.user_group on the branch that adds them).
-        self.access_group = f"user_{self.scope['user'].pk}"
-        await self.channel_layer.group_add(self.access_group, self.channel_name)
         self.last_activity = time.monotonic()
         await self._event(type="ready", pod=self.session.pod, container=self.session.container)
         self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._watch_idle())]
@@ -75,23 +80,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 if message.get("type") == "resize":
                     await self.session.resize(int(message["cols"]), int(message["rows"]))
 
-    async def access_changed(self, message: dict[str, Any]) -> None:
-        """The user's membership or account changed: end the session at once unless they may still deploy."""
-        kwargs = self.scope["url_route"]["kwargs"]
-        try:
-            await database_sync_to_async(self.scope["user"].refresh_from_db)()
-            if not self.scope["user"].is_active:
-                raise ShellRefused("account deactivated", "forbidden")
-            await find_target(self.scope["user"], kwargs["org_slug"], kwargs["project_slug"], kwargs["name"])
-        except (ShellRefused, ObjectDoesNotExist):
-            await self._event(type="error", message="Your access to this project changed; the session was closed.")
-            for task in self.tasks:
-                task.cancel()
-            await self._end(code=CLOSE_NO_ACCESS)
-
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "access_group"):
-            await self.channel_layer.group_discard(self.access_group, self.channel_name)
+        await super().disconnect(code)
         for task in self.tasks:
             task.cancel()
         if self.session is not None:
@@ -114,10 +104,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.tasks[0].cancel()
         await self._end()
 
-    async def _end(self, code: int = 1000) -> None:
+    async def _end(self) -> None:
         if self.session is not None:
             await self.session.close()
-        await self.close(code=code)
+        await self.close(code=1000)
 
     async def _event(self, **event: Any) -> None:
         await self.send(text_data=json.dumps(event))

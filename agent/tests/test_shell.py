@@ -15,13 +15,15 @@ from agent.tunnel import Backoff, Tunnel
 from kubesim.streams import MISSING_ANNOTATION
 
 NS = "acme-web"
-LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "web", "paas.dev/project-uid": "uid-1"}
+NAMES = {"paas.dev/organization": "acme", "paas.dev/project": "web"}
+LABELS = {**NAMES, "paas.dev/project-uid": "uid-1"}
 MANAGED = {"app.kubernetes.io/managed-by": "paas"}
 
 
 def make_pod(kube, name: str, *, namespace: str = NS, labels: dict | None = None, annotations: dict | None = None,
              containers: tuple[str, ...] = ("app",)) -> None:
-    pod_labels = {**LABELS, **MANAGED, "paas.dev/service": "web"} if labels is None else labels
+    # Pods carry the project's names, not its uid: that marks the namespace only (agent.reconcile).
+    pod_labels = {**NAMES, **MANAGED, "paas.dev/service": "web"} if labels is None else labels
     kube.apply(POD, {"apiVersion": "v1", "kind": "Pod",
                      "metadata": {"name": name, "labels": pod_labels, "annotations": annotations or {}},
                      "spec": {"containers": [{"name": c, "image": "nginx:1.27"} for c in containers]}}, namespace)
