@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent import infra, reconcile
+from agent import infra, logs, reconcile
 from agent import protocol as p
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
@@ -103,3 +103,12 @@ async def echo(stream: Stream, payload: dict[str, Any]) -> None:
 
 
 STREAM_OPS: dict[str, StreamHandler] = {"echo": echo}
+
+
+def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
+    """Every stream operation: STREAM_OPS plus those that reach Kubernetes."""
+
+    async def pod_logs_stream(stream: Stream, payload: dict[str, Any]) -> None:
+        await logs.serve(kube, stream, payload)
+
+    return {**STREAM_OPS, "logs": pod_logs_stream}

@@ -39,6 +39,8 @@ def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
          {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
         ("Pods and Events are read for observed state (waiting reasons, restarts, warnings).",
          {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]}),
+        ("Container logs: the pod_logs op (a failing pod's last lines) and the logs stream (live logs).",
+         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}),
     ]
     for group, plurals in by_group.items():
         rules.append((
