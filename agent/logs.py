@@ -111,11 +111,13 @@ class LineBuffer:
         self._skipped = 0
 
     def full(self) -> bool:
-        return self._size >= self.limit
+        return self._skipped > 0 or self._size >= self.limit
 
     def put(self, frame: bytes) -> bool:
         with self._lock:
-            if self._size + len(frame) > self.limit:
+            # Once a line is dropped, every later one is too until the sender takes the buffer: the marker then
+            # sits exactly where lines went missing (a short line must not slip in after a long one was dropped).
+            if self._skipped or self._size + len(frame) > self.limit:
                 self._skipped += 1
                 return False
             was_empty = not self._items

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -212,11 +213,17 @@ async def test_a_slow_reader_gets_a_skipped_marker_and_the_agent_buffer_stays_bo
     await reader.pump(lambda r: r.received >= window, grant=False)
     with pytest.raises(TimeoutError):  # not one byte beyond the window without credit
         await reader.pump(lambda r: r.received > window, timeout=0.5, grant=False)
-    kubesim.push_logs(NS, pod, ["after the flood"])
     await reader.ws.send(p.encode({"type": "stream.credit", "id": reader.sid, "bytes": reader.received}))
-    await reader.pump(lambda r: "after the flood" in r.lines())
+    probes = 0
+    while not any(line.startswith("probe") for line in reader.lines()):  # lines sent while dropping are dropped too
+        probes += 1
+        kubesim.push_logs(NS, pod, [f"probe {probes}"])
+        with contextlib.suppress(TimeoutError):
+            await reader.pump(lambda r: any(line.startswith("probe") for line in r.lines()), timeout=0.5)
     skipped = sum(f.get("skipped", 0) for f in reader.frames)
     shown = sum(1 for f in reader.frames if f.get("line", "").startswith("flood"))
+    first_probe = next(i for i, f in enumerate(reader.frames) if f.get("line", "").startswith("probe"))
+    assert all("skipped" not in f for f in reader.frames[first_probe:])  # the marker sits where lines went missing
     assert skipped > 0
-    assert shown + skipped == total  # every line is either shown or counted
+    assert shown + skipped == total + probes - 1  # every line is either shown or counted
     assert shown * 120 < window + BUFFER_BYTES + 16 * 1024  # what got through fits the bounded buffer
