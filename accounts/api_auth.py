@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions
 
 from accounts.services import authenticate_api_token
+from paas.throttles import BadTokenThrottle
 
 
 class APITokenAuthentication(authentication.BaseAuthentication):
@@ -21,6 +22,9 @@ class APITokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>' with exactly one token.")
         token = authenticate_api_token(parts[1])
         if token is None:
+            throttle = BadTokenThrottle()
+            if not throttle.allow_request(request, None):
+                raise exceptions.Throttled(throttle.wait(), detail="Too many invalid API tokens from this address.")
             raise exceptions.AuthenticationFailed("This API token is not valid, expired or was revoked.")
         return token.user, token
 

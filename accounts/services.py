@@ -58,7 +58,7 @@ def create_organization(user: User, name: str, *, personal: bool = False) -> Org
     Membership.objects.create(user=user, organization=org, role=Role.OWNER)
     # Other apps (billing's signup grant) react in the same transaction, without accounts
     # knowing about them: the organization and its grant exist together or not at all.
-    organization_created.send(sender=Organization, organization=org)
+    organization_created.send(sender=Organization, organization=org, user=user)
     audit.record(audit.Action.ORGANIZATION_CREATED, actor=user, organization=org, target=org)
     log.info("organization created: slug=%s by user=%s", org.slug, user.pk)
     return org
@@ -164,7 +164,8 @@ def invite(actor: Membership, email: str, role: str = Role.MEMBER, base_url: str
     url = (base_url or settings.SITE_URL).rstrip("/") + reverse("invitation", args=[raw])
     context = {"invitation": invitation, "url": url, "inviter": actor.user}
     send_mail(
-        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to {org.name}",
+        # Never a tenant's name in a subject: "Your account is locked - verify at ..." would read as ours.
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}You are invited to join an organization",
         message=render_to_string("accounts/email/invitation.txt", context),
         from_email=None,
         recipient_list=[email],

@@ -22,6 +22,13 @@ def _require(payload: dict[str, Any], key: str, kind: type) -> Any:
     return value
 
 
+def _require_identity(labels: dict[str, Any]) -> None:
+    try:
+        reconcile.require_identity(labels)
+    except ValueError as exc:
+        raise OpError(p.ERR_BAD_REQUEST, str(exc)) from None
+
+
 def build_ops(kube: Kube) -> dict[str, OpHandler]:
     async def ping(payload: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "time": time.time()}
@@ -39,19 +46,22 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
         labels = _require(payload, "labels", dict)
         revision = _require(payload, "revision", int)
         objects = _require(payload, "objects", list)
-        if not labels:
-            raise OpError(p.ERR_BAD_REQUEST, "'labels' must name the project (pruning selects by them)")
+        _require_identity(labels)
         try:
             return await asyncio.to_thread(reconcile.apply_project, kube, namespace, labels, revision, objects)
         except reconcile.StaleRevision as exc:
             raise OpError(p.ERR_STALE_REVISION, str(exc)) from None
+        except reconcile.NotOwned as exc:
+            raise OpError(p.ERR_NOT_OWNED, str(exc)) from None
 
     async def delete_project(payload: dict[str, Any]) -> dict[str, Any]:
         namespace = _require(payload, "namespace", str)
+        labels = _require(payload, "labels", dict)
+        _require_identity(labels)
         try:
-            return await asyncio.to_thread(reconcile.delete_project, kube, namespace)
-        except reconcile.NotManaged as exc:
-            raise OpError(p.ERR_BAD_REQUEST, str(exc)) from None
+            return await asyncio.to_thread(reconcile.delete_project, kube, namespace, labels)
+        except reconcile.NotOwned as exc:
+            raise OpError(p.ERR_NOT_OWNED, str(exc)) from None
 
     async def pod_logs(payload: dict[str, Any]) -> dict[str, Any]:
         namespace = _require(payload, "namespace", str)

@@ -2,11 +2,14 @@
 
     bootstrap          {settings?}                 store the sizing (if given) and (re)run the bootstrap
     bootstrap_status   {}                          every component's state as last seen, the pinned versions
-    ensure_database    {namespace, rotate?}        role + database + Secret `paas-database`
+    ensure_database    {namespace, labels, rotate?} role + database + Secret `paas-database`
     drop_database      {namespace}
-    ensure_bucket      {namespace}                 bucket + key + Secret `paas-bucket`
+    ensure_bucket      {namespace, labels}         bucket + key + Secret `paas-bucket`
     delete_bucket      {namespace}                 empty, delete bucket and key, delete the Secret
     data_credentials   {namespace, service}        the Secret's values, for a member who asked to see them
+
+`labels` are the project's, with its uid (protocol.PROJECT_UID_LABEL): the ensure operations create the
+namespace marked as the project's, or refuse (not_owned) a namespace that is not the project's.
 
 Results never carry a password or a secret key, except `data_credentials`, whose caller shows them
 once and stores nothing.
@@ -19,7 +22,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from agent import bootstrap, charts
+from agent import bootstrap, charts, reconcile
 from agent import protocol as p
 from agent.data import garage, services
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
@@ -56,9 +59,18 @@ def _namespace(payload: dict[str, Any]) -> str:
     return namespace
 
 
+def _labels(payload: dict[str, Any]) -> dict[str, str]:
+    labels = payload.get("labels")
+    if not isinstance(labels, dict):
+        raise OpError(p.ERR_BAD_REQUEST, "'labels' must be an object naming the project")
+    return labels
+
+
 async def _data(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
+    except reconcile.NotOwned as exc:
+        raise OpError(p.ERR_NOT_OWNED, str(exc)) from None
     except services.NotReady as exc:
         raise OpError(p.ERR_FAILED, f"not ready: {exc}") from None
     except garage.GarageError as exc:
@@ -93,13 +105,14 @@ def build_ops(kube: Kube, endpoints: services.Endpoints | None = None) -> dict[s
         rotate = payload.get("rotate", False)
         if not isinstance(rotate, bool):
             raise OpError(p.ERR_BAD_REQUEST, "'rotate' must be a boolean")
-        return await _data(services.ensure_database, kube, _namespace(payload), endpoints, rotate=rotate)
+        return await _data(services.ensure_database, kube, _namespace(payload), endpoints, labels=_labels(payload),
+                           rotate=rotate)
 
     async def drop_database(payload: dict[str, Any]) -> dict[str, Any]:
         return await _data(services.drop_database, kube, _namespace(payload), endpoints)
 
     async def ensure_bucket(payload: dict[str, Any]) -> dict[str, Any]:
-        return await _data(services.ensure_bucket, kube, _namespace(payload), endpoints)
+        return await _data(services.ensure_bucket, kube, _namespace(payload), endpoints, labels=_labels(payload))
 
     async def delete_bucket(payload: dict[str, Any]) -> dict[str, Any]:
         return await _data(services.delete_bucket, kube, _namespace(payload), endpoints)

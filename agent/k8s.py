@@ -22,6 +22,8 @@ log = logging.getLogger("agent.k8s")
 FIELD_MANAGER = "paas-agent"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "paas"
+# On the Secrets the data services write into a project's namespace (database, bucket credentials).
+DATA_SERVICE_LABEL = "paas.dev/data-service"
 
 
 @dataclass(frozen=True)
@@ -235,12 +237,16 @@ class Kube:
             roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
             capacity = node.get("status", {}).get("capacity", {}) or {}
             conditions = {c.get("type"): c.get("status") for c in node.get("status", {}).get("conditions", []) or []}
+            # The control plane keeps tenants' internet egress away from these (projects.compose.namespace).
+            addresses = sorted({a["address"] for a in node.get("status", {}).get("addresses", []) or []
+                                if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address")})
             summary.append({
                 "name": node["metadata"]["name"],
                 "roles": roles,
                 "ingress_ready": labels.get("ingress-ready") == "true",
                 "ready": conditions.get("Ready") == "True",
                 "capacity": {k: capacity[k] for k in ("cpu", "memory", "pods") if k in capacity},
+                "addresses": addresses,
             })
         return summary
 

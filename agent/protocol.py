@@ -53,7 +53,15 @@ ERR_UNSUPPORTED = "unsupported"  # the agent does not know this operation
 ERR_BAD_REQUEST = "bad_request"  # the payload is malformed
 ERR_STALE_REVISION = "stale_revision"  # apply_project with a revision older than the applied one
 ERR_FAILED = "failed"  # the operation raised; message says why
-ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED)
+ERR_NOT_OWNED = "not_owned"  # the namespace exists and does not belong to the project; nothing was changed
+ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED, ERR_NOT_OWNED)
+
+# Label keys both sides agree on. apply_project/delete_project payloads carry the project's labels;
+# PROJECT_UID is its stable identity, and on a namespace it is the ownership mark: the agent only
+# applies into, prunes or deletes a namespace whose mark is that project's uid.
+ORGANIZATION_LABEL = "paas.dev/organization"
+PROJECT_LABEL = "paas.dev/project"
+PROJECT_UID_LABEL = "paas.dev/project-uid"
 
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone

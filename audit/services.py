@@ -42,7 +42,7 @@ def _valid_ip(value: str | None) -> str | None:
 
 def client_ip(request: HttpRequest) -> str | None:
     """The client's address as allauth's rate limits see it: REMOTE_ADDR, or the address a trusted proxy
-    passed on when ALLAUTH_TRUSTED_PROXY_COUNT / ALLAUTH_TRUSTED_CLIENT_IP_HEADER say there is one."""
+    passed on when TRUSTED_PROXY_COUNT says there is one."""
     try:
         return _valid_ip(get_adapter().get_client_ip(request))
     except (PermissionDenied, ImproperlyConfigured):

@@ -85,6 +85,7 @@ def platform_deploy(url: str, token: str, text: str, project) -> tuple[float, fl
 
 def direct_deploy(kube, text: str, n: int, slug: str) -> tuple[float, float]:
     """The same objects applied with the agent's reconcile code and the client directly, then polled ready."""
+    from agent import protocol as p
     from agent import reconcile
     from agent.k8s import DEPLOYMENT
     from projects.compose import PlanLimits, RenderContext, render_project
@@ -94,7 +95,8 @@ def direct_deploy(kube, text: str, n: int, slug: str) -> tuple[float, float]:
                         base_domain="apps.bench.test")
     objects = render_project(text, ctx).objects
     t0 = time.perf_counter()
-    reconcile.apply_project(kube, ns, {"paas.dev/project": slug}, 1, objects)
+    labels = {p.ORGANIZATION_LABEL: "direct", p.PROJECT_LABEL: slug, p.PROJECT_UID_LABEL: f"direct-{slug}"}
+    reconcile.apply_project(kube, ns, labels, 1, objects)
     d_applied = time.perf_counter() - t0
 
     def all_ready() -> bool:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing.models import CreditEntry, EntryKind, UsageRecord
 from billing.money import parse_credits
-from billing.services import OPERATOR_KINDS, POSITIVE_KINDS
+from billing.services import OPERATOR_KINDS, POSITIVE_KINDS, check_balance_after, get_account
 
 
 def _day_start(day) -> datetime:
@@ -108,4 +108,9 @@ class OperatorEntryForm(forms.ModelForm):
                 self.add_error("credits", "Zero moves no credits.")
             elif kind in POSITIVE_KINDS and amount < 0:
                 self.add_error("credits", "Only adjustments can be negative.")
+            elif data.get("organization") is not None:
+                try:
+                    check_balance_after(get_account(data["organization"]).balance, amount)
+                except ValueError as exc:
+                    self.add_error("credits", str(exc))
         return data

@@ -36,6 +36,12 @@ assert FINE_PER_MIB_SECOND * 1_024 == FINE_PER_MICROCREDIT
 assert FINE_PER_GIB_SECOND_OF_MONTH * SECONDS_PER_MONTH == FINE_PER_MICROCREDIT
 
 
+# The most one ledger entry may move, and the most a balance may hold either way: far beyond any real
+# payment, far below where 64-bit database integers overflow (so no sum of entries can reach it).
+MAX_ENTRY_MILLICREDITS = 10**15  # one trillion credits
+MAX_BALANCE_MILLICREDITS = 10**17
+
+
 def require_int(value: object, what: str = "amount") -> int:
     """`value` if it is a real int (not bool, float or Decimal); money never goes through floats."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -61,6 +67,9 @@ def parse_credits(text: str | Decimal | int) -> int:
         raise ValueError(f"{text!r} is not an amount of credits (e.g. 12.5)") from None
     if not value.is_finite():
         raise ValueError(f"{text!r} is not an amount of credits (e.g. 12.5)")
+    # Compared before any arithmetic: "1e999999999" must neither overflow Decimal nor become a billion digits.
+    if value.copy_abs() > Decimal(MAX_ENTRY_MILLICREDITS) / MILLICREDITS_PER_CREDIT:  # copy_abs: no rounding
+        raise ValueError(f"At most {format_credits(MAX_ENTRY_MILLICREDITS)} credits, up or down, in one entry.")
     millis = value * MILLICREDITS_PER_CREDIT
     if millis != millis.to_integral_value(rounding=ROUND_DOWN):
         raise ValueError("Credits have at most three decimals (1 millicredit is the smallest amount).")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -36,7 +37,14 @@ from billing.models import (
     SuspensionRecord,
     UsageRecord,
 )
-from billing.money import FINE_PER_MILLICREDIT, format_credits, require_int, split_fine
+from billing.money import (
+    FINE_PER_MILLICREDIT,
+    MAX_BALANCE_MILLICREDITS,
+    MAX_ENTRY_MILLICREDITS,
+    format_credits,
+    require_int,
+    split_fine,
+)
 from billing.signals import organization_resumed, organization_suspended
 
 if TYPE_CHECKING:
@@ -106,12 +114,19 @@ def is_suspended(organization: Organization) -> bool:
 
 
 def ensure_can_deploy(organization: Organization) -> None:
-    """The deploy pipeline calls this before it does anything; suspended organizations are refused."""
+    """The deploy pipeline calls this before it does anything. Suspended organizations are refused, and so
+    are organizations that were never given credits (a user's second organization starts at 0)."""
     if is_suspended(organization):
         raise DeployRefused(
             f"{organization.name} is out of credits and its services are suspended, so deploys are paused. "
             "Top up credits (ask an operator) and deploys and services resume automatically.",
             code="organization_suspended",
+        )
+    if not CreditEntry.objects.filter(organization=organization, amount__gt=0).exists():
+        raise DeployRefused(
+            f"{organization.name} has no credits yet, so it cannot deploy. Welcome credits come once per person, "
+            "with their first organization; top up this one (ask an operator) to deploy.",
+            code="organization_unfunded",
         )
 
 
@@ -154,9 +169,16 @@ def _check_amount(amount: object, kind: str) -> int:
         raise ValueError("An entry moves credits; zero is not an amount.")
     if kind in POSITIVE_KINDS and amount < 0:
         raise ValueError(f"A {EntryKind(kind).label.lower()} adds credits; the amount must be positive.")
-    if abs(amount) > MAX_BIGINT // 2:
-        raise ValueError("That amount is too large.")
+    if abs(amount) > MAX_ENTRY_MILLICREDITS:
+        raise ValueError(f"At most {format_credits(MAX_ENTRY_MILLICREDITS)} credits, up or down, in one entry.")
     return amount
+
+
+def check_balance_after(balance: int, amount: int) -> None:
+    """ValueError if adding `amount` would take a balance out of the range the ledger keeps."""
+    if abs(balance + amount) > MAX_BALANCE_MILLICREDITS:
+        raise ValueError(f"That would take the balance beyond {format_credits(MAX_BALANCE_MILLICREDITS)} credits "
+                         "either way; no entry may.")
 
 
 def record_entry(
@@ -184,6 +206,7 @@ def record_entry(
         existing = CreditEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return EntryResult(_same_entry(existing, organization.pk, amount, kind), created=False)
+        check_balance_after(account.balance, amount)
         try:
             with transaction.atomic():
                 entry = _append_entry(
@@ -205,16 +228,46 @@ def _same_entry(existing: CreditEntry, organization_id: int, amount: int, kind: 
     return existing
 
 
-def grant_signup_credits(organization: Organization) -> EntryResult | None:
-    """The configurable signup grant, once per organization (its key makes a second call a no-op)."""
+def signup_grant_key(user: User) -> str:
+    return f"signup:user:{user.pk}"
+
+
+def grant_signup_credits(user: User, organization: Organization) -> EntryResult | None:
+    """The configurable signup grant: once per person, and only once their e-mail address is verified.
+
+    It goes to the first organization a verified user creates, or to their personal organization when
+    they verify their address after sign-up. Every later organization starts at 0 credits (and cannot
+    deploy until it is funded, see ensure_can_deploy), so new organizations are no way around paying or
+    around a suspension. The key `signup:user:<id>` makes a second grant impossible even when two
+    organizations are created at once.
+    """
     get_account(organization)
     amount = settings.BILLING_SIGNUP_GRANT
-    if amount <= 0:
+    if amount <= 0 or not EmailAddress.objects.filter(user=user, verified=True).exists():
         return None
-    return record_entry(
-        organization, amount=amount, kind=EntryKind.SIGNUP_GRANT,
-        idempotency_key=f"signup:{organization.pk}", reference="Welcome credits",
-    )
+    key = signup_grant_key(user)
+    existing = CreditEntry.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        return EntryResult(existing, created=False) if existing.organization_id == organization.pk else None
+    # Grants from before this rule were keyed by organization (signup:<org id>): one to an organization
+    # this user owns counts as theirs. (Another person's grant, to an organization they co-own, does not.)
+    legacy = CreditEntry.objects.filter(
+        kind=EntryKind.SIGNUP_GRANT, organization__memberships__user=user, organization__memberships__role=Role.OWNER
+    ).exclude(idempotency_key__startswith="signup:user:")
+    if legacy.exists():
+        return None
+    try:
+        return record_entry(organization, amount=amount, kind=EntryKind.SIGNUP_GRANT, idempotency_key=key,
+                            reference="Welcome credits")
+    except IdempotencyConflict:
+        return None  # granted to another of the user's organizations at the same moment
+
+
+def grant_signup_credits_on_verification(user: User) -> EntryResult | None:
+    """A user verified their e-mail address: their personal (else first owned) organization gets the grant."""
+    owned = Organization.objects.filter(memberships__user=user, memberships__role=Role.OWNER)
+    organization = owned.order_by("-personal", "created_at", "pk").first()
+    return grant_signup_credits(user, organization) if organization is not None else None
 
 
 def ledger_sum(organization: Organization) -> int:

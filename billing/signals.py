@@ -10,6 +10,7 @@ transition stands: reconcile from billing.services.is_suspended().
 
 from __future__ import annotations
 
+from allauth.account.signals import email_confirmed
 from django.dispatch import Signal, receiver
 
 from accounts.signals import organization_created
@@ -19,7 +20,14 @@ organization_resumed = Signal()
 
 
 @receiver(organization_created, dispatch_uid="billing.signup_grant")
-def grant_signup_credits(sender, organization, **kwargs) -> None:
+def grant_signup_credits(sender, organization, user, **kwargs) -> None:
     from billing.services import grant_signup_credits
 
-    grant_signup_credits(organization)
+    grant_signup_credits(user, organization)
+
+
+@receiver(email_confirmed, dispatch_uid="billing.signup_grant_on_verification")
+def grant_signup_credits_on_verification(sender, request, email_address, **kwargs) -> None:
+    from billing.services import grant_signup_credits_on_verification
+
+    grant_signup_credits_on_verification(email_address.user)

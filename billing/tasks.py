@@ -34,10 +34,11 @@ def enforce_suspensions() -> int:
     return len(services.enforce_suspensions())
 
 
+# No organization name in a subject: tenants choose names, and a subject must only ever read as ours.
 SUBJECTS = {
-    BalanceNotification.Kind.LOW: "{org} is running low on credits",
-    BalanceNotification.Kind.ZERO: "{org} is out of credits",
-    BalanceNotification.Kind.SUSPENDED: "{org}'s services are suspended: out of credits",
+    BalanceNotification.Kind.LOW: "An organization you manage is running low on credits",
+    BalanceNotification.Kind.ZERO: "An organization you manage is out of credits",
+    BalanceNotification.Kind.SUSPENDED: "An organization you manage is suspended: out of credits",
 }
 
 
@@ -65,7 +66,7 @@ def send_balance_notification(notification_id: int) -> bool:
     try:
         if recipients:
             send_mail(
-                subject=settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + SUBJECTS[notice.kind].format(org=org.name),
+                subject=settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + SUBJECTS[notice.kind],
                 message=render_to_string("billing/email/balance_notice.txt", context),
                 from_email=None,
                 recipient_list=recipients,

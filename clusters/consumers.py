@@ -12,7 +12,7 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
@@ -20,6 +20,7 @@ from agent import protocol as p
 from clusters import bus, infrastructure, services
 from clusters.access import get_cluster_for_operator
 from clusters.models import DesiredProject
+from paas.realtime import AccessCheckedConsumer
 
 log = logging.getLogger("clusters.agent")
 
@@ -98,8 +99,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         client = (self.scope.get("client") or ["?"])[0]
         cluster = await self._authenticate(token.strip()) if scheme == p.TOKEN_SCHEME and token else None
         if cluster is None:
-            log.warning("agent connection from %s refused: bad or revoked token", client)
-            await self._rejected(token)
+            # Once per burst: a flood of bad tokens must not flood the log either.
+            level = logging.WARNING if await self._rejected(token) else logging.DEBUG
+            log.log(level, "agent connection from %s refused: bad or revoked token", client)
             await self.close()  # before accept(): the agent sees HTTP 403 and stops retrying
             return
         self.cluster_id = cluster.pk
@@ -328,34 +330,18 @@ class AgentConsumer(AsyncWebsocketConsumer):
         return await database_sync_to_async(services.authenticate_agent, thread_sensitive=False)(token)
 
     @database_sync_to_async
-    def _rejected(self, token: str) -> None:
+    def _rejected(self, token: str) -> bool:
         cluster_id = token.partition(".")[0]
-        services.record_rejected_connection(int(cluster_id) if cluster_id.isdigit() else None,
+        return services.record_rejected_connection(int(cluster_id) if cluster_id.isdigit() else None,
                                             "bad, expired or revoked token")
 
 
-class ClusterLiveConsumer(AsyncJsonWebsocketConsumer):
+class ClusterLiveConsumer(AccessCheckedConsumer):
     """Operators' cluster page: status, observed state and agent events as they happen."""
 
-    async def connect(self) -> None:
-        cluster_id = await self._cluster_id()
-        if cluster_id is None:
-            await self.close(code=4403)
-            return
-        self.group = services.cluster_group(cluster_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def live_event(self, message: dict[str, Any]) -> None:
-        await self.send_json({"event": message["event"], "data": message["data"]})
-
-    @database_sync_to_async
-    def _cluster_id(self) -> int | None:
+    def authorize(self) -> list[str] | None:
         try:
-            return get_cluster_for_operator(self.scope["user"], self.scope["url_route"]["kwargs"]["slug"]).pk
+            cluster = get_cluster_for_operator(self.scope["user"], self.scope["url_route"]["kwargs"]["slug"])
         except Http404:
             return None
+        return [services.cluster_group(cluster.pk)]

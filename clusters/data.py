@@ -41,9 +41,12 @@ def _call(cluster: Cluster | int, op: str, payload: dict[str, Any]) -> Outcome:
         return Outcome(False, error=exc.message, retry=not_ready)
 
 
-def ensure_database(cluster: Cluster | int, namespace: str, *, rotate: bool = False) -> Outcome:
-    """A role and a database for the project, closed to other tenants; DATABASE_URL etc. in its Secret."""
-    return _call(cluster, "ensure_database", {"namespace": namespace, "rotate": rotate})
+def ensure_database(cluster: Cluster | int, namespace: str, labels: dict[str, str], *, rotate: bool = False) -> Outcome:
+    """A role and a database for the project, closed to other tenants; DATABASE_URL etc. in its Secret.
+
+    `labels` are the project's (Project.labels, with its uid): the agent refuses anyone else's namespace.
+    """
+    return _call(cluster, "ensure_database", {"namespace": namespace, "labels": labels, "rotate": rotate})
 
 
 def drop_database(cluster: Cluster | int, namespace: str) -> Outcome:
@@ -51,9 +54,9 @@ def drop_database(cluster: Cluster | int, namespace: str) -> Outcome:
     return _call(cluster, "drop_database", {"namespace": namespace})
 
 
-def ensure_bucket(cluster: Cluster | int, namespace: str) -> Outcome:
-    """A bucket and a key allowed on it only; S3_* in the project's Secret."""
-    return _call(cluster, "ensure_bucket", {"namespace": namespace})
+def ensure_bucket(cluster: Cluster | int, namespace: str, labels: dict[str, str]) -> Outcome:
+    """A bucket and a key allowed on it only; S3_* in the project's Secret (`labels` as for ensure_database)."""
+    return _call(cluster, "ensure_bucket", {"namespace": namespace, "labels": labels})
 
 
 def delete_bucket(cluster: Cluster | int, namespace: str) -> Outcome:

@@ -126,6 +126,9 @@ class ClusterEvent(models.Model):
     kind = models.CharField(max_length=20, choices=EventKind.choices)
     message = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Repeated events (refused connections) are counted on one row instead of one row each.
+    count = models.PositiveIntegerField(default=1, help_text="How many times this happened since created_at.")
+    last_at = models.DateTimeField(null=True, blank=True, help_text="The latest time, when count is above 1.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -36,6 +37,7 @@ from paas.realtime import publish
 log = logging.getLogger(__name__)
 
 KEEP_EVENTS = 200
+REJECTED_BURST_GAP = timedelta(minutes=10)  # refused connections closer than this count as one event
 
 
 def cluster_group(cluster_id: int) -> str:
@@ -223,9 +225,25 @@ def agent_disconnected(cluster_id: int, session_id: str, reason: str) -> bool:
     return True
 
 
-def record_rejected_connection(cluster_id: int | None, reason: str) -> None:
-    if cluster_id is not None and Cluster.objects.filter(pk=cluster_id).exists():
-        record_event(cluster_id, EventKind.REJECTED, reason)
+def record_rejected_connection(cluster_id: int | None, reason: str, now: datetime | None = None) -> bool:
+    """Count a refused agent connection: one event per burst, however many attempts it holds.
+
+    Anyone can send bad tokens naming any cluster, so each attempt must not be an event of its own
+    (they would push out the ones operators need). Attempts less than REJECTED_BURST_GAP apart add to
+    the latest "connection refused" event (its count and last time). Returns True when a new event
+    started, so the caller can log once per burst too.
+    """
+    if cluster_id is None or not Cluster.objects.filter(pk=cluster_id).exists():
+        return False
+    now = now or timezone.now()
+    burst = ClusterEvent.objects.filter(cluster_id=cluster_id, kind=EventKind.REJECTED).filter(
+        Q(last_at__gte=now - REJECTED_BURST_GAP) | Q(last_at__isnull=True, created_at__gte=now - REJECTED_BURST_GAP)
+    ).order_by("-created_at", "-id").first()
+    if burst is not None:
+        ClusterEvent.objects.filter(pk=burst.pk).update(count=F("count") + 1, last_at=now)
+        return False
+    record_event(cluster_id, EventKind.REJECTED, reason)
+    return True
 
 
 # --- desired and observed state -----------------------------------------------------------------
@@ -252,13 +270,16 @@ def set_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str]
     return desired
 
 
-def delete_desired_project(cluster: Cluster, namespace: str) -> None:
-    """Forget the namespace's desired state and ask the agent to delete the namespace (after commit)."""
+def delete_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str]) -> None:
+    """Forget the namespace's desired state and ask the agent to delete the namespace (after commit).
+
+    `labels` name the project and carry its uid: the agent deletes the namespace only if it is that project's.
+    """
     from clusters.tasks import delete_project_namespace
 
     DesiredProject.objects.filter(cluster=cluster, namespace=namespace).delete()
     ObservedProject.objects.filter(cluster=cluster, namespace=namespace).delete()
-    transaction.on_commit(lambda: delete_project_namespace.delay(cluster.pk, namespace))
+    transaction.on_commit(lambda: delete_project_namespace.delay(cluster.pk, namespace, labels))
 
 
 def record_apply_result(desired_pk: int, revision: int, result: dict[str, Any] | None, error: str = "") -> None:

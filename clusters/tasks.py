@@ -39,9 +39,12 @@ def push_desired_project(desired_pk: int, revision: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def delete_project_namespace(cluster_pk: int, namespace: str) -> None:
+def delete_project_namespace(cluster_pk: int, namespace: str, labels: dict[str, str] | None = None) -> None:
     try:
-        rpc.call(cluster_pk, "delete_project", {"namespace": namespace}, timeout=APPLY_TIMEOUT)
+        rpc.call(cluster_pk, "delete_project", {"namespace": namespace, "labels": labels or {}}, timeout=APPLY_TIMEOUT)
+    except rpc.AgentError as exc:
+        # The agent refused (e.g. the namespace is not the project's): operators see it on the cluster page.
+        services.record_event(cluster_pk, EventKind.APPLY_FAILED, f"delete of {namespace} refused: {exc.message}")
     except rpc.RPCError as exc:
         log.warning("could not delete namespace %s on cluster %s: %s", namespace, cluster_pk, exc)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clusters import views
+from clusters import api, views
 
 urlpatterns = [
     path("clusters/", views.cluster_list, name="cluster_list"),
@@ -12,4 +12,10 @@ urlpatterns = [
     path("clusters/<slug:slug>/bootstrap/", views.cluster_bootstrap, name="cluster_bootstrap"),
     path("clusters/<slug:slug>/token/rotate/", views.cluster_rotate_token, name="cluster_rotate_token"),
     path("clusters/<slug:slug>/token/revoke/", views.cluster_revoke_token, name="cluster_revoke_token"),
+]
+
+api_urlpatterns = [
+    path("clusters/", api.ClusterListView.as_view(), name="api_clusters"),
+    path("clusters/<slug:slug>/", api.ClusterDetailView.as_view(), name="api_cluster"),
+    path("clusters/<slug:slug>/install/", api.ClusterInstallView.as_view(), name="api_cluster_install"),
 ]

@@ -16,9 +16,9 @@ from clusters.forms import ClusterForm
 from clusters.models import Cluster
 
 
-def _install_context(cluster: Cluster, secret: str) -> dict:
+def install_context(cluster: Cluster, secret: str) -> dict:
     url = f"{settings.SITE_URL}{reverse('cluster_agent_manifest', args=[cluster.pk])}?secret={secret}"
-    return {"cluster": cluster, "install_command": f"kubectl apply -f '{url}'",
+    return {"cluster": cluster, "install_url": url, "install_command": f"kubectl apply -f '{url}'",
             "ttl_minutes": 30}
 
 
@@ -40,7 +40,7 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
                                           organizations=list(data["organizations"]))
         secret = services.issue_install_secret(cluster)
         # Rendered, not redirected: the install secret is shown on this response only.
-        return render(request, "clusters/install.html", _install_context(cluster, secret))
+        return render(request, "clusters/install.html", install_context(cluster, secret))
     return render(request, "clusters/form.html", {"form": form})
 
 
@@ -71,7 +71,7 @@ def cluster_edit(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def cluster_install(request: HttpRequest, slug: str) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, slug)
-    return render(request, "clusters/install.html", _install_context(cluster, services.issue_install_secret(cluster)))
+    return render(request, "clusters/install.html", install_context(cluster, services.issue_install_secret(cluster)))
 
 
 @login_required

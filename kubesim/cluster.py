@@ -15,7 +15,7 @@ from typing import Any
 
 from kubesim import apply as ssa
 from kubesim import patch as patches
-from kubesim import schema
+from kubesim import podsecurity, schema
 from kubesim.defaults import apply_defaults, kind_causes
 from kubesim.errors import (
     ApiError,
@@ -120,6 +120,8 @@ class Cluster:
                 opts.warnings += [f'unknown field "{p}"' for p in paths]
             schema.prune(obj, unknown)
         causes += kind_causes(obj, old)
+        if rt.kind == "Namespace":
+            causes += podsecurity.label_causes(obj, old)
         if rt.kind == "CustomResourceDefinition":
             causes += _crd_causes(obj)
         if causes:
@@ -163,7 +165,25 @@ class Cluster:
         self._validate(rt, obj, None, opts)
         if self.find(rt, namespace, meta["name"]) is not None:
             raise already_exists(rt, meta["name"])
+        self._admit(rt, obj, None, opts)
         return self._insert(rt, obj, opts)
+
+    def _admit(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions) -> None:
+        """Validating admission after validation, as in the apiserver: Pod Security from the namespace's labels."""
+        if rt.kind == "Namespace":
+            if old is not None:
+                pods = self.store.list(("", "pods"), obj["metadata"]["name"])
+                opts.warnings += podsecurity.namespace_warnings(obj, old, pods)
+            return
+        if not rt.namespaced or not rt.builtin:
+            return
+        ns = self.store.get(("", "namespaces"), "", obj["metadata"]["namespace"]) or {"metadata": {}}
+        decision = podsecurity.admit(ns["metadata"].get("labels") or {}, obj, old)
+        if decision.denied:
+            name = obj["metadata"].get("name", "")
+            raise ApiError("Forbidden", f'{rt.group_resource} "{name}" is forbidden: {decision.denied}',
+                           details={"name": name, "kind": rt.plural})
+        opts.warnings += decision.warnings
 
     def _insert(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions,
                 managed: bool = True) -> dict[str, Any]:
@@ -259,6 +279,7 @@ class Cluster:
             self._validate(rt, cfg, None, opts)
             obj = ssa.apply(None, cfg, rt, opts.field_manager, force=force)
             obj["metadata"].update(name=name, **({"namespace": namespace} if rt.namespaced else {}))
+            self._admit(rt, obj, None, opts)
             return self._insert(rt, obj, opts, managed=False)
         new = ssa.apply(old, cfg, rt, opts.field_manager, force=force, subresource=subresource)
         return self._update(rt, old, new, opts, subresource=subresource, managed=False)
@@ -291,6 +312,8 @@ class Cluster:
             else:
                 new.pop("status", None)
         self._validate(rt, new, old, opts)
+        if not subresource:
+            self._admit(rt, new, old, opts)
         apply_defaults(new)
         if rt.kind == "Service":
             new["spec"].setdefault("clusterIP", old.get("spec", {}).get("clusterIP"))

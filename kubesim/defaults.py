@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from kubesim.netpol import policy_causes, policy_types
 from kubesim.selectors import label_selector_matches
 
 Cause = dict[str, str]
@@ -41,9 +42,25 @@ def _template(obj: dict[str, Any]) -> None:
             _pod_spec(tpl["spec"])
 
 
+# What a fresh object's `status` serialises to: Go omits empty fields except those without omitempty.
+_INITIAL_STATUS: dict[tuple[str, str], dict[str, Any]] = {
+    ("apps/v1", "Deployment"): {}, ("batch/v1", "Job"): {}, ("batch/v1", "CronJob"): {},
+    ("v1", "ResourceQuota"): {}, ("apps/v1", "ReplicaSet"): {"replicas": 0},
+    ("apps/v1", "StatefulSet"): {"replicas": 0, "availableReplicas": 0},
+    ("apps/v1", "DaemonSet"): {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                               "numberReady": 0},
+    ("networking.k8s.io/v1", "Ingress"): {"loadBalancer": {}},
+    ("policy/v1", "PodDisruptionBudget"): {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                                           "expectedPods": 0},
+}
+
+
 def apply_defaults(obj: dict[str, Any]) -> None:
     kind = obj.get("kind")
     spec = obj.get("spec")
+    initial = _INITIAL_STATUS.get((str(obj.get("apiVersion")), str(kind)))
+    if initial is not None:
+        obj.setdefault("status", dict(initial))
     if kind == "Pod" and isinstance(spec, dict):
         _pod_spec(spec)
         spec.setdefault("serviceAccountName", "default")
@@ -114,6 +131,12 @@ def apply_defaults(obj: dict[str, Any]) -> None:
             data = obj.setdefault("data", {})
             for k, v in string_data.items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
+    elif kind == "NetworkPolicy" and isinstance(spec, dict):
+        spec["policyTypes"] = policy_types(spec)
+        for rule in (spec.get("ingress") or []) + (spec.get("egress") or []):
+            for p in (rule.get("ports") or []) if isinstance(rule, dict) else []:
+                if isinstance(p, dict):
+                    p.setdefault("protocol", "TCP")
     elif kind == "PersistentVolumeClaim" and isinstance(spec, dict):
         spec.setdefault("volumeMode", "Filesystem")
         obj.setdefault("status", {}).setdefault("phase", "Pending")
@@ -150,6 +173,8 @@ def kind_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         if spec.get("clusterIP") not in (None, "", old_ip):
             causes.append(_cause("FieldValueInvalid", "spec.clusterIPs[0]",
                                  f"Invalid value: []string{{\"{spec.get('clusterIP')}\"}}: may not change once set"))
+    if kind == "NetworkPolicy" and isinstance(spec, dict):
+        causes += policy_causes(spec)
     if kind in ("Pod", "Deployment", "StatefulSet", "ReplicaSet", "Job", "DaemonSet"):
         pod_spec = spec if kind == "Pod" else (spec.get("template") or {}).get("spec") or {}
         prefix = "spec" if kind == "Pod" else "spec.template.spec"

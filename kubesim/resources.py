@@ -26,6 +26,8 @@ class ResourceType:
     # For custom resources: the CRD's openAPIV3Schema and its scale subresource paths.
     crd_schema: dict[str, Any] | None = None
     scale_paths: dict[str, str] | None = None
+    # For custom resources: the CRD version's additionalPrinterColumns (the Table columns of `kubectl get`).
+    printer_columns: list[dict[str, Any]] = field(default_factory=list)
     builtin: bool = True
 
     @property
@@ -148,6 +150,7 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
             has_generation=True,
             crd_schema=(ver.get("schema") or {}).get("openAPIV3Schema") or _FREE_FORM,
             scale_paths=scale,
+            printer_columns=list(ver.get("additionalPrinterColumns") or []),
             builtin=False,
         ))
     return out

@@ -87,20 +87,24 @@ def selector_to_string(selector: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
+# The Event fields the apiserver selects on (kubectl describe asks for kind, namespace, name and uid).
+_INVOLVED = ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+
 # Fields every kind supports, plus the per-kind extras the apiserver registers that the product uses.
 _FIELDS: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "metadata.name": lambda o: o["metadata"].get("name"),
     "metadata.namespace": lambda o: o["metadata"].get("namespace", ""),
     "status.phase": lambda o: (o.get("status") or {}).get("phase", ""),
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", ""),
-    "involvedObject.name": lambda o: (o.get("involvedObject") or {}).get("name", ""),
-    "involvedObject.kind": lambda o: (o.get("involvedObject") or {}).get("kind", ""),
-    "involvedObject.uid": lambda o: (o.get("involvedObject") or {}).get("uid", ""),
+    **{f"involvedObject.{k}": (lambda o, k=k: (o.get("involvedObject") or {}).get(k, ""))
+       for k in _INVOLVED},
+    "reason": lambda o: o.get("reason", ""),
+    "source": lambda o: (o.get("source") or {}).get("component", ""),
     "type": lambda o: o.get("type", ""),
 }
-_KIND_FIELDS = {"status.phase": {"Pod", "Namespace"}, "spec.nodeName": {"Pod"},
-                "involvedObject.name": {"Event"}, "involvedObject.kind": {"Event"},
-                "involvedObject.uid": {"Event"}, "type": {"Secret", "Event"}}
+_KIND_FIELDS = {"status.phase": {"Pod", "Namespace"}, "spec.nodeName": {"Pod"}, "reason": {"Event"},
+                "source": {"Event"}, "type": {"Secret", "Event"},
+                **{f"involvedObject.{k}": {"Event"} for k in _INVOLVED}}
 
 
 def parse_field_selector(selector: str | None, kind: str) -> Matcher:

@@ -8,14 +8,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 from aiohttp import web
 
+from kubesim import openapi, schema, streams, tables
 from kubesim import patch as patches
-from kubesim import schema, streams
 from kubesim.cluster import Cluster, WriteOptions
 from kubesim.errors import ApiError, bad_request, method_not_allowed, resource_not_found
 from kubesim.resources import ResourceType
@@ -134,38 +133,19 @@ class ApiServer:
         return Route(rt, None, _at(rest, 1), _at(rest, 2), watch)
 
     def _openapi_v3(self, gv_parts: list[str]) -> dict[str, Any]:
-        """Just enough OpenAPI v3 for kubectl to see that PATCH takes fieldValidation (server-side checks)."""
-        reg = self.cluster.registry
+        """OpenAPI v3: kubectl learns that PATCH takes fieldValidation, and `kubectl explain` finds the schemas."""
         if not gv_parts:
-            paths = {}
-            for group, versions in reg.group_versions().items():
-                for v in versions:
-                    key = f"apis/{group}/{v}" if group else f"api/{v}"
-                    paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={self.cluster.store.rv}"}
-            return {"paths": paths}
+            return openapi.index(self.cluster.registry, self.cluster.store.rv)
         if len(gv_parts) == 2 and gv_parts[0] == "api":
             group, version = "", gv_parts[1]
         elif len(gv_parts) == 3 and gv_parts[0] == "apis":
             group, version = gv_parts[1], gv_parts[2]
         else:
             raise resource_not_found()
-        params = [{"name": n, "in": "query", "schema": {"type": "string"}}
-                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
-        paths: dict[str, Any] = {}
-        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        for rt in reg.all():
-            if (rt.group, rt.version) != (group, version):
-                continue
-            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-            base = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{prefix}/{rt.plural}"
-            op = {"parameters": params, "x-kubernetes-group-version-kind": gvk, "responses": {}}
-            paths[base] = {"post": {**op, "x-kubernetes-action": "post"}}
-            paths[base + "/{name}"] = {"patch": {**op, "x-kubernetes-action": "patch"},
-                                       "put": {**op, "x-kubernetes-action": "put"}}
-        if not paths:
+        doc = openapi.group_version(self.cluster.registry, group, version)
+        if doc is None:
             raise resource_not_found()
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": f"v{schema.KUBERNETES_VERSION}"},
-                "paths": paths, "components": {"schemas": {}}}
+        return doc
 
     # --- verbs -----------------------------------------------------------------------------------
 
@@ -200,7 +180,11 @@ class ApiServer:
             return await self._scale(request, rt, ns, r.name, opts)
         sub = r.sub or ""
         if method == "GET":
-            return _json(self.cluster.get(rt, ns, r.name))
+            obj = self.cluster.get(rt, ns, r.name)
+            if _wants_table(request):
+                meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                return _json(tables.table(rt, [obj], meta, q.get("includeObject", "Metadata")))
+            return _json(obj)
         if method == "PUT":
             obj = self.cluster.replace(rt, ns, r.name, await _body(request), opts, subresource=sub)
             return _json(obj, 200, _warn(opts))
@@ -251,8 +235,8 @@ class ApiServer:
                 meta["continue"] = base64.b64encode(json.dumps({"start": end, "rv": rv}).encode()).decode()
                 meta["remainingItemCount"] = len(items) - end
             items = items[start:end]
-        if "as=Table" in request.headers.get("Accept", ""):
-            return _json(_table(rt, items, meta))
+        if _wants_table(request):
+            return _json(tables.table(rt, items, meta, request.query.get("includeObject", "Metadata")))
         if rt.builtin:
             # The apiserver omits kind/apiVersion on the items of built-in lists.
             items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
@@ -309,7 +293,17 @@ class ApiServer:
         def matches(obj: dict[str, Any] | None) -> bool:
             return obj is not None and label(obj["metadata"].get("labels") or {}) and fields(obj)
 
+        as_table, headers_sent = _wants_table(request), False
+
         async def send(etype: str, obj: dict[str, Any]) -> None:
+            nonlocal headers_sent
+            if as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
+                # Each event carries a one-row Table; like the apiserver, only the first has the columns.
+                obj = tables.table(rt, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                   q.get("includeObject", "Metadata"))
+                if headers_sent:
+                    obj["columnDefinitions"] = []
+                headers_sent = True
             await resp.write(json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
         async def send_event(e: Event) -> None:
@@ -366,6 +360,10 @@ class ApiServer:
         return resp
 
 
+def _wants_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
+
+
 def _at(parts: list[str], i: int) -> str | None:
     return parts[i] if len(parts) > i else None
 
@@ -407,25 +405,6 @@ def _deleted_body(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     if rt.group:
         details["group"] = rt.group
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
-
-
-def _age(ts: str | None) -> str:
-    if not ts:
-        return "<unknown>"
-    created = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    secs = int((datetime.now(UTC) - created).total_seconds())
-    return f"{secs}s" if secs < 120 else f"{secs // 60}m"
-
-
-def _table(rt: ResourceType, items: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    """meta.k8s.io/v1 Table, which `kubectl get` asks for: name and age columns."""
-    cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
-            {"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}]
-    rows = [{"cells": [o["metadata"]["name"], _age(o["metadata"].get("creationTimestamp"))],
-             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                        "metadata": o["metadata"]}} for o in items]
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": cols,
-            "rows": rows}
 
 
 def version_info() -> dict[str, str]:

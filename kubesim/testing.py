@@ -14,13 +14,14 @@ import kubernetes
 
 from kubesim.app import Emulator, load_crds, write_kubeconfig
 from kubesim.controllers.helm import HelmController
+from kubesim.netpol import PodRef, Verdict, evaluate
 from kubesim.resources import ResourceType
 from kubesim.store import clone
 from kubesim.streams import ExecHandler, ExecSession, LogGenerator, builtin_shell, default_log_lines
 
 T = TypeVar("T")
 
-__all__ = ["ExecSession", "KubeSim"]
+__all__ = ["ExecSession", "KubeSim", "Verdict"]
 
 
 class KubeSim:
@@ -179,6 +180,15 @@ class KubeSim:
                 name = obj["spec"]["containers"][0]["name"] if obj else "main"
             self._emu.server.logs.push(namespace, pod, name, list(lines))
         self.call(push)
+
+    def can_connect(self, source: PodRef | str, destination: PodRef | str, port: int, protocol: str = "TCP"
+                    ) -> Verdict:
+        """Would the NetworkPolicies let `source` open `port`/`protocol` on `destination` (kubesim.netpol)?
+
+        `source` is a pod `(namespace, name)` or an address; `destination` a pod, or an address: a pod IP,
+        a Service ClusterIP (decided for its endpoints), a node or anything outside the cluster.
+        """
+        return self.call(lambda: evaluate(self._emu.cluster, source, destination, port, protocol))
 
     def set_log_generator(self, generator: LogGenerator | None) -> None:
         """Lines each container logs when it starts: `generator(pod: dict, container: str) -> Iterable[str]`."""

@@ -8,6 +8,7 @@ as unset, so a copied .env.example with blank lines behaves like no file at all.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -77,4 +78,25 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
             f"{name}={value!r} must be a URL starting with one of: "
             + ", ".join(f"{s}://" for s in schemes)
         )
+    return value
+
+
+def env_header(name: str) -> tuple[str, str] | None:
+    """A request header and the value that marks a request as HTTPS, written "X-Forwarded-Proto: https",
+    as Django's SECURE_PROXY_SSL_HEADER wants it: ("HTTP_X_FORWARDED_PROTO", "https"). Unset: None."""
+    raw = _raw(name)
+    if raw is None:
+        return None
+    header, sep, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not sep or not value or not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        raise ImproperlyConfigured(f"{name}={raw!r} must look like 'X-Forwarded-Proto: https'")
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit like "60/minute" (requests per second, minute, hour or day)."""
+    value = env_str(name, default).strip()
+    if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} must look like 60/minute (per second, minute, hour or day)")
     return value

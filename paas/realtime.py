@@ -1,4 +1,5 @@
-"""One helper to publish live events to browsers, from views, Celery tasks and consumers.
+"""One helper to publish live events to browsers, from views, Celery tasks and consumers, and the base
+class of every browser socket whose access can be lost while it is open.
 
 Groups are per tenant or per resource, so another tenant's events never reach a socket.
 """
@@ -8,11 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import transaction
+
+# Close code of a socket refused at connect, or closed because its user lost access while it was open.
+CLOSE_NO_ACCESS = 4403
 
 
 def org_group(org_id: int) -> str:
     return f"org_{org_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Every browser socket of one user, whatever it shows: where "access changed" notices go."""
+    return f"user_{user_id}"
 
 
 def publish(group: str, event: str, data: dict[str, Any]) -> None:
@@ -24,3 +37,56 @@ def publish(group: str, event: str, data: dict[str, Any]) -> None:
 async def apublish(group: str, event: str, data: dict[str, Any]) -> None:
     layer = get_channel_layer()
     await layer.group_send(group, {"type": "live.event", "event": event, "data": data})
+
+
+def access_changed(user_id: int) -> None:
+    """Tell every open socket of this user to re-check its access, once the current transaction commits
+    (a rolled-back removal changes nothing; a committed one is visible to the re-check)."""
+
+    def send() -> None:
+        async_to_sync(get_channel_layer().group_send)(user_group(user_id), {"type": "access.changed"})
+
+    transaction.on_commit(send, robust=True)
+
+
+class AccessCheckedConsumer(AsyncJsonWebsocketConsumer):
+    """A browser socket that shows a tenant's data (events, logs, a terminal ...).
+
+    Subclasses implement `authorize()`: the groups the socket joins, found through the model's access
+    function, or None when the user may not have it. It runs at connect and again each time the user's
+    access changes (membership removed, role changed, account deactivated: `access_changed`); a socket
+    whose user lost access is closed at once with CLOSE_NO_ACCESS.
+    """
+
+    def authorize(self) -> list[str] | None:
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        groups = await database_sync_to_async(self.authorize)()
+        if groups is None:
+            await self.close(code=CLOSE_NO_ACCESS)  # before accept: the browser sees a refused socket
+            return
+        user = self.scope["user"]
+        self.joined = [*groups, user_group(user.pk)]
+        for group in self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def access_changed(self, message: dict[str, Any]) -> None:
+        if not await database_sync_to_async(self._still_authorized)():
+            await self.close(code=CLOSE_NO_ACCESS, reason="access lost")
+
+    def _still_authorized(self) -> bool:
+        user = self.scope["user"]
+        try:
+            user.refresh_from_db()  # the copy loaded at connect is stale: staff or active may have changed
+        except ObjectDoesNotExist:
+            return False
+        return user.is_active and self.authorize() is not None
+
+    async def live_event(self, message: dict[str, Any]) -> None:
+        await self.send_json({"event": message["event"], "data": message["data"]})

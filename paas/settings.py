@@ -12,7 +12,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from paas.env import env_bool, env_int, env_list, env_secret, env_str, env_url
+from paas.env import env_bool, env_header, env_int, env_list, env_rate, env_secret, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -27,6 +27,24 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- HTTPS. Production (DEBUG=false) redirects to HTTPS, sends HSTS and secure cookies; a developer
+# machine serves plain HTTP. Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the header
+# the proxy sets (e.g. "X-Forwarded-Proto: https"), so requests count as secure and links are https://.
+SECURE_PROXY_SSL_HEADER = env_header("SECURE_PROXY_SSL_HEADER")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is hard to undo (browsers ship the list), so it is the operator's explicit choice; with it off,
+# Django's reminder (security.W021) is silenced on purpose.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# How many proxies in front of daphne append to X-Forwarded-For; the client IP for rate limits is the address
+# the outermost trusted proxy saw. 0: the peer address (X-Forwarded-For is ignored, it can be forged).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 AUTH_USER_MODEL = "accounts.User"
 
@@ -176,6 +194,8 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[PaaS] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if not DEBUG else "http"
+# Failed logins: per client IP, and per account *from one IP* (accounts.adapters), so nobody can lock
+# another person out from elsewhere (docs/security.md).
 ACCOUNT_RATE_LIMITS = {
     "login_failed": env_str("LOGIN_RATE_LIMIT", "10/m/ip,5/5m/key"),
     "signup": "20/m/ip",
@@ -246,7 +266,7 @@ CELERY_BEAT_SCHEDULE["hourly-purge-deleted-projects"] = {"task": "projects.tasks
                                                          "schedule": 3600.0}
 
 # --- Billing: integer millicredits (1 credit = 1,000); see billing/money.py for prices and rounding.
-BILLING_SIGNUP_GRANT = env_int("BILLING_SIGNUP_GRANT", 5_000, minimum=0)  # once per new organization
+BILLING_SIGNUP_GRANT = env_int("BILLING_SIGNUP_GRANT", 5_000, minimum=0)  # once per verified person
 BILLING_LOW_BALANCE_THRESHOLD = env_int("BILLING_LOW_BALANCE_THRESHOLD", 1_000, minimum=0)  # e-mail + banner
 BILLING_SUSPEND_GRACE_MINUTES = env_int("BILLING_SUSPEND_GRACE_MINUTES", 60, minimum=0)  # at zero, then suspend
 BILLING_WINDOW_SECONDS = env_int("BILLING_WINDOW_SECONDS", 60, minimum=1)  # length of a usage window
@@ -264,13 +284,19 @@ CELERY_BEAT_SCHEDULE.update({
     },
 })
 
-# --- REST API
+# --- REST API. Rates: "<requests>/<second|minute|hour|day>", per user (signed in or by token) or per IP.
+API_THROTTLE_ANON = env_rate("API_THROTTLE_ANON", "60/minute")
+API_THROTTLE_USER = env_rate("API_THROTTLE_USER", "600/minute")
+API_THROTTLE_BAD_TOKEN = env_rate("API_THROTTLE_BAD_TOKEN", "20/minute")  # refused tokens per IP, then 429
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.api_auth.APITokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["paas.throttles.AnonThrottle", "paas.throttles.UserThrottle"],
+    # The client IP of per-IP throttles: X-Forwarded-For is believed only as far as TRUSTED_PROXY_COUNT says.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -313,9 +339,6 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from accounts.urls import api_urlpatterns as accounts_api
 from audit.urls import api_urlpatterns as audit_api
 from billing.urls import api_urlpatterns as billing_api
+from clusters.urls import api_urlpatterns as clusters_api
 from projects.urls import api_urlpatterns as projects_api
 
 admin.site.site_header = "PaaS operations"
@@ -13,6 +14,7 @@ admin.site.site_title = "PaaS admin"
 api_v1 = [
     *accounts_api,
     *billing_api,
+    *clusters_api,
     *projects_api,
     *audit_api,
 ]

@@ -16,7 +16,8 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ["cluster", "suspended", "allow_internet_egress", "wants_database", "wants_bucket"]
     search_fields = ["name", "slug", "namespace", "organization__name", "organization__slug"]
     autocomplete_fields = ["organization"]
-    readonly_fields = ["namespace", "created_at", "created_by"]
+    # The uid is the namespace's ownership mark (paas.dev/project-uid); docs/projects.md, "Names".
+    readonly_fields = ["uid", "namespace", "created_at", "created_by"]
     inlines = [ServiceInline]
 
 

@@ -38,8 +38,8 @@ def refused(exc: ValidationError) -> Response:
     body: dict[str, Any] = {"detail": " ".join(exc.messages), "code": exc.code or "invalid"}
     if getattr(exc, "problems", None):
         body["problems"] = exc.problems
-    return Response(body, status=status.HTTP_409_CONFLICT if exc.code == "organization_suspended"
-                    else status.HTTP_400_BAD_REQUEST)
+    billing_state = exc.code in ("organization_suspended", "organization_unfunded")
+    return Response(body, status=status.HTTP_409_CONFLICT if billing_state else status.HTTP_400_BAD_REQUEST)
 
 
 class ProjectCreateSerializer(serializers.Serializer):
@@ -95,10 +95,27 @@ class ProjectListView(APIView):
         return Response(project_dict(project, detail=True), status=status.HTTP_201_CREATED)
 
 
+class DeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(help_text="The project's slug, to confirm.")
+
+
 class ProjectDetailView(APIView):
     def get(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         return Response(project_dict(project, detail=True))
+
+    @extend_schema(parameters=[DeleteSerializer], responses={204: None})
+    def delete(self, request, org_slug: str, project_slug: str):
+        """Delete the project (`?confirm=<its slug>`): its namespace goes now, its database and bucket after
+        the grace period."""
+        project, _ = get_project_for_user(request.user, org_slug, project_slug, "manage_organization")
+        form = DeleteSerializer(data=request.query_params)
+        form.is_valid(raise_exception=True)
+        try:
+            services.delete_project(project, request.user, form.validated_data["confirm"])
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ValidateView(APIView):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -23,7 +25,10 @@ class Project(models.Model):
     name = models.CharField(max_length=60)
     slug = models.SlugField(max_length=40)
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="projects")
-    # Stored, never recomputed: namespace_for() can collide across organizations (a-b/c vs a/b-c).
+    # Stable identity, never reused: the agent's ownership mark on the project's namespace.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Stored, never recomputed: namespace_for() can collide across organizations (a-b/c vs a/b-c), and
+    # projects created before the `tenant-` prefix keep the namespace they were given (docs/projects.md).
     namespace = models.CharField(max_length=63)
     allow_internet_egress = models.BooleanField(default=False, help_text="Containers may open connections out.")
     wants_database = models.BooleanField(default=False, help_text="A managed PostgreSQL database.")
@@ -54,7 +59,8 @@ class Project(models.Model):
     def labels(self) -> dict[str, str]:
         from projects.compose import labels
 
-        return {labels.ORGANIZATION: self.organization.slug, labels.PROJECT: self.slug}
+        return {labels.ORGANIZATION: self.organization.slug, labels.PROJECT: self.slug,
+                labels.PROJECT_UID: str(self.uid)}
 
     def latest_release(self) -> Release | None:
         return self.releases.order_by("-revision").first()
@@ -72,6 +78,8 @@ class Service(models.Model):
     """One compose service as the last release rendered it, with its live status from the agent."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="services")
+    # The project's cluster, copied here so the database can refuse one public host twice on a cluster.
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=63)
     kind = models.CharField(max_length=20, default="Deployment")
     image = models.CharField(max_length=500, blank=True)
@@ -89,10 +97,19 @@ class Service(models.Model):
 
     class Meta:
         ordering = ["project", "name"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="one_service_name_per_project")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="one_service_name_per_project"),
+            models.UniqueConstraint(fields=["cluster", "public_host"], condition=~Q(public_host=""),
+                                    name="one_public_host_per_cluster"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.project}/{self.name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.cluster_id is None:
+            self.cluster_id = self.project.cluster_id
+        super().save(*args, **kwargs)
 
     @property
     def url(self) -> str:

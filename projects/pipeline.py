@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from agent import protocol
 from clusters import data, rpc
 from clusters import services as cluster_services
 from clusters.models import ObservedProject
@@ -123,7 +124,7 @@ class Run:
             if not available[what]:
                 continue
             ensure = data.ensure_database if what == "database" else data.ensure_bucket
-            outcome = ensure(self.project.cluster_id, self.project.namespace)
+            outcome = ensure(self.project.cluster_id, self.project.namespace, self.project.labels)
             if not outcome.ok and outcome.retry:
                 raise Failed(f"{what}_not_ready", f"The cluster's {what} service is not reachable yet "
                              f"({outcome.error}); deploy again in a few minutes.")
@@ -157,8 +158,11 @@ class Run:
             raise Failed("timeout", "The cluster's agent did not answer in time; try again.") from None
         except rpc.AgentError as exc:
             cluster_services.record_apply_result(desired.pk, self.release.revision, None, exc.message)
-            if exc.code == "stale_revision":
+            if exc.code == protocol.ERR_STALE_REVISION:
                 raise Superseded() from None
+            if exc.code == protocol.ERR_NOT_OWNED:
+                raise Failed("namespace_not_owned", f"The cluster refused the release and changed nothing: "
+                             f"{exc.message}. Ask an operator to look at the namespace.") from None
             raise Failed("apply_failed", f"The cluster refused the release: {exc.message}") from None
         failed = [r for r in result.get("results", []) if r.get("action") == "failed"]
         error = "; ".join(f"{r['kind']}/{r['name']}: {r.get('message', '')}" for r in failed)

@@ -55,6 +55,7 @@ def _unique_namespace(org: Organization, slug: str, cluster: Cluster) -> str:
     if not Project.objects.filter(cluster=cluster, namespace=namespace).exists():
         return namespace
     # namespace_for collides across organizations (a-b/c vs a/b-c): disambiguate with the org's id.
+    # The cut keeps the tenant prefix; the (cluster, namespace) constraint refuses whatever still collides.
     suffix = hashlib.sha256(f"{org.pk}/{slug}".encode()).hexdigest()[:8]
     return f"{namespace[: 62 - len(suffix)].rstrip('-')}-{suffix}"
 
@@ -169,7 +170,8 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
         base_domain=project.cluster.base_domain,
         database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
         bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
-        allow_internet_egress=project.allow_internet_egress, exposure=exposure, members=members)
+        allow_internet_egress=project.allow_internet_egress, exposure=exposure, members=members,
+        node_addresses=sorted({a for node in project.cluster.nodes for a in node.get("addresses") or []}))
 
 
 def problem_dict(problem: Any) -> dict[str, Any]:
@@ -279,10 +281,16 @@ def sync_services(project: Project, objects: list[dict[str, Any]]) -> None:
         elif kind == "Ingress":
             hosts[service] = ((obj["spec"].get("rules") or [{}])[0]).get("host", "")
     for name, info in found.items():
-        Service.objects.update_or_create(project=project, name=name, defaults={
-            "kind": info["kind"], "image": info["image"][:500], "replicas": info["replicas"],
-            "ports": info.get("ports", []), "public_host": hosts.get(name, ""),
-            "exposure": Exposure.PUBLIC if hosts.get(name) else Exposure.PRIVATE})
+        try:
+            with transaction.atomic():
+                Service.objects.update_or_create(project=project, name=name, defaults={
+                    "kind": info["kind"], "image": info["image"][:500], "replicas": info["replicas"],
+                    "ports": info.get("ports", []), "public_host": hosts.get(name, ""),
+                    "exposure": Exposure.PUBLIC if hosts.get(name) else Exposure.PRIVATE})
+        except IntegrityError:
+            # Hosts are unique by construction; this is the database's backstop (one_public_host_per_cluster).
+            raise DeployError(f"The public host {hosts.get(name)} of service {name!r} is already used by another "
+                              "project on this cluster.", code="host_taken") from None
     project.services.exclude(name__in=list(found)).delete()
 
 
@@ -426,7 +434,7 @@ def delete_project(project: Project, user: User | None, confirmation: str) -> No
         project.deleted_at = now
         project.purge_after = now + timedelta(hours=settings.PROJECTS_DATA_GRACE_HOURS)
         project.save(update_fields=["deleted_at", "purge_after"])
-        cluster_services.delete_desired_project(project.cluster, project.namespace)
+        cluster_services.delete_desired_project(project.cluster, project.namespace, project.labels)
         project.services.all().delete()
         audit.record(audit.Action.PROJECT_DELETED, actor=user, organization=project.organization, target=project,
                      details={"namespace": project.namespace, "purge_after": project.purge_after})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -82,3 +83,23 @@ def test_a_new_user_signs_up_creates_an_organization_and_invites_a_member(daphne
 
     page.reload()
     expect(page.get_by_test_id("member-row")).to_have_count(2)
+
+
+def test_a_removed_member_s_open_page_stops_its_live_updates(daphne_server, personas, monkeypatch, browser):
+    from accounts.models import Membership
+    from accounts.services import remove_member
+    from conftest import logged_in_page
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in this thread
+    page = logged_in_page(browser, daphne_server, personas.member)
+    page.goto(f"{daphne_server}/o/acme/")
+    expect(page.locator("#live-root")).to_have_attribute("data-live-state", "connected")
+    owner = Membership.objects.get(user=personas.owner, organization=personas.org)
+    bob = Membership.objects.get(user=personas.member, organization=personas.org)
+    # In a thread of its own, as a view runs: this one has Playwright's event loop, where publishing cannot.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(remove_member, owner, bob).result()
+    # Closed by the server with 4403: the page says so and does not keep reconnecting.
+    expect(page.locator("#live-root")).to_have_attribute("data-live-state", "access-lost")
+    page.wait_for_timeout(2500)
+    expect(page.locator("#live-root")).to_have_attribute("data-live-state", "access-lost")

@@ -23,7 +23,9 @@ def invite(client, personas, email="dave@example.com", role=Role.MEMBER) -> str:
 @pytest.mark.django_db
 def test_it_sends_an_invitation_and_the_invitee_joins_with_that_role(client, personas):
     link = invite(client, personas, role=Role.VIEWER)
-    assert mail.outbox[-1].to == ["dave@example.com"] and "Acme" in mail.outbox[-1].subject
+    assert mail.outbox[-1].to == ["dave@example.com"]
+    assert mail.outbox[-1].subject == "[PaaS] You are invited to join an organization"
+    assert "the organization named “Acme”" in mail.outbox[-1].body
     assert Invitation.objects.get().token_hash not in link  # the link carries the secret, the DB its hash
     dave = make_user("dave@example.com")
     client.force_login(dave)
@@ -84,3 +86,29 @@ def test_it_lets_only_owners_and_admins_invite(client, personas):
     client.force_login(personas.outsider)
     assert client.post("/o/acme/members/", {"email": "x@example.com", "role": "member"}).status_code == 404
     assert not Invitation.objects.exists()
+
+
+PHISHING = "Your account is locked - verify at https://evil.example/login"
+
+
+@pytest.mark.django_db
+def test_an_organization_name_never_speaks_in_the_platform_s_voice(client, personas):
+    personas.org.name = PHISHING
+    personas.org.save()
+    invite(client, personas)
+    message = mail.outbox[-1]
+    assert "evil.example" not in message.subject and "locked" not in message.subject
+    # In the body the name is quoted as a name, and nowhere else.
+    assert message.body.count("evil.example") == 1 and f"“{PHISHING}”" in message.body
+
+
+@pytest.mark.django_db
+def test_invitation_links_are_https_behind_a_tls_proxy(client, personas, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    client.force_login(personas.owner)
+    client.post("/o/acme/members/", {"email": "dave@example.com", "role": "member"},
+                HTTP_X_FORWARDED_PROTO="https", HTTP_HOST="testserver")  # as the proxy forwards them
+    assert re.search(r"https://testserver/invitations/[^\s/]+/", mail.outbox[-1].body)
+    # Without the proxy's header (or the setting) a request is plain http, as before.
+    client.post("/o/acme/members/", {"email": "erin@example.com", "role": "member"})
+    assert "http://testserver/invitations/" in mail.outbox[-1].body

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 from django.core import mail
+from django.test import Client
 
 from accounts.models import Membership, Organization, Role, User
+from billing.services import get_account
 
 PASSWORD = "a-long-and-unusual-password-42"
 
@@ -41,6 +44,8 @@ def test_it_verifies_the_email_and_gives_a_personal_organization(client):
     user = User.objects.get(email="new@example.com")
     membership = Membership.objects.get(user=user)
     assert membership.role == Role.OWNER and membership.organization.personal
+    # The welcome credits arrive with the verified address, once.
+    assert get_account(membership.organization).balance == settings.BILLING_SIGNUP_GRANT > 0
     # Logged in after confirming; the home page lands in the personal organization.
     response = client.get("/")
     assert response["Location"] == f"/o/{membership.organization.slug}/"
@@ -62,6 +67,20 @@ def test_it_rate_limits_failed_logins(client, personas):
         client.post("/accounts/login/", {"login": "alice@example.com", "password": "wrong"})
     response = client.post("/accounts/login/", {"login": "alice@example.com", "password": "wrong"})
     assert response.status_code == 429 or b"Too many failed login attempts" in response.content
+
+
+@pytest.mark.django_db
+def test_a_stranger_s_failed_logins_do_not_lock_the_owner_out(personas):
+    stranger, owner = Client(REMOTE_ADDR="198.51.100.7"), Client(REMOTE_ADDR="203.0.113.20")
+    right = {"login": "alice@example.com", "password": "correct horse battery staple"}
+    for _ in range(6):
+        stranger.post("/accounts/login/", {"login": "alice@example.com", "password": "wrong"})
+    # The stranger's address is stopped, even with the right password ...
+    refused = stranger.post("/accounts/login/", right)
+    assert b"Too many failed login attempts" in refused.content and "_auth_user_id" not in stranger.session
+    # ... while alice, from her own address, logs in as usual.
+    response = owner.post("/accounts/login/", right)
+    assert response.status_code == 302 and owner.session["_auth_user_id"] == str(personas.owner.pk)
 
 
 @pytest.mark.django_db

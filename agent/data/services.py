@@ -17,16 +17,16 @@ from typing import Any
 
 import psycopg
 
-from agent import charts
+from agent import charts, reconcile
 from agent.data import garage, postgres
-from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, Kind, Kube
+from agent.k8s import DATA_SERVICE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, Kind, Kube
 
 log = logging.getLogger("agent.data")
 
 SECRET = Kind("v1", "Secret", "secrets")
 DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names)
 BUCKET_SECRET = "paas-bucket"  # noqa: S105
-SERVICE_LABEL = "paas.dev/data-service"
+SERVICE_LABEL = DATA_SERVICE_LABEL
 SECRETS = {"database": DATABASE_SECRET, "bucket": BUCKET_SECRET}
 
 
@@ -78,13 +78,6 @@ def _write_project_secret(kube: Kube, namespace: str, service: str, data: dict[s
     kube.apply(SECRET, secret_object(namespace, SECRETS[service], data, labels), namespace)
 
 
-def _ensure_namespace(kube: Kube, namespace: str) -> None:
-    # Create only: applying over an existing project namespace would strip the labels a release set.
-    if kube.get(NAMESPACE, namespace) is None:
-        kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}})
-
-
 def credentials(kube: Kube, namespace: str, service: str) -> dict[str, str] | None:
     """The project's credentials as stored in its Secret, for a member who asked to reveal them."""
     return read_secret(kube, namespace, SECRETS[service])
@@ -107,12 +100,13 @@ def superuser_connect(kube: Kube, endpoints: Endpoints) -> postgres.Connect:
     return connect
 
 
-def ensure_database(kube: Kube, namespace: str, endpoints: Endpoints, *, rotate: bool = False,
-                    connect: postgres.Connect | None = None) -> dict[str, Any]:
+def ensure_database(kube: Kube, namespace: str, endpoints: Endpoints, *, labels: dict[str, str],
+                    rotate: bool = False, connect: postgres.Connect | None = None) -> dict[str, Any]:
+    """`labels` are the project's (with its uid): nothing is made for a namespace that is not the project's."""
     connect = connect or superuser_connect(kube, endpoints)
+    reconcile.claim_namespace(kube, namespace, labels)
     existing = read_secret(kube, namespace, DATABASE_SECRET) or {}
     creds = postgres.ensure_database(connect, namespace, password=existing.get("PGPASSWORD"), rotate=rotate)
-    _ensure_namespace(kube, namespace)
     _write_project_secret(kube, namespace, "database", creds.secret_data(charts.POSTGRES_HOST, charts.POSTGRES_PORT))
     return {"namespace": namespace, "secret": DATABASE_SECRET, "database": creds.name, "user": creds.user,
             "host": charts.POSTGRES_HOST, "port": charts.POSTGRES_PORT, "created": creds.created,
@@ -138,10 +132,11 @@ def garage_admin(kube: Kube, endpoints: Endpoints) -> garage.GarageAdmin:
     return garage.GarageAdmin(endpoints.garage_admin_url, secret["token"])
 
 
-def ensure_bucket(kube: Kube, namespace: str, endpoints: Endpoints) -> dict[str, Any]:
+def ensure_bucket(kube: Kube, namespace: str, endpoints: Endpoints, *, labels: dict[str, str]) -> dict[str, Any]:
+    """`labels` are the project's (with its uid): nothing is made for a namespace that is not the project's."""
     admin = garage_admin(kube, endpoints)
+    reconcile.claim_namespace(kube, namespace, labels)
     creds = admin.ensure_bucket(garage.bucket_name_for(namespace))
-    _ensure_namespace(kube, namespace)
     _write_project_secret(kube, namespace, "bucket", creds.secret_data(charts.GARAGE_S3_URL, charts.GARAGE_REGION))
     return {"namespace": namespace, "secret": BUCKET_SECRET, "bucket": creds.bucket, "bucket_id": creds.bucket_id,
             "access_key_id": creds.access_key_id, "endpoint": charts.GARAGE_S3_URL, "region": charts.GARAGE_REGION,

@@ -26,6 +26,7 @@ from agent.tests.test_data_garage import (
     s3_client,
     s3_server,  # noqa: F401 (fixture)
 )
+from agent.tests.test_reconcile import LABELS
 from agent.tunnel import OpError
 
 
@@ -57,7 +58,7 @@ async def test_data_operations_refuse_namespaces_that_are_not_projects(ops, name
 
 async def test_data_operations_say_not_ready_before_the_bootstrap(ops):
     with pytest.raises(OpError, match="not ready: .*paas-postgres-superuser"):
-        await call(ops, "ensure_database", namespace="acme-shop")
+        await call(ops, "ensure_database", namespace="acme-shop", labels=LABELS)
 
 
 async def test_bootstrap_refuses_bad_settings_and_stores_good_ones(ops, kubesim, boot):  # noqa: F811
@@ -114,8 +115,8 @@ async def test_bootstrap_reports_each_transition_and_everything_again_after_a_re
 async def test_after_bootstrap_a_project_gets_a_database_and_a_bucket(ops, boot, kubesim, double,  # noqa: F811
                                                                       s3_server):  # noqa: F811
     await asyncio.to_thread(drive, kubesim, boot, all_ready)
-    database = await call(ops, "ensure_database", namespace="acme-shop")
-    bucket = await call(ops, "ensure_bucket", namespace="acme-shop")
+    database = await call(ops, "ensure_database", namespace="acme-shop", labels=LABELS)
+    bucket = await call(ops, "ensure_bucket", namespace="acme-shop", labels=LABELS)
     revealed_s3 = (await call(ops, "data_credentials", namespace="acme-shop", service="bucket"))["values"]
     # moto stands in for Garage's S3 port: the bucket Garage made must exist there too.
     s3_client(s3_server, revealed_s3).create_bucket(Bucket="acme-shop",

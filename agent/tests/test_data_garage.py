@@ -13,9 +13,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from agent import charts
+from agent import charts, reconcile
 from agent.data import garage, services
+from agent.protocol import PROJECT_UID_LABEL
 from agent.tests.garage_double import GarageDouble
+from agent.tests.test_reconcile import LABELS, NS, OTHER
 
 
 @pytest.fixture
@@ -173,7 +175,7 @@ def test_it_derives_valid_bucket_names(key, expected):
 def test_it_writes_the_s3_secret_into_the_project_namespace(admin, double, kube, kubesim):
     put_admin_token(kubesim, kube, double.token)
     endpoints = services.Endpoints(garage_admin_url=double.url)
-    result = services.ensure_bucket(kube, "acme-shop", endpoints)
+    result = services.ensure_bucket(kube, "acme-shop", endpoints, labels=LABELS)
     secret = services.read_secret(kube, "acme-shop", services.BUCKET_SECRET)
     assert secret == {"S3_ENDPOINT": "http://garage.paas-data.svc.cluster.local:3900", "S3_REGION": "garage",
                       "S3_BUCKET": "acme-shop", "S3_ACCESS_KEY_ID": result["access_key_id"],
@@ -181,13 +183,30 @@ def test_it_writes_the_s3_secret_into_the_project_namespace(admin, double, kube,
     assert secret["S3_SECRET_ACCESS_KEY"] not in repr(result)
     stored = kubesim.get("Secret", "acme-shop", services.BUCKET_SECRET)
     assert base64.b64decode(stored["data"]["S3_BUCKET"]) == b"acme-shop"
-    services.ensure_bucket(kube, "acme-shop", endpoints)
+    services.ensure_bucket(kube, "acme-shop", endpoints, labels=LABELS)
     assert services.read_secret(kube, "acme-shop", services.BUCKET_SECRET) == secret
+
+
+def test_the_namespace_it_creates_is_the_projects_so_the_first_release_applies_into_it(admin, double, kube, kubesim):
+    put_admin_token(kubesim, kube, double.token)
+    services.ensure_bucket(kube, NS, services.Endpoints(garage_admin_url=double.url), labels=LABELS)
+    # The data step runs before a project's first apply: the namespace it made must be the project's.
+    assert kubesim.get("Namespace", None, NS)["metadata"]["labels"][PROJECT_UID_LABEL] == LABELS[PROJECT_UID_LABEL]
+    result = reconcile.apply_project(kube, NS, LABELS, 1, [])
+    assert result["results"] == [] and kubesim.get("Secret", NS, services.BUCKET_SECRET) is not None
+
+
+def test_it_makes_nothing_for_a_namespace_that_is_not_the_projects(admin, double, kube, kubesim):
+    put_admin_token(kubesim, kube, double.token)
+    reconcile.apply_project(kube, NS, OTHER, 1, [])
+    with pytest.raises(reconcile.NotOwned, match=f"namespace {NS} belongs to another project"):
+        services.ensure_bucket(kube, NS, services.Endpoints(garage_admin_url=double.url), labels=LABELS)
+    assert kubesim.get("Secret", NS, services.BUCKET_SECRET) is None and double.buckets == {}
 
 
 def test_it_reports_not_ready_before_garage_is_bootstrapped(kube):
     with pytest.raises(services.NotReady, match="garage-admin-token"):
-        services.ensure_bucket(kube, "acme-shop", services.Endpoints())
+        services.ensure_bucket(kube, "acme-shop", services.Endpoints(), labels=LABELS)
 
 
 def test_issued_credentials_work_for_an_s3_round_trip(admin, s3_server):
@@ -207,7 +226,7 @@ def test_issued_credentials_work_for_an_s3_round_trip(admin, s3_server):
 def test_delete_bucket_empties_it_through_s3_then_removes_it(admin, double, kube, kubesim, s3_server):
     put_admin_token(kubesim, kube, double.token)
     endpoints = services.Endpoints(garage_admin_url=double.url, garage_s3_url=s3_server)
-    services.ensure_bucket(kube, "going-away", endpoints)
+    services.ensure_bucket(kube, "going-away", endpoints, labels=LABELS)
     secret = services.read_secret(kube, "going-away", services.BUCKET_SECRET)
     s3 = s3_client(s3_server, secret)
     s3.create_bucket(Bucket="going-away", CreateBucketConfiguration={"LocationConstraint": "garage"})

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from agent import charts
 from agent.data import postgres, services
+from agent.tests.test_reconcile import LABELS
 from conftest import skip_or_fail
 
 PG_HOST = os.environ.get("AGENT_TEST_PG_HOST", "127.0.0.1")
@@ -176,7 +177,7 @@ def test_it_drops_the_database_and_role_even_with_open_sessions(keys):
 def test_it_puts_the_credentials_in_a_secret_of_the_project_namespace(keys, kube, kubesim):
     namespace = new_key(keys, "acme-shop")
     endpoints = services.Endpoints(postgres_host=PG_HOST, postgres_port=PG_PORT)
-    result = services.ensure_database(kube, namespace, endpoints, connect=superuser)
+    result = services.ensure_database(kube, namespace, endpoints, labels=LABELS, connect=superuser)
     secret = services.read_secret(kube, namespace, services.DATABASE_SECRET)
     assert secret is not None
     assert secret["PGHOST"] == charts.POSTGRES_HOST == "paas-postgres-rw.paas-data.svc.cluster.local"
@@ -189,7 +190,7 @@ def test_it_puts_the_credentials_in_a_secret_of_the_project_namespace(keys, kube
     with as_tenant(creds) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == creds.name
     # A second call reads the password back from the Secret and keeps it.
-    again = services.ensure_database(kube, namespace, endpoints, connect=superuser)
+    again = services.ensure_database(kube, namespace, endpoints, labels=LABELS, connect=superuser)
     assert not again["rotated"] and not again["created"]
     assert services.read_secret(kube, namespace, services.DATABASE_SECRET) == secret
     stored = kubesim.get("Secret", namespace, services.DATABASE_SECRET)

@@ -8,9 +8,14 @@ import pytest
 
 from agent import reconcile
 from agent.k8s import NAMESPACE, KubeError
+from agent.protocol import PROJECT_UID_LABEL
 
-NS = "acme-web"
-LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "web"}
+NS = "tenant-acme-web"
+LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "web",
+          PROJECT_UID_LABEL: "9f0c1c2e-5a57-4c1e-8a43-0d3f7b1f6a01"}
+# Another tenant's project: its own uid.
+OTHER = {"paas.dev/organization": "umbrella", "paas.dev/project": "web",
+         PROJECT_UID_LABEL: "0b5e2d0a-13a4-4f6e-9c3b-7e4d1c2b9a10"}
 
 
 def deployment(name: str, image: str = "nginx:1.27", replicas: int = 1) -> dict:
@@ -103,15 +108,15 @@ def test_it_refuses_kinds_a_project_may_not_hold(kube, kubesim):
 
 def test_it_deletes_a_project_and_everything_in_it(kube, kubesim):
     reconcile.apply_project(kube, NS, LABELS, 1, [deployment("web")])
-    assert reconcile.delete_project(kube, NS) == {"namespace": NS, "deleted": True}
+    assert reconcile.delete_project(kube, NS, LABELS) == {"namespace": NS, "deleted": True}
     kubesim.wait_for(lambda: kubesim.get("Namespace", None, NS) is None)
     assert kubesim.get("Deployment", NS, "web") is None
-    assert reconcile.delete_project(kube, NS)["deleted"] is False
+    assert reconcile.delete_project(kube, NS, LABELS)["deleted"] is False
 
 
 def test_it_refuses_to_delete_a_namespace_it_does_not_manage(kube, kubesim):
-    with pytest.raises(reconcile.NotManaged):
-        reconcile.delete_project(kube, "kube-system")
+    with pytest.raises(reconcile.NotOwned, match="kube-system exists and is not owned by project acme/web"):
+        reconcile.delete_project(kube, "kube-system", LABELS)
     assert kube.get(NAMESPACE, "kube-system") is not None
 
 
@@ -119,3 +124,108 @@ def test_kube_errors_carry_the_status_message(kube):
     with pytest.raises(KubeError) as exc:
         kube.request("GET", "/api/v1/namespaces/nope/configmaps/missing")
     assert exc.value.status == 404
+
+
+# --- namespace ownership -----------------------------------------------------------------------
+
+
+def make_namespace(kube, name: str, labels: dict[str, str] | None = None) -> None:
+    kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name, "labels": labels or {}}})
+
+
+def namespace_labels(kubesim, name: str) -> dict[str, str]:
+    return kubesim.get("Namespace", None, name)["metadata"].get("labels") or {}
+
+
+def platform_data_namespace(kube) -> None:
+    """Like paas-data after an older agent applied an org "Paas"/project "Data" into it."""
+    legacy = {"app.kubernetes.io/managed-by": "paas", "paas.dev/organization": "acme", "paas.dev/project": "web"}
+    make_namespace(kube, "paas-data", legacy)
+    kube.request("POST", "/api/v1/namespaces/paas-data/secrets", body={
+        "metadata": {"name": "paas-postgres-superuser"}, "stringData": {"password": "s3cret"}})
+    kube.request("POST", "/api/v1/namespaces/paas-data/configmaps", body={
+        "metadata": {"name": "tenant-leftover", "labels": legacy}, "data": {"value": "1"}})
+
+
+def test_it_marks_the_namespace_it_creates_with_the_projects_uid(kube, kubesim):
+    result = reconcile.apply_project(kube, NS, LABELS, 1, [config("settings")])
+    assert actions(result) == {"ConfigMap/settings": "created"}
+    assert namespace_labels(kubesim, NS)[PROJECT_UID_LABEL] == LABELS[PROJECT_UID_LABEL]
+    # The uid is the namespace's mark only: objects keep the labels they always had.
+    assert PROJECT_UID_LABEL not in kubesim.get("ConfigMap", NS, "settings")["metadata"]["labels"]
+
+
+def test_it_refuses_a_platform_namespace_even_with_the_projects_labels_on_it(kube, kubesim):
+    platform_data_namespace(kube)
+    before = kubesim.get("Namespace", None, "paas-data")["metadata"]["resourceVersion"]
+    with pytest.raises(reconcile.NotOwned, match="paas-data exists and is not owned by project acme/web "
+                                                 r"\(it holds Secret/paas-postgres-superuser"):
+        reconcile.apply_project(kube, "paas-data", LABELS, 1, [deployment("web")])
+    with pytest.raises(reconcile.NotOwned):
+        reconcile.apply_project(kube, "paas-data", LABELS, 2, [])  # would prune tenant-leftover
+    with pytest.raises(reconcile.NotOwned):
+        reconcile.delete_project(kube, "paas-data", LABELS)
+    # Nothing changed: no object added, none pruned, the namespace untouched and still there.
+    assert kubesim.get("Namespace", None, "paas-data")["metadata"]["resourceVersion"] == before
+    assert kubesim.get("Deployment", "paas-data", "web") is None
+    assert kubesim.get("ConfigMap", "paas-data", "tenant-leftover") is not None
+    assert kubesim.get("Secret", "paas-data", "paas-postgres-superuser") is not None
+
+
+def test_it_refuses_kubernetes_namespaces(kube, kubesim):
+    for name in ("kube-system", "default"):
+        with pytest.raises(reconcile.NotOwned, match=f"{name} exists and is not owned .*a Kubernetes namespace"):
+            reconcile.apply_project(kube, name, LABELS, 1, [config("settings")])
+        assert kubesim.get("ConfigMap", name, "settings") is None
+        assert PROJECT_UID_LABEL not in namespace_labels(kubesim, name)
+
+
+def test_it_refuses_a_namespace_nobody_marked_for_the_project(kube, kubesim):
+    make_namespace(kube, "sablier-system")
+    with pytest.raises(reconcile.NotOwned, match="it was not created for this project"):
+        reconcile.apply_project(kube, "sablier-system", LABELS, 1, [config("settings")])
+    assert kubesim.get("ConfigMap", "sablier-system", "settings") is None
+
+
+def test_it_refuses_another_projects_namespace_for_apply_prune_and_delete(kube, kubesim):
+    reconcile.apply_project(kube, NS, OTHER, 3, [deployment("web"), config("settings")])
+    before = kubesim.get("Namespace", None, NS)["metadata"]["resourceVersion"]
+    same_names = {**LABELS, "paas.dev/organization": "umbrella"}  # even with the other's org/project labels
+    for labels in (LABELS, same_names):
+        with pytest.raises(reconcile.NotOwned, match=f"namespace {NS} belongs to another project"):
+            reconcile.apply_project(kube, NS, labels, 4, [config("settings", "mine")])
+        with pytest.raises(reconcile.NotOwned):
+            reconcile.apply_project(kube, NS, labels, 4, [])
+        with pytest.raises(reconcile.NotOwned):
+            reconcile.delete_project(kube, NS, labels)
+    assert kubesim.get("Namespace", None, NS)["metadata"]["resourceVersion"] == before
+    assert kubesim.get("ConfigMap", NS, "settings")["data"]["value"] == "1"
+    assert kubesim.get("Deployment", NS, "web") is not None
+
+
+def test_it_adopts_a_namespace_made_for_the_project_before_ownership_marks(kube, kubesim):
+    # What an agent without ownership marks left behind: the namespace and objects with the project's labels.
+    legacy = {**{k: v for k, v in LABELS.items() if k != PROJECT_UID_LABEL}, "app.kubernetes.io/managed-by": "paas"}
+    make_namespace(kube, "acme-web", legacy)
+    for name in ("settings", "old"):
+        kube.request("POST", "/api/v1/namespaces/acme-web/configmaps",
+                     body={**config(name), "metadata": {"name": name, "labels": legacy}})
+    # The data services' credentials carry no project labels; they are the platform's, for the project.
+    kube.request("POST", "/api/v1/namespaces/acme-web/secrets", body={"metadata": {"name": "paas-database", "labels": {
+        "app.kubernetes.io/managed-by": "paas", "paas.dev/data-service": "database"}}, "stringData": {"PGUSER": "u"}})
+    result = reconcile.apply_project(kube, "acme-web", LABELS, 2, [config("settings", "2")])
+    assert actions(result) == {"ConfigMap/settings": "configured", "ConfigMap/old": "pruned"}
+    assert namespace_labels(kubesim, "acme-web")[PROJECT_UID_LABEL] == LABELS[PROJECT_UID_LABEL]
+    # Adopted once, it is the project's: another project can no longer take it.
+    with pytest.raises(reconcile.NotOwned, match="belongs to another project"):
+        reconcile.apply_project(kube, "acme-web", {**OTHER, **legacy}, 3, [])
+
+
+def test_it_does_not_adopt_a_legacy_namespace_holding_someone_elses_objects(kube, kubesim):
+    legacy = {k: v for k, v in LABELS.items() if k != PROJECT_UID_LABEL}
+    make_namespace(kube, "acme-web", {**legacy, "app.kubernetes.io/managed-by": "paas"})
+    kube.request("POST", "/api/v1/namespaces/acme-web/configmaps", body=config("hand-made"))
+    with pytest.raises(reconcile.NotOwned, match="it holds ConfigMap/hand-made"):
+        reconcile.apply_project(kube, "acme-web", LABELS, 1, [])
+    assert kubesim.get("ConfigMap", "acme-web", "hand-made") is not None
+    assert PROJECT_UID_LABEL not in namespace_labels(kubesim, "acme-web")

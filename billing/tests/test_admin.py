@@ -8,7 +8,9 @@ import re
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from billing import services
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
+from billing.money import MAX_ENTRY_MILLICREDITS
 from billing.providers import ManualTopUpProvider, PaymentProvider, get_provider
 from conftest import make_user
 
@@ -44,6 +46,9 @@ def test_an_operator_adds_an_adjustment_with_a_reason(admin_client, admin_user, 
         ({"credits": "0"}, "Zero moves no credits"),
         ({"credits": "0.0001"}, "at most three decimals"),
         ({"kind": "usage"}, "Select a valid choice"),
+        ({"credits": "99999999999999999999"}, "At most 1,000,000,000,000.000 credits"),
+        ({"kind": "top_up", "credits": "99999999999999999999"}, "At most 1,000,000,000,000.000 credits"),
+        ({"kind": "adjustment", "credits": "-1e999999999"}, "At most 1,000,000,000,000.000 credits"),
     ],
 )
 def test_the_operator_form_refuses_what_the_ledger_would_not_take(admin_client, personas, changes, error):
@@ -118,3 +123,26 @@ def test_plan_limits_feed_the_compose_converter():
     limits = small.limits()
     assert (limits.max_replicas, limits.quota_cpu, limits.quota_memory, limits.default_cpu_request,
             limits.max_container_memory, limits.quota_storage) == (1, "1500m", "1536Mi", "100m", "2Gi", "5Gi")
+
+
+@pytest.mark.django_db
+def test_the_operator_form_refuses_an_entry_that_would_overflow_the_balance(admin_client, personas):
+    for n in range(99):  # 99 entries of the most one entry may move; the 100th would pass the most a balance holds
+        services.record_entry(personas.org, amount=MAX_ENTRY_MILLICREDITS, kind=EntryKind.GRANT,
+                              idempotency_key=f"big:{n}")
+    data = {"organization": personas.org.pk, "kind": "grant", "credits": "1000000000000", "reason": "promo",
+            "idempotency_key": add_form(admin_client)}
+    response = admin_client.post("/admin/billing/creditentry/add/", data)
+    assert response.status_code == 200 and "That would take the balance beyond" in response.content.decode()
+    assert CreditEntry.objects.filter(organization=personas.org).count() == 100
+
+
+@pytest.mark.django_db
+def test_plan_prices_out_of_range_are_refused_with_a_message(admin_client):
+    plan = Plan(name="Big", slug="big")
+    data = {f.name: getattr(plan, f.name) for f in Plan._meta.fields if f.editable and f.name not in ("id",)}
+    data.update(is_default="", price_vcpu_second="99999999999999999999")
+    response = admin_client.post("/admin/billing/plan/add/", data)
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to" in response.content.decode()
+    assert not Plan.objects.filter(slug="big").exists()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from allauth.account.models import EmailAddress
+from allauth.account.signals import email_confirmed
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization, Role
 from accounts.services import create_organization
 from billing import services
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
@@ -20,13 +22,64 @@ def test_it_gives_a_new_organization_its_signup_grant_once(settings):
     settings.BILLING_SIGNUP_GRANT = 7_500
     org = make_org()
     entries = list(CreditEntry.objects.filter(organization=org))
+    owner = org.owners().get().user
     assert [(e.kind, e.amount, e.idempotency_key) for e in entries] == [
-        (EntryKind.SIGNUP_GRANT, 7_500, f"signup:{org.pk}")
+        (EntryKind.SIGNUP_GRANT, 7_500, f"signup:user:{owner.pk}")
     ]
-    assert services.grant_signup_credits(org).created is False  # a second delivery changes nothing
+    assert services.grant_signup_credits(owner, org).created is False  # a second delivery changes nothing
     assert CreditEntry.objects.filter(organization=org).count() == 1
     account = BillingAccount.objects.get(organization=org)
     assert account.balance == 7_500 and account.plan == Plan.objects.get_default()
+
+
+@pytest.mark.django_db
+def test_the_grant_comes_once_per_person_however_many_organizations_they_create(settings):
+    settings.BILLING_SIGNUP_GRANT = 5_000
+    first = make_org("First", email="ten@example.com")
+    owner = first.owners().get().user
+    more = [create_organization(owner, f"Org {n}") for n in range(9)]
+    grants = CreditEntry.objects.filter(kind=EntryKind.SIGNUP_GRANT, organization__in=[first, *more])
+    assert [(g.organization, g.amount) for g in grants] == [(first, 5_000)]
+    assert all(services.get_account(org).balance == 0 for org in more)
+    # The same person, asked again for another organization (a replayed signal), still gets nothing.
+    assert services.grant_signup_credits(owner, more[0]) is None
+
+
+@pytest.mark.django_db
+def test_co_owning_someone_else_s_organization_does_not_use_up_one_s_own_grant(settings):
+    settings.BILLING_SIGNUP_GRANT = 5_000
+    theirs = make_org("Theirs")
+    me = make_user("co-owner@example.com")
+    Membership.objects.create(user=me, organization=theirs, role=Role.OWNER)
+    mine = create_organization(me, "Mine")
+    assert services.get_account(mine).balance == 5_000
+
+
+@pytest.mark.django_db
+def test_a_grant_from_before_the_per_person_rule_counts_as_the_owner_s(settings):
+    settings.BILLING_SIGNUP_GRANT = 5_000
+    user = make_user("legacy@example.com")
+    EmailAddress.objects.filter(user=user).update(verified=False)  # so creating it grants nothing new
+    old = create_organization(user, "Old")
+    services.record_entry(old, amount=5_000, kind=EntryKind.SIGNUP_GRANT, idempotency_key=f"signup:{old.pk}")
+    EmailAddress.objects.filter(user=user).update(verified=True)
+    assert services.get_account(create_organization(user, "New")).balance == 0
+
+
+@pytest.mark.django_db
+def test_the_grant_waits_for_a_verified_address(settings):
+    settings.BILLING_SIGNUP_GRANT = 5_000
+    user = make_user("unverified@example.com")
+    EmailAddress.objects.filter(user=user).update(verified=False)
+    org = create_organization(user, "Early")
+    assert not CreditEntry.objects.filter(organization=org).exists()
+    address = EmailAddress.objects.get(user=user)
+    address.verified = True
+    address.save()
+    email_confirmed.send(sender=EmailAddress, request=None, email_address=address)
+    assert [e.amount for e in CreditEntry.objects.filter(organization=org)] == [5_000]
+    email_confirmed.send(sender=EmailAddress, request=None, email_address=address)  # a second address, later
+    assert CreditEntry.objects.filter(organization=org).count() == 1
 
 
 @pytest.mark.django_db

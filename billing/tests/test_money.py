@@ -10,6 +10,7 @@ from billing.models import Plan
 from billing.money import (
     FINE_PER_MICROCREDIT,
     FINE_PER_MILLICREDIT,
+    MAX_ENTRY_MILLICREDITS,
     format_credits,
     parse_credits,
     require_int,
@@ -33,10 +34,15 @@ def test_it_parses_credits_exactly(text, millis):
     assert parse_credits(text) == millis
 
 
-@pytest.mark.parametrize("bad", ["0.0001", "abc", "NaN", "Infinity", ""])
+@pytest.mark.parametrize("bad", ["0.0001", "abc", "NaN", "Infinity", "", "99999999999999999999", "1e999999999",
+                                 "-1000000000000.001"])
 def test_it_refuses_amounts_it_cannot_represent(bad):
     with pytest.raises(ValueError):
         parse_credits(bad)
+
+
+def test_the_largest_amount_of_one_entry_is_accepted():
+    assert parse_credits("-1000000000000") == -MAX_ENTRY_MILLICREDITS
 
 
 @pytest.mark.parametrize("value", [1.5, True, Decimal("1"), "1"])

@@ -33,7 +33,9 @@ class Ledger(RuleBasedStateMachine):
         run = next(_runs)
         self.org = make_org(f"Prop {run}")
         self.namespace = f"ns-{run}"
-        self.expected: dict[str, tuple[int, str]] = {f"signup:{self.org.pk}": (5_000, EntryKind.SIGNUP_GRANT)}
+        self.expected: dict[str, tuple[int, str]] = {
+            services.signup_grant_key(self.org.owners().get().user): (5_000, EntryKind.SIGNUP_GRANT)
+        }
         self.reported: dict[tuple[str, int], int] = {}  # (service, window) -> cost in fine units
 
     def _record(self, key: str, amount: int, kind: str) -> None:

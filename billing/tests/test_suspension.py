@@ -12,6 +12,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import Membership, Role
+from accounts.services import create_organization
 from billing import services
 from billing.models import BalanceNotification, BillingAccount, EntryKind, SuspensionAction, SuspensionRecord
 from billing.signals import organization_resumed, organization_suspended
@@ -64,7 +65,7 @@ def test_low_balance_and_zero_e_mail_owners_and_admins_once_per_crossing(
         spend(org, 1)  # 1,000: low
     with django_capture_on_commit_callbacks(execute=True):
         spend(org, 500)  # still low: no second e-mail
-    assert [m.subject for m in mail.outbox] == ["[PaaS] Acme is running low on credits"]
+    assert [m.subject for m in mail.outbox] == ["[PaaS] An organization you manage is running low on credits"]
     assert sorted(mail.outbox[0].to) == ["ada@example.com", "alice@example.com"]
     assert "1.000 credits left" in mail.outbox[0].body
     assert "/o/acme/billing/" in mail.outbox[0].body
@@ -73,14 +74,27 @@ def test_low_balance_and_zero_e_mail_owners_and_admins_once_per_crossing(
         spend(org, 500)  # zero
     with django_capture_on_commit_callbacks(execute=True):
         spend(org, 10)  # below zero: no second e-mail
-    assert [m.subject for m in mail.outbox][1:] == ["[PaaS] Acme is out of credits"]
+    assert [m.subject for m in mail.outbox][1:] == ["[PaaS] An organization you manage is out of credits"]
     assert "will be suspended" in mail.outbox[1].body
 
     with django_capture_on_commit_callbacks(execute=True):
         top_up(org, 5_000)  # back to OK re-arms both thresholds
         spend(org, 4_500)
-    assert [m.subject for m in mail.outbox][2:] == ["[PaaS] Acme is running low on credits"]
+    assert [m.subject for m in mail.outbox][2:] == ["[PaaS] An organization you manage is running low on credits"]
     assert BalanceNotification.objects.filter(sent_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_balance_e_mails_keep_the_organization_name_out_of_the_subject(
+    eager_tasks, django_capture_on_commit_callbacks
+):
+    phishing = "Your account is locked - verify at https://evil.example/login"
+    org = make_org(phishing)
+    with django_capture_on_commit_callbacks(execute=True):
+        spend(org, 6_000)
+    (message,) = mail.outbox
+    assert "evil.example" not in message.subject and "locked" not in message.subject
+    assert f"The organization “{phishing}” is out of credits" in message.body
 
 
 @pytest.mark.django_db
@@ -88,7 +102,7 @@ def test_dropping_straight_to_zero_sends_one_e_mail(eager_tasks, django_capture_
     org = make_org()
     with django_capture_on_commit_callbacks(execute=True):
         spend(org, 6_000)
-    assert [m.subject for m in mail.outbox] == ["[PaaS] Acme is out of credits"]
+    assert [m.subject for m in mail.outbox] == ["[PaaS] An organization you manage is out of credits"]
 
 
 @pytest.mark.django_db
@@ -99,7 +113,7 @@ def test_without_grace_reaching_zero_sends_only_the_suspension_e_mail(
     org = make_org()
     with django_capture_on_commit_callbacks(execute=True):
         spend(org, 6_000)
-    assert [m.subject for m in mail.outbox] == ["[PaaS] Acme's services are suspended: out of credits"]
+    assert [m.subject for m in mail.outbox] == ["[PaaS] An organization you manage is suspended: out of credits"]
     assert "will not wake up on requests" in mail.outbox[0].body
 
 
@@ -206,4 +220,21 @@ def test_an_organization_that_never_had_credits_is_not_suspended_until_it_uses_s
     settings.BILLING_SIGNUP_GRANT = 0
     org = make_org()
     assert services.enforce_suspensions(timezone.now() + timedelta(days=30)) == []
+    # Not suspended, but it cannot deploy before it is funded.
+    with pytest.raises(services.DeployRefused, match="has no credits yet") as refused:
+        services.ensure_can_deploy(org)
+    assert refused.value.code == "organization_unfunded"
+    top_up(org, 1)
     services.ensure_can_deploy(org)
+
+
+@pytest.mark.django_db
+def test_a_suspended_user_s_new_organization_does_not_escape_the_suspension(settings):
+    settings.BILLING_SUSPEND_GRACE_MINUTES = 0
+    org = make_org()
+    spend(org, 5_100)
+    assert account(org).is_suspended
+    fresh = create_organization(org.owners().get().user, "Fresh start")
+    assert account(fresh).balance == 0
+    with pytest.raises(services.DeployRefused, match="has no credits yet"):
+        services.ensure_can_deploy(fresh)

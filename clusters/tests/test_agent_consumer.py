@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
 from agent import protocol as p
 from clusters import bus, rpc, services
@@ -52,6 +54,26 @@ async def test_it_refuses_a_bad_token_before_accepting(cluster, token):
     connected, _ = await ws.connect()
     assert not connected
     assert await database_sync_to_async(lambda: cluster.events.filter(kind=EventKind.REJECTED).count())() == 1
+
+
+async def test_a_flood_of_bad_tokens_is_one_counted_event_not_a_flood(cluster, token):
+    for _ in range(60):
+        connected, _ = await agent_socket(f"{cluster.pk}.guess").connect()
+        assert not connected
+    events = await database_sync_to_async(lambda: list(cluster.events.all()[:30]))()  # what the page shows
+    assert [e.kind for e in events] == [EventKind.REJECTED, EventKind.TOKEN_ISSUED]
+    assert events[0].count == 60 and events[0].last_at is not None
+
+
+def test_refusals_far_apart_are_separate_events(cluster):
+    start = timezone.now()
+    assert services.record_rejected_connection(cluster.pk, "bad token", now=start) is True
+    assert services.record_rejected_connection(cluster.pk, "bad token", now=start + timedelta(minutes=9)) is False
+    # A burst lasts while attempts keep coming less than REJECTED_BURST_GAP apart.
+    assert services.record_rejected_connection(cluster.pk, "bad token", now=start + timedelta(minutes=18)) is False
+    assert services.record_rejected_connection(cluster.pk, "bad token", now=start + timedelta(minutes=29)) is True
+    assert [e.count for e in cluster.events.filter(kind=EventKind.REJECTED)] == [1, 3]
+    assert services.record_rejected_connection(9999, "bad token") is False  # no such cluster: nothing recorded
 
 
 async def test_it_marks_the_cluster_online_with_what_the_agent_reports(cluster, token):

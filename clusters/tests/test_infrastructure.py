@@ -16,6 +16,7 @@ from agent import protocol as p
 from clusters import data, infrastructure, manifest, services, tasks
 from clusters.models import BootstrapComponent, ClusterStatus, ComponentState, EventKind
 from clusters.tests.test_agent_consumer import connect_agent
+from clusters.tests.test_integration import LABELS
 
 COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres")
 
@@ -189,7 +190,8 @@ def test_the_install_manifest_turns_the_bootstrap_on_and_grants_what_it_needs(cl
 
 
 def test_data_calls_ask_to_be_retried_while_the_agent_is_away(cluster):
-    for outcome in (data.ensure_database(cluster, "acme-shop"), data.ensure_bucket(cluster, "acme-shop"),
+    for outcome in (data.ensure_database(cluster, "acme-shop", LABELS),
+                    data.ensure_bucket(cluster, "acme-shop", LABELS),
                     data.drop_database(cluster, "acme-shop"), data.delete_bucket(cluster, "acme-shop")):
         assert not outcome.ok and outcome.retry and "no connected agent" in outcome.error
     assert data.reveal_credentials(cluster, "acme-shop", "database") is None
@@ -205,10 +207,11 @@ async def answer_one_call(ws, reply: dict) -> dict:
 @pytest.mark.django_db(transaction=True)
 async def test_a_not_ready_answer_asks_for_a_retry(cluster):
     ws = await connect_agent(await database_sync_to_async(services.issue_token)(cluster))
-    call = asyncio.create_task(in_thread(data.ensure_database, cluster.pk, "acme-shop"))
+    call = asyncio.create_task(in_thread(data.ensure_database, cluster.pk, "acme-shop", LABELS))
     request = await answer_one_call(ws, {"type": "rpc.error", "code": p.ERR_FAILED,
                                          "message": "not ready: no superuser Secret"})
-    assert (request["op"], request["payload"]) == ("ensure_database", {"namespace": "acme-shop", "rotate": False})
+    assert (request["op"], request["payload"]) == ("ensure_database", {"namespace": "acme-shop", "labels": LABELS,
+                                                                        "rotate": False})
     outcome = await asyncio.wait_for(call, 10)
     assert not outcome.ok and outcome.retry and outcome.error.startswith("not ready")
     await ws.disconnect()
@@ -217,7 +220,7 @@ async def test_a_not_ready_answer_asks_for_a_retry(cluster):
 @pytest.mark.django_db(transaction=True)
 async def test_a_successful_answer_is_returned_as_the_outcome(cluster):
     ws = await connect_agent(await database_sync_to_async(services.issue_token)(cluster))
-    call = asyncio.create_task(in_thread(data.ensure_bucket, cluster.pk, "acme-shop"))
+    call = asyncio.create_task(in_thread(data.ensure_bucket, cluster.pk, "acme-shop", LABELS))
     await answer_one_call(ws, {"type": "rpc.reply", "result": {"bucket": "acme-shop", "secret": "paas-bucket"}})
     outcome = await asyncio.wait_for(call, 10)
     assert outcome.ok and outcome.result["secret"] == data.BUCKET_SECRET

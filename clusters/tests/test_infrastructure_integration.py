@@ -17,7 +17,7 @@ from agent.tests.garage_double import GarageDouble
 from agent.tests.test_bootstrap import play_cnpg_operator
 from clusters import data, services
 from clusters.models import BootstrapComponent, ClusterStatus
-from clusters.tests.test_integration import agents, kubeconfig, plane, poll  # noqa: F401 (fixtures)
+from clusters.tests.test_integration import LABELS, agents, kubeconfig, plane, poll  # noqa: F401 (fixtures)
 from conftest import skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -73,7 +73,7 @@ def test_a_connecting_agent_bootstraps_the_cluster_and_the_control_plane_follows
     assert versions["cnpg"]["chart"] == "cloudnative-pg 0.29.0"
 
     # The projects app's entry point, through daphne and the agent process, to the local PostgreSQL.
-    outcome = data.ensure_database(cluster, "acme-web")
+    outcome = data.ensure_database(cluster, "acme-web", LABELS)
     try:
         assert outcome.ok, outcome.error
         assert outcome.result["database"] == "p_acme-web" and "PGPASSWORD" not in str(outcome.result)

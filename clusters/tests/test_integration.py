@@ -25,8 +25,9 @@ from paas.testing.processes import ManagedProcess, child_env, free_port, port_op
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 HEARTBEAT = "1"  # seconds: a dead agent is noticed within 3 s
-NS = "acme-web"
-LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "web"}
+NS = "tenant-acme-web"
+LABELS = {p.ORGANIZATION_LABEL: "acme", p.PROJECT_LABEL: "web",
+          p.PROJECT_UID_LABEL: "4d3c2b1a-0000-4000-8000-000000000001"}
 
 
 def poll(predicate, timeout: float = 15.0, what: str = "condition"):
@@ -248,7 +249,19 @@ def test_apply_project_through_the_whole_path(plane, agents, kubesim):
         apply(1, [cm("a", "1")])
     assert stale.value.code == p.ERR_STALE_REVISION
     assert kubesim.get("ConfigMap", NS, "a")["data"] == {"v": "2"}
-    assert rpc.call(cluster, "delete_project", {"namespace": NS}, timeout=20)["deleted"] is True
+    # Another project (another uid) may neither apply into the namespace nor delete it.
+    intruder = {**LABELS, p.PROJECT_UID_LABEL: "4d3c2b1a-0000-4000-8000-000000000002"}
+    for op, payload in (("apply_project", {"namespace": NS, "labels": intruder, "revision": 3, "objects": []}),
+                        ("delete_project", {"namespace": NS, "labels": intruder})):
+        with pytest.raises(rpc.AgentError) as refused:
+            rpc.call(cluster, op, payload, timeout=20)
+        assert refused.value.code == p.ERR_NOT_OWNED and f"{NS} belongs to another project" in refused.value.message
+    with pytest.raises(rpc.AgentError) as anonymous:
+        nameless = {k: v for k, v in LABELS.items() if k != p.PROJECT_UID_LABEL}
+        rpc.call(cluster, "delete_project", {"namespace": NS, "labels": nameless}, timeout=20)
+    assert anonymous.value.code == p.ERR_BAD_REQUEST and p.PROJECT_UID_LABEL in anonymous.value.message
+    assert kubesim.get("ConfigMap", NS, "a")["data"] == {"v": "2"}
+    assert rpc.call(cluster, "delete_project", {"namespace": NS, "labels": LABELS}, timeout=20)["deleted"] is True
 
 
 def test_the_agent_reconnects_after_a_control_plane_restart_and_the_cluster_converges(plane, agents, kubesim,

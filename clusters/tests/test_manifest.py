@@ -6,6 +6,7 @@ import yaml
 
 from agent.k8s import Kind, Kube
 from clusters import manifest
+from kubesim import podsecurity
 from kubesim.schema import validate_object
 
 INSTALL_KINDS = {
@@ -65,3 +66,15 @@ def test_it_applies_cleanly_to_kubesim(cluster, kubesim, tmp_path):
 def test_the_agent_url_follows_the_site_scheme():
     assert manifest.agent_server_url("https://paas.example.com") == "wss://paas.example.com/agent/ws"
     assert manifest.agent_server_url("http://127.0.0.1:8000/") == "ws://127.0.0.1:8000/agent/ws"
+
+
+def test_the_agent_pod_passes_its_namespaces_restricted_pod_security(cluster):
+    """The agent's pod template meets `restricted`, the enforce level its own namespace carries."""
+    docs = rendered(cluster)
+    namespace = next(d for d in docs if d["kind"] == "Namespace")
+    policy = podsecurity.policy_of(namespace["metadata"]["labels"])
+    assert policy.enforce.level == "restricted" and policy.warn.level == "restricted"
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert podsecurity.admit(namespace["metadata"]["labels"], deployment, None) == podsecurity.Decision()
+    template = deployment["spec"]["template"]
+    assert podsecurity.evaluate(policy.enforce, template["metadata"], template["spec"]) == []

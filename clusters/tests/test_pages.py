@@ -69,3 +69,11 @@ def test_the_admin_lists_clusters(operator, cluster, client):
     for url in ["/admin/clusters/cluster/", f"/admin/clusters/cluster/{cluster.pk}/change/",
                 "/admin/clusters/clusterevent/", "/admin/clusters/desiredproject/", "/admin/clusters/observedproject/"]:
         assert client.get(url).status_code == 200, url
+
+
+def test_the_cluster_page_shows_how_many_connections_were_refused(operator, cluster, client):
+    for _ in range(3):
+        services.record_rejected_connection(cluster.pk, "bad, expired or revoked token")
+    client.force_login(operator)
+    page = client.get(f"/clusters/{cluster.slug}/").content.decode()
+    assert page.count("Connection refused") == 1 and "(3 times, last" in page

@@ -87,6 +87,8 @@ class Controller(ABC):
         self.queue: asyncio.Queue[Key] = asyncio.Queue()
         self.queued: set[Key] = set()
         self.task: asyncio.Task[None] | None = None
+        self.failures: dict[Key, int] = {}  # consecutive refused creates per owner, for the retry backoff
+        self.last_failure: dict[Key, str] = {}  # the apiserver's message for the last refused create
 
     def rt(self, api_version: str, kind: str) -> ResourceType:
         return self.cluster.rt_for(api_version, kind)
@@ -157,7 +159,17 @@ class Controller(ABC):
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         ts = now()
-        self.cluster.create(self.rt("v1", "Event"), ns, {
+        event_rt = self.rt("v1", "Event")
+        for seen in self.cluster.list(event_rt, ns):
+            # The event recorder aggregates a repeat of the same event into a count, as a controller's does.
+            if (seen["involvedObject"].get("uid"), seen.get("reason"), seen.get("message"), seen.get("type")) == \
+                    (meta["uid"], reason, message, etype):
+                again = clone(seen)
+                again["count"] = seen.get("count", 1) + 1
+                again["lastTimestamp"] = ts
+                self.cluster.write(event_rt, again, self.manager)
+                return
+        self.cluster.create(event_rt, ns, {
             "metadata": {"name": f"{meta['name']}.{random_suffix(8)}", "namespace": ns},
             "involvedObject": {"kind": obj["kind"], "apiVersion": obj["apiVersion"], "name": meta["name"],
                                "namespace": ns, "uid": meta["uid"], "resourceVersion": meta.get("resourceVersion")},
@@ -165,3 +177,23 @@ class Controller(ABC):
             "source": {"component": component}, "firstTimestamp": ts, "lastTimestamp": ts,
             "reportingComponent": component, "reportingInstance": "kubesim"},
             WriteOptions(field_manager=self.manager))
+
+    def create_or_report(self, owner: dict[str, Any], rt: ResourceType, obj: dict[str, Any],
+                         message_prefix: str = "Error creating: ") -> dict[str, Any] | None:
+        """Create a child; when the apiserver refuses it (e.g. Pod Security), record `FailedCreate` on the
+        owner and retry later with backoff, as controllers do. Returns None after a refusal."""
+        key = (owner["metadata"].get("namespace", ""), owner["metadata"]["name"])
+        try:
+            created = self.create(rt, owner["metadata"].get("namespace", ""), obj)
+        except ApiError as err:
+            if err.code not in (403, 422):
+                raise
+            self.event(owner, "FailedCreate", message_prefix + err.message, "Warning", f"{self.name}-controller")
+            failures = self.failures.get(key, 0)
+            self.failures[key] = failures + 1
+            self.enqueue_later(key, min(0.2 * 2 ** min(failures, 5), 5.0))
+            self.last_failure[key] = err.message
+            return None
+        self.failures.pop(key, None)
+        self.last_failure.pop(key, None)
+        return created

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -96,8 +97,17 @@ class Kubelet(Controller):
         cidr = ((node or {}).get("spec") or {}).get("podCIDR", "10.42.0.0/24")
         host = next((a["address"] for a in ((node or {}).get("status") or {}).get("addresses", [])
                      if a["type"] == "InternalIP"), "172.18.0.2")
-        octet = 2 + int(short_hash(pod["metadata"]["uid"], 3), 36) % 250
-        return cidr.rsplit(".", 1)[0] + f".{octet}", host
+        # Unique among the node's live pods (NetworkPolicy evaluation finds pods by IP); .1 is the node's bridge.
+        addresses = list(ipaddress.ip_network(cidr, strict=False).hosts())[1:]
+        taken = {(p.get("status") or {}).get("podIP") for p in self.cluster.list(self.rt("v1", "Pod"))
+                 if p["spec"].get("nodeName") == pod["spec"]["nodeName"] and _alive(p)
+                 and p["metadata"]["uid"] != pod["metadata"]["uid"]}
+        start = int(short_hash(pod["metadata"]["uid"], 3), 36) % len(addresses)
+        for i in range(len(addresses)):
+            ip = str(addresses[(start + i) % len(addresses)])
+            if ip not in taken:
+                return ip, host
+        return str(addresses[start]), host  # the node's range is full: a real kubelet would fail the sandbox
 
     def _start(self, pod: dict[str, Any]) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -190,9 +200,13 @@ class ReplicaSetController(Controller):
         pods = [p for p in self.cluster.list(pod_rt, namespace) if owned_by(p, rs) and _alive(p)]
         want = rs["spec"].get("replicas", 1)
         hash_label = {k: v for k, v in (rs["spec"]["template"].get("metadata", {}).get("labels") or {}).items()}
+        failure = None
         for _ in range(want - len(pods)):
             pod_name = f"{name}-{short_hash(now() + str(self.cluster.store.rv), 5)}"
-            created = self.create(pod_rt, namespace, _pod_from_template(rs, pod_name, hash_label))
+            created = self.create_or_report(rs, pod_rt, _pod_from_template(rs, pod_name, hash_label))
+            if created is None:
+                failure = self.last_failure.get((namespace, name))
+                break
             self.event(rs, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
                        component="replicaset-controller")
             pods.append(created)
@@ -208,9 +222,17 @@ class ReplicaSetController(Controller):
         rs = self.fetch(rs_rt, namespace, name)
         if rs is None:
             return
-        status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
-                  "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
+        status: dict[str, Any] = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
+                                  "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
         status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
+        conds = [c for c in (rs.get("status") or {}).get("conditions") or [] if c["type"] != "ReplicaFailure"]
+        known = [c for c in (rs.get("status") or {}).get("conditions") or [] if c["type"] == "ReplicaFailure"]
+        if failure is not None:
+            # Like the controller: a refused pod create shows as ReplicaFailure (set once, not rewritten on each
+            # retry) until a create succeeds.
+            conds = (known or set_condition([], "ReplicaFailure", "True", "FailedCreate", failure)) + conds
+        if conds:
+            status["conditions"] = conds
         self.write_status(rs_rt, rs, status)
 
 
@@ -300,6 +322,13 @@ class DeploymentController(Controller):
         else:
             conds = set_condition(conds, "Progressing", "True", "ReplicaSetUpdated",
                                   f'ReplicaSet "{rs_name}" is progressing.', update_time=True)
+        failure = next((c for rs in new for c in (rs.get("status") or {}).get("conditions") or []
+                        if c["type"] == "ReplicaFailure"), None)
+        if failure is not None:
+            conds = set_condition(conds, "ReplicaFailure", failure["status"], failure["reason"], failure["message"],
+                                  update_time=True)
+        else:
+            conds = [c for c in conds if c["type"] != "ReplicaFailure"]
         conds.sort(key=lambda c: c["type"] != "Available")
         new_status: dict[str, Any] = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": replicas,
                                       "updatedReplicas": updated, "readyReplicas": total("readyReplicas", owned),
@@ -334,7 +363,12 @@ class StatefulSetController(Controller):
                 pod["spec"].setdefault("hostname", pname)
                 if sts["spec"].get("serviceName"):
                     pod["spec"].setdefault("subdomain", sts["spec"]["serviceName"])
-                pods[pname] = self.create(pod_rt, namespace, pod)
+                created = self.create_or_report(sts, pod_rt, pod,
+                                                f"create Pod {pname} in StatefulSet {name} failed error: ")
+                if created is not None:
+                    pods[pname] = created
+                    self.event(sts, "SuccessfulCreate", f"create Pod {pname} in StatefulSet {name} successful",
+                               component="statefulset-controller")
                 break  # OrderedReady: one at a time
             if not _is_ready(pods[pname]):
                 break
@@ -399,7 +433,11 @@ class JobController(Controller):
             pod = _pod_from_template(job, "", {})
             pod["metadata"].pop("name")
             pod["metadata"]["generateName"] = f"{name}-"
-            active.append(self.create(pod_rt, namespace, pod))
+            created = self.create_or_report(job, pod_rt, pod)
+            if created is not None:
+                active.append(created)
+                self.event(job, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
+                           component="job-controller")
         if active and not any(c["type"] in ("Complete", "Failed") for c in conds):
             new_status.update(active=len(active), ready=sum(1 for p in active if _is_ready(p)))
         if succeeded:

@@ -7,7 +7,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubesim.testing import KubeSim
-from kubesim.tests.helpers import configmap, deployment, pod, status_body
+from kubesim.tests.helpers import configmap, deployment, pod, raw, status_body
 
 
 @pytest.fixture
@@ -235,3 +235,39 @@ def test_it_serves_every_builtin_kind_the_product_uses(kube_api: client.ApiClien
             "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}})
     assert core.read_namespaced_resource_quota("q", "default").spec.hard == {"pods": "20"}
     assert rbac.read_namespaced_role_binding("rb", "default").role_ref.name == "r"
+
+
+def test_fresh_objects_come_back_with_the_status_the_apiserver_gives(kube_api: client.ApiClient) -> None:
+    """Go serialises an empty status struct as {} (or with its non-omitempty counters), never leaves it out."""
+    template = deployment()["spec"]
+    objects = {
+        "/apis/apps/v1/namespaces/default/deployments": (deployment("d"), {}),
+        "/apis/batch/v1/namespaces/default/jobs": ({"metadata": {"name": "j"}, "spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}, {}),
+        "/apis/batch/v1/namespaces/default/cronjobs": ({"metadata": {"name": "cj"}, "spec": {
+            "schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}}, {}),
+        "/apis/apps/v1/namespaces/default/replicasets": ({"metadata": {"name": "rs"}, "spec": template},
+                                                         {"replicas": 0}),
+        "/apis/apps/v1/namespaces/default/statefulsets": ({"metadata": {"name": "s"}, "spec": {
+            **template, "serviceName": "s"}}, {"replicas": 0, "availableReplicas": 0}),
+        "/apis/apps/v1/namespaces/default/daemonsets": ({"metadata": {"name": "ds"}, "spec": template}, {
+            "currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses": ({"metadata": {"name": "i"}, "spec": {
+            "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}, {"loadBalancer": {}}),
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets": ({"metadata": {"name": "pdb"}, "spec": {
+            "minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}, {
+            "disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
+        "/api/v1/namespaces/default/resourcequotas": ({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "2"}}},
+                                                      {}),
+        "/api/v1/namespaces/default/services": ({"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}},
+                                                {"loadBalancer": {}}),
+        "/api/v1/namespaces/default/persistentvolumeclaims": ({"metadata": {"name": "pvc"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}, {"phase": "Pending"}),
+        "/api/v1/namespaces/default/pods": (pod("p"), {"phase": "Pending", "qosClass": "BestEffort"}),
+    }
+    for path, (body, want) in objects.items():
+        status, created, _ = raw(kube_api, "POST", path, body)
+        assert status == 201, created
+        assert created["status"] == want, path
+        assert created["metadata"]["creationTimestamp"].endswith("Z") and created["metadata"]["managedFields"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kubernetes.client import ApiClient, CoreV1Api
 
 from kubesim.testing import KubeSim
 from kubesim.tests.helpers import deployment
@@ -60,3 +62,53 @@ def test_it_reports_invalid_objects_to_kubectl(kubectl: Kubectl) -> None:
     result = kubectl("apply", "-n", "default", "-f", "-", stdin=json.dumps(bad), check=False)
     assert result.returncode != 0 and 'unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in \
         result.stderr
+
+
+def test_kubectl_get_prints_the_apiservers_columns(kubesim: KubeSim, kubectl: Kubectl) -> None:
+    """`kubectl get` shows the server-side Table columns, -o wide the extra ones."""
+    kubectl("apply", "-n", "default", "-f", "-", stdin=json.dumps(deployment()))
+    kubectl("rollout", "status", "deploy/web", "-n", "default", "--timeout=10s")
+    assert kubectl("get", "deploy", "-n", "default").stdout.split("\n")[0].split() == \
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    pods = kubectl("get", "pods", "-n", "default", "-o", "wide").stdout.split("\n")
+    assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE",
+                               "READINESS", "GATES"]
+    assert pods[1].split()[1:4] == ["1/1", "Running", "0"]
+    assert kubectl("get", "svc,cm", "-n", "kube-system").returncode == 0
+    assert kubectl("get", "nodes").stdout.split("\n")[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+
+
+def test_kubectl_explain_finds_the_schemas(kubectl: Kubectl) -> None:
+    out = kubectl("explain", "deployment.spec.replicas").stdout
+    assert "KIND:       Deployment" in out and "FIELD: replicas <integer>" in out
+    assert "Number of desired pods" in out
+    assert "FIELDS:" in kubectl("explain", "helmchart.spec").stdout
+
+
+def test_kubectl_shows_pod_security_refusals_and_warnings(kubesim: KubeSim, kubectl: Kubectl) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": "locked", "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+           "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    refused = kubectl("apply", "-n", "locked", "-f", "-", stdin=json.dumps(pod), check=False)
+    assert refused.returncode != 0
+    assert 'pods "x" is forbidden: violates PodSecurity "restricted:latest"' in refused.stderr
+    warned = kubectl("apply", "-n", "locked", "-f", "-", stdin=json.dumps(deployment()))
+    assert 'Warning: would violate PodSecurity "restricted:latest"' in warned.stderr
+    # describe finds the ReplicaSet's events by involvedObject kind, namespace, name and uid.
+    kubesim.wait_for(lambda: any((rs.get("status") or {}).get("conditions") for rs in kubesim.list("ReplicaSet",
+                                                                                                    "locked")))
+    described = kubectl("describe", "rs", "-n", "locked").stdout
+    assert "ReplicaFailure   True    FailedCreate" in described
+    assert "Warning  FailedCreate" in described and "violates PodSecurity" in described
+
+
+def test_kubectl_get_watch_prints_server_side_rows(kube_api: ApiClient, kubectl: Kubectl) -> None:
+    """`kubectl get -w` asks for Tables in watch events too: new rows keep the kind's columns (STATUS here)."""
+    timer = threading.Timer(1.0, lambda: CoreV1Api(kube_api).create_namespace({"metadata": {"name": "late"}}))
+    timer.start()
+    out = kubectl("get", "ns", "-w", "--request-timeout=3s", check=False).stdout.splitlines()
+    timer.join()
+    assert out[0].split() == ["NAME", "STATUS", "AGE"]
+    assert next(line for line in out if line.startswith("late")).split()[:2] == ["late", "Active"]

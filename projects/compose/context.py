@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .labels import TENANT_NAMESPACE_PREFIX
 from .problems import Problem
 
 DNS_LABEL_MAX = 63
@@ -62,11 +63,23 @@ def dns_label(raw: str, *, limit: int = DNS_LABEL_MAX, salt: str = "") -> str:
 
 
 def namespace_for(org_slug: str, project_slug: str) -> str:
-    """The project's namespace: `<org>-<project>`, hashed when it must be rewritten or truncated."""
-    raw = f"{org_slug}-{project_slug}"
-    label = dns_label(raw, salt=f"{org_slug}/{project_slug}")
-    # Namespaces should start with a letter (some tools assume DNS-1035).
-    return label if label[0].isalpha() else dns_label(f"p-{raw}", salt=f"{org_slug}/{project_slug}")
+    """The project's namespace: `tenant-<org>-<project>`, hashed when it must be rewritten or truncated.
+
+    The fixed prefix makes it structural that no organization or project name gives a Kubernetes or
+    platform namespace (`default`, `kube-system`, `paas-data`...); truncation keeps the prefix.
+    """
+    return dns_label(f"{TENANT_NAMESPACE_PREFIX}{org_slug}-{project_slug}", salt=f"{org_slug}/{project_slug}")
+
+
+def hashed_label(readable: str, *identity: str, limit: int = DNS_LABEL_MAX) -> str:
+    """`<readable>-<hash of identity>`: a readable DNS label that two identities never share.
+
+    The hash is always there, so labels that happen to join alike ("my-shop"+"acme" vs "my"+"shop-acme")
+    still differ; only the readable part is shortened to fit `limit`.
+    """
+    suffix = _short_hash(*identity)
+    label = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", readable.lower())).strip("-") or "x"
+    return f"{label[: limit - len(suffix) - 1].rstrip('-')}-{suffix}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,9 @@ class RenderContext:
     garage_pod_labels: Mapping[str, str] = field(default_factory=lambda: {"app.kubernetes.io/name": "garage"})
     # Pod and Service CIDRs of the cluster (K3s defaults), never reachable as "internet".
     cluster_cidrs: Sequence[str] = ("10.42.0.0/16", "10.43.0.0/16")
+    # The nodes' own addresses (from the agent's handshake), never reachable as "internet" either: on bare
+    # metal they are often public, and the API server, the kubelet and host ports listen on them.
+    node_addresses: Sequence[str] = ()
     # Image of the init containers that wait for a dependency (depends_on).
     wait_image: str = "busybox:1.36"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import labels as L
-from .context import RenderContext, ServiceSummary, dns_label
+from .context import RenderContext, ServiceSummary, dns_label, hashed_label
 from .interpolate import InterpolationError, Interpolator
 from .k8s import fit, is_annotation_key, metadata, pod_labels, selector
 from .model import Mount, Port, Project, Service
@@ -397,7 +397,10 @@ def public_port(service: Service, ctx: RenderContext, report: Report) -> int | N
 
 
 def public_host(service: str, ctx: RenderContext) -> str:
-    return f"{dns_label(f'{service}-{ctx.project_slug}-{ctx.org_slug}')}.{ctx.base_domain}"
+    """`<service>-<project>-<org>-<hash>.<base domain>`: readable, and the hash of the (org, project, service)
+    triple keeps two tenants whose names join alike apart (the database refuses a duplicate all the same)."""
+    label = hashed_label(f"{service}-{ctx.project_slug}-{ctx.org_slug}", ctx.org_slug, ctx.project_slug, service)
+    return f"{label}.{ctx.base_domain}"
 
 
 def _ingress(service: Service, port: int, shared: Shared) -> dict[str, Any]:

@@ -6,14 +6,22 @@ select on exactly the same keys.
 
 from __future__ import annotations
 
+from agent.protocol import ORGANIZATION_LABEL, PROJECT_LABEL, PROJECT_UID_LABEL
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "paas"
-ORGANIZATION = "paas.dev/organization"
-PROJECT = "paas.dev/project"
+ORGANIZATION = ORGANIZATION_LABEL
+PROJECT = PROJECT_LABEL
+# The project's stable identity (Project.uid); the agent's ownership mark on the project's namespace.
+PROJECT_UID = PROJECT_UID_LABEL
 SERVICE = "paas.dev/service"
 REVISION = "paas.dev/revision"
 # Marks tenant namespaces so shared services (CNPG, Garage) can allow ingress from them.
 TENANT = "paas.dev/tenant"
+# Every project namespace starts with this, and no Kubernetes or platform namespace does (they are
+# `default`, `kube-*`, `paas-*` and the `*-system` namespaces of the components), so no organization or
+# project name can make a tenant namespace one of theirs.
+TENANT_NAMESPACE_PREFIX = "tenant-"
 # Explains the kind of a platform object (policy, volume, config...) for humans and queries.
 COMPONENT = "app.kubernetes.io/component"
 

@@ -48,7 +48,7 @@ def _internet_blocks(ctx: RenderContext) -> list[dict[str, Any]]:
     for everything, private in (("0.0.0.0/0", PRIVATE_V4), ("::/0", PRIVATE_V6)):
         version = ipaddress.ip_network(everything).version
         excluded = [ipaddress.ip_network(c) for c in private]
-        for cidr in ctx.cluster_cidrs:
+        for cidr in (*ctx.cluster_cidrs, *ctx.node_addresses):
             network = ipaddress.ip_network(cidr, strict=False)
             if network.version == version and not any(network.subnet_of(e) for e in excluded):  # type: ignore[arg-type]
                 excluded.append(network)

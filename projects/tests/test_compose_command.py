@@ -37,7 +37,7 @@ def test_it_handles_every_awesome_compose_sample_well_under_a_second(path: Path)
     assert time.monotonic() - started < 0.5
     if code == 0:
         objects = list(yaml.safe_load_all(out))
-        assert objects[0]["kind"] == "Namespace" and objects[0]["metadata"]["name"] == "acme-shop"
+        assert objects[0]["kind"] == "Namespace" and objects[0]["metadata"]["name"] == "tenant-acme-shop"
     else:
         assert code == 2 and out == ""
         assert all(line.startswith(("refused: ", "warning: ")) for line in err.splitlines())

@@ -16,7 +16,7 @@ def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
 
 
 def test_it_derives_a_dns_label_namespace_hashing_when_truncated() -> None:
-    assert namespace_for("acme", "shop") == "acme-shop"
+    assert namespace_for("acme", "shop") == "tenant-acme-shop"
     long = namespace_for("a" * 40, "b" * 40)
     assert len(long) <= 63 and long != namespace_for("a" * 40, "b" * 41)
     assert namespace_for("Acme_Corp", "9shop").islower()
@@ -25,7 +25,7 @@ def test_it_derives_a_dns_label_namespace_hashing_when_truncated() -> None:
 def test_it_renders_namespace_first_with_pod_security_and_labels() -> None:
     result = render_project(TEXT, make_ctx(revision=7))
     namespace = result.objects[0]
-    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "acme-shop"
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "tenant-acme-shop"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
     for obj in result.objects:
@@ -57,6 +57,16 @@ def test_it_allows_internet_egress_only_when_enabled_and_never_private_ranges() 
     blocks = [peer["ipBlock"] for peer in policies["allow-internet"]["spec"]["egress"][0]["to"]]
     v4 = next(b for b in blocks if b["cidr"] == "0.0.0.0/0")
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "198.18.0.0/15"} <= set(v4["except"])
+
+
+def test_internet_egress_never_reaches_the_nodes_own_addresses() -> None:
+    # A bare-metal node's public address hosts the API server and the kubelet: not "internet".
+    ctx = make_ctx(allow_internet_egress=True, node_addresses=("198.51.100.10", "172.18.0.3", "2001:db8::10"))
+    policies = by_kind(render_project(TEXT, ctx).objects, "NetworkPolicy")
+    blocks = {peer["ipBlock"]["cidr"]: peer["ipBlock"]["except"]
+              for peer in policies["allow-internet"]["spec"]["egress"][0]["to"]}
+    assert "198.51.100.10/32" in blocks["0.0.0.0/0"] and "2001:db8::10/128" in blocks["::/0"]
+    assert "172.18.0.3/32" not in blocks["0.0.0.0/0"]  # already inside 172.16.0.0/12
 
 
 def test_it_renders_member_view_rbac_quota_and_limits_from_the_plan() -> None:
@@ -92,7 +102,7 @@ def test_it_hardens_every_pod_and_routes_public_services_through_traefik() -> No
     assert list(ingress) == ["web"]
     rule = ingress["web"]["spec"]["rules"][0]
     assert ingress["web"]["spec"]["ingressClassName"] == "traefik"
-    assert rule["host"] == "web-shop-acme.apps.example.com"
+    assert rule["host"] == "web-shop-acme-47cbdb9d.apps.example.com"
     assert rule["http"]["paths"][0]["backend"]["service"]["port"] == {"number": 8080}
     private = render_project(TEXT, make_ctx(exposure={"web": "private", "cache": "public"})).objects
     assert list(by_kind(private, "Ingress")) == ["cache"]

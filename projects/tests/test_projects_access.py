@@ -18,7 +18,7 @@ def test_it_lists_projects_to_members_and_viewers(client, personas, viewer, proj
         client.force_login(user)
         assert b"Shop" in client.get("/o/acme/projects/").content
         assert client.get(PAGE).status_code == 200
-        assert client.get(API).json()["namespace"] == "acme-shop"
+        assert client.get(API).json()["namespace"] == "tenant-acme-shop"
 
 
 def test_it_answers_404_to_outsiders_for_project_pages_and_api(client, personas, project):
@@ -66,12 +66,29 @@ def test_it_lets_members_deploy_but_only_owners_and_admins_delete(client, person
     assert client.get(PAGE).status_code == 404
 
 
+def test_the_api_deletes_a_project_for_owners_when_its_slug_confirms_it(client, personas, viewer, project):
+    for user in (personas.member, viewer):  # may look (member: deploy), may not delete
+        client.force_login(user)
+        assert client.delete(API + "?confirm=shop").status_code == 403
+    client.force_login(personas.outsider)
+    assert client.delete(API + "?confirm=shop").status_code == 404
+    client.force_login(personas.owner)
+    wrong = client.delete(API + "?confirm=Shop!")
+    assert wrong.status_code == 400 and "(shop) to confirm" in wrong.json()["detail"]
+    assert client.delete(API).status_code == 400
+    assert Project.objects.active().filter(slug="shop").exists()
+
+    assert client.delete(API + "?confirm=shop").status_code == 204
+    assert not Project.objects.active().filter(slug="shop").exists()
+    assert client.get(API).status_code == 404
+
+
 def test_it_creates_projects_through_the_api_with_a_unique_namespace(client, personas, cluster):
     client.force_login(personas.member)
     response = client.post("/api/v1/organizations/acme/projects/", {"name": "Web Shop"},
                            content_type="application/json")
     assert response.status_code == 201, response.content
-    assert response.json()["namespace"] == "acme-web-shop" and response.json()["cluster"] == "fsn"
+    assert response.json()["namespace"] == "tenant-acme-web-shop" and response.json()["cluster"] == "fsn"
     again = client.post("/api/v1/organizations/acme/projects/", {"name": "Web Shop"}, content_type="application/json")
     assert again.status_code == 400 and "already has a project" in again.json()["detail"]
 
@@ -83,5 +100,5 @@ def test_it_keeps_namespaces_unique_when_slugs_collide_across_organizations(pers
     a = create_organization(personas.owner, "A")
     first = services.create_project(a_b, personas.owner, "C", cluster)
     second = services.create_project(a, personas.owner, "B C", cluster)
-    assert first.namespace == "a-b-c" and second.namespace != first.namespace
+    assert first.namespace == "tenant-a-b-c" and second.namespace != first.namespace
     assert len(second.namespace) <= 63

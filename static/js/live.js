@@ -9,7 +9,11 @@
       const payload = JSON.parse(msg.data);
       document.dispatchEvent(new CustomEvent("live:" + payload.event, { detail: payload.data }));
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
+      if (event.code === 4403) {  // the user lost access to this organization: stop, and say so
+        target.dataset.liveState = "access-lost";
+        return;
+      }
       target.dataset.liveState = "disconnected";
       setTimeout(() => connect(slug, target), 2000);  // reconnect: deploys keep running server-side
     };
