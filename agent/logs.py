@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, Kube, KubeError, PodLog
+from agent.protocol import PROJECT_UID_LABEL
 
 SERVICE_LABEL = "paas.dev/service"  # projects.compose.labels.SERVICE (the agent does not import Django code)
 BUFFER_BYTES = 512 * 1024  # per stream: the most a slow reader can make the agent hold
@@ -68,6 +69,8 @@ class LogRequest:
         namespace, labels = get("namespace", str), get("labels", dict)
         if not namespace or not labels or not all(isinstance(v, str) for v in labels.values()):
             raise ValueError("'namespace' and the project's 'labels' are required")
+        if not labels.get(PROJECT_UID_LABEL):
+            raise ValueError(f"'labels' must carry {PROJECT_UID_LABEL} (the project's identity)")
         tail, since = get("tail", int), get("since_seconds", int)
         if tail is not None and not 0 <= tail <= MAX_TAIL:
             raise ValueError(f"'tail' must be between 0 and {MAX_TAIL}")
@@ -85,18 +88,25 @@ class LogRequest:
                    previous=bool(get("previous", bool, False)), resume=resume)
 
     @property
-    def selector(self) -> str:
-        labels = {**self.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    def pod_labels(self) -> dict[str, str]:
+        """What the project's pods (of the service, if one is named) carry; the uid marks only the namespace."""
+        labels = {k: v for k, v in self.labels.items() if k != PROJECT_UID_LABEL}
+        labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
         if self.service:
             labels[SERVICE_LABEL] = self.service
-        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        return labels
 
-    def owns(self, obj: dict[str, Any]) -> bool:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        wanted = {**self.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-        if self.service and obj.get("kind", "Pod") == "Pod":
-            wanted[SERVICE_LABEL] = self.service
-        return all(labels.get(k) == v for k, v in wanted.items())
+    @property
+    def selector(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(self.pod_labels.items()))
+
+    def owns_namespace(self, namespace: dict[str, Any]) -> bool:
+        labels = (namespace.get("metadata") or {}).get("labels") or {}
+        return labels.get(PROJECT_UID_LABEL) == self.labels[PROJECT_UID_LABEL]
+
+    def owns_pod(self, pod: dict[str, Any]) -> bool:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in self.pod_labels.items())
 
 
 class LineBuffer:
@@ -167,11 +177,11 @@ class LogJob:
         """The pods to read, after checking that the namespace and the pod belong to the project."""
         r = self.request
         namespace = self.kube.get(NAMESPACE, r.namespace)
-        if namespace is None or not r.owns({"kind": "Namespace", **namespace}):
+        if namespace is None or not r.owns_namespace(namespace):
             raise Forbidden(f"namespace {r.namespace} does not belong to this project")
         if r.pod:
             pod = self.kube.get(POD, r.pod, r.namespace)
-            if pod is None or not r.owns(pod):
+            if pod is None or not r.owns_pod(pod):
                 raise Forbidden(f"pod {r.pod} does not belong to this project" + (
                     f"'s service {r.service}" if r.service else ""))
             return [pod]

@@ -8,23 +8,21 @@ import json
 from collections import deque
 from typing import Any
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
+from paas.realtime import AccessCheckedConsumer
 from projects import logs
 from projects.access import get_project_for_user, get_service_for_user
 from projects.models import Project
 
-CLOSE_NO_ACCESS = 4403
 # Bytes sent to the browser and not yet acknowledged. At the limit the consumer stops reading from the agent,
 # whose stream then runs out of credit: the agent drops lines and sends a "skipped" marker, so a slow browser
 # costs daphne at most this much (plus the agent stream's window), never an unbounded buffer.
 BROWSER_WINDOW = 1024 * 1024
 
 
-class LogConsumer(AsyncJsonWebsocketConsumer):
+class LogConsumer(AccessCheckedConsumer):
     """Browser -> server: {"type": "start", "follow", "tail", "resume"}, {"type": "stop"}, {"type": "ack", "seq"}.
     Server -> browser: {"type": "lines", "seq", "frames"}, {"type": "end"}, {"type": "error", "message"}."""
 
@@ -36,13 +34,11 @@ class LogConsumer(AsyncJsonWebsocketConsumer):
         self.seq = 0
         self.in_flight: deque[tuple[int, int]] = deque()  # (seq, bytes) not yet acknowledged
         self.acked = asyncio.Event()
-        if not await database_sync_to_async(self.authorize)():
-            await self.close(code=CLOSE_NO_ACCESS)  # before accept: the browser sees a refused socket
-            return
-        await self.accept()
+        await super().connect()  # closes the socket (4403) unless authorize() lets the user in
 
-    def authorize(self) -> bool:
-        """Viewers may read logs; anyone else gets the same refusal for a foreign and a missing project."""
+    def authorize(self) -> list[str] | None:
+        """Viewers may read logs; anyone else gets the same refusal for a foreign and a missing project.
+        Runs again whenever the user's access changes: losing it closes the socket and so the agent stream."""
         kwargs = self.scope["url_route"]["kwargs"]
         user = self.scope["user"]
         try:
@@ -54,11 +50,12 @@ class LogConsumer(AsyncJsonWebsocketConsumer):
                 self.service = None
             self.project.cluster  # noqa: B018 (loaded here: the pump runs outside the database thread)
         except (Http404, PermissionDenied):
-            return False
-        return True
+            return None
+        return []  # no groups: the lines come from the agent stream this socket opens
 
     async def disconnect(self, code: int) -> None:
         await self._stop()
+        await super().disconnect(code)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

@@ -17,13 +17,15 @@ from agent.tests.test_tunnel import FakeControlPlane, hello
 from agent.tunnel import Backoff, Tunnel
 
 NS = "t-acme-shop"
-LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "shop"}
+LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "shop", "paas.dev/project-uid": "uid-shop"}
+POD_LABELS = {"paas.dev/organization": "acme", "paas.dev/project": "shop"}  # the uid marks only the namespace
 MANAGED = {"app.kubernetes.io/managed-by": "paas"}
+EVIL = {"paas.dev/organization": "evil", "paas.dev/project": "x", "paas.dev/project-uid": "uid-x"}
 
 
 def deploy(kube: Kube, service: str, replicas: int = 1, namespace: str = NS, labels: dict | None = None,
            image: str = "nginx:1.27") -> None:
-    labels = {**(labels or LABELS), **MANAGED, "paas.dev/service": service}
+    labels = {**(labels or POD_LABELS), **MANAGED, "paas.dev/service": service}
     kube.apply(DEPLOYMENT, {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": service, "namespace": namespace, "labels": labels},
@@ -129,8 +131,8 @@ async def test_it_follows_lines_and_pods_that_start_later(agent, kubesim, projec
 async def test_a_project_stream_merges_every_service_but_not_other_projects(agent, kubesim, project):
     deploy(project, "worker")
     project.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
-                              "metadata": {"name": "t-evil-x", "labels": {"paas.dev/project": "x", **MANAGED}}})
-    deploy(project, "web", namespace="t-evil-x", labels={"paas.dev/project": "x"})
+                              "metadata": {"name": "t-evil-x", "labels": {**EVIL, **MANAGED}}})
+    deploy(project, "web", namespace="t-evil-x", labels=EVIL)
     kubesim.wait_for(lambda: running_pods(kubesim, "worker") and running_pods(kubesim, "web", "t-evil-x"))
     kubesim.push_logs(NS, running_pods(kubesim, "worker")[0], ["worker line"])
     kubesim.push_logs(NS, running_pods(kubesim, "web")[0], ["web line"])
@@ -143,8 +145,8 @@ async def test_a_project_stream_merges_every_service_but_not_other_projects(agen
 
 async def test_a_foreign_namespace_or_pod_is_refused(agent, kubesim, project):
     project.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
-                              "metadata": {"name": "t-evil-x", "labels": {"paas.dev/project": "x", **MANAGED}}})
-    deploy(project, "web", namespace="t-evil-x", labels={"paas.dev/project": "x"})
+                              "metadata": {"name": "t-evil-x", "labels": {**EVIL, **MANAGED}}})
+    deploy(project, "web", namespace="t-evil-x", labels=EVIL)
     foreign_pod = kubesim.wait_for(lambda: running_pods(kubesim, "web", "t-evil-x"))[0]
     # Our labels, their namespace: the namespace does not carry our project's identity.
     reader = await agent({"namespace": "t-evil-x"})

@@ -12,15 +12,17 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from accounts.models import Membership
+from paas.realtime import CLOSE_NO_ACCESS
 from projects import services
 from projects.consumers import BROWSER_WINDOW
 from projects.tests.test_projects_deploy import finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-NS = "acme-shop"
+NS = "tenant-acme-shop"
 
 
 @pytest.fixture
@@ -89,12 +91,16 @@ def test_a_viewer_follows_a_service_live_and_sees_only_its_pods(daphne_server, d
         await asyncio.to_thread(kubesim.push_logs, NS, web, ["GET / 200"])
         await asyncio.to_thread(kubesim.push_logs, NS, api, ["api secret line"])
         await sock.read_until(lambda s: "GET / 200" in s.lines())
-        await sock.ws.close()
+        # Removed from the organization: the socket closes at once, and no further line reaches it.
+        await asyncio.to_thread(Membership.objects.filter(user=viewer).delete)
+        with pytest.raises(ConnectionClosed):
+            await sock.read_until(lambda s: False, timeout=10)
         return sock
 
     sock = asyncio.run(scenario())
     assert {f["pod"] for f in sock.frames if "line" in f} == {web}
     assert "api secret line" not in sock.lines()
+    assert sock.ws.close_code == CLOSE_NO_ACCESS
 
 
 def test_the_project_view_merges_services_and_resumes_without_duplicates(daphne_server, deployed, kubesim,
