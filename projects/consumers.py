@@ -24,7 +24,7 @@ BROWSER_WINDOW = 1024 * 1024
 
 class LogConsumer(AccessCheckedConsumer):
     """Browser -> server: {"type": "start", "follow", "tail", "resume"}, {"type": "stop"}, {"type": "ack", "seq"}.
-    Server -> browser: {"type": "lines", "seq", "frames"}, {"type": "end"}, {"type": "error", "message"}."""
+    Server -> browser: {"type": "lines", "seq", "frames"}, {"type": "end"}, {"type": "error", "message", "retry"}."""
 
     project: Project
     service: str | None
@@ -109,6 +109,7 @@ class LogConsumer(AccessCheckedConsumer):
                         await self.send(text_data=text)
             await self.send_json({"type": "end"})
         except logs.LogsUnavailable as exc:
-            await self.send_json({"type": "error", "message": str(exc)})
+            await self.send_json({"type": "error", "message": str(exc), "retry": exc.retry})
         except TimeoutError:
-            await self.send_json({"type": "error", "message": "the cluster's agent stopped sending logs"})
+            await self.send_json({"type": "error", "message": "the cluster's agent stopped sending logs",
+                                  "retry": True})

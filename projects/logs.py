@@ -25,7 +25,12 @@ MAX_FRAME = 64 * 1024  # the agent cuts lines at 16 KiB; a longer partial frame 
 
 
 class LogsUnavailable(Exception):
-    """The logs cannot be read now (the cluster's agent is offline, or refused the request); says why."""
+    """The logs cannot be read (the cluster's agent is offline or went away, or refused the request); says why.
+    `retry`: worth asking again shortly (the agent was away), as opposed to a refusal."""
+
+    def __init__(self, message: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 @dataclass
@@ -95,8 +100,11 @@ class LogLines:
         """The frames of the next chunk the agent sent (possibly none yet), or None once the stream ended."""
         chunk = await self.stream.recv(timeout=timeout)
         if chunk is None:
-            if self.stream.close_reason.startswith(("forbidden", "bad request", "failed")):
-                raise LogsUnavailable(self.stream.close_reason)
+            reason = self.stream.close_reason
+            if reason.startswith(("forbidden", "bad request", "failed")):
+                raise LogsUnavailable(reason)
+            if reason:  # the agent disconnected or shut down mid-stream
+                raise LogsUnavailable(f"the cluster's agent went away ({reason})", retry=True)
             return None
         *complete, self._pending = (self._pending + chunk).split(b"\n")
         if len(self._pending) > MAX_FRAME:
@@ -120,7 +128,7 @@ async def open_logs(project: Project, options: LogOptions) -> AsyncIterator[LogL
     try:
         stream = await rpc.open_stream(project.cluster_id, "logs", stream_payload(project, options))
     except rpc.RPCError as exc:
-        raise LogsUnavailable(f"the cluster {project.cluster.name} cannot be reached: {exc}") from None
+        raise LogsUnavailable(f"the cluster {project.cluster.name} cannot be reached: {exc}", retry=True) from None
     lines = LogLines(stream)
     try:
         yield lines

@@ -111,6 +111,8 @@
         } else if (message.type === "error") {
           show([{ notice: message.message }]);
           setState("error", message.message);
+          // The agent was away (reconnecting, restarted): ask again, from where the view stands.
+          if (message.retry && follow.checked) setTimeout(() => socket.readyState === WebSocket.OPEN && start(), 2000);
         }
       };
       socket.onclose = (event) => {
