@@ -294,6 +294,7 @@ class LogJob:
 
     def _pump(self, log: PodLog, pod: str, container: str, after: tuple[str, int] | None) -> None:
         seen_at_mark = 0
+        prefix = f'{{"pod":{json.dumps(pod)},"container":{json.dumps(container)}'
         for raw in log.lines(MAX_LINE):
             if self._stop.is_set():
                 return
@@ -310,10 +311,10 @@ class LogJob:
             if self.buffer.full():
                 self.buffer.skip()  # no encoding work for a line that cannot be sent
                 continue
-            line = {"pod": pod, "container": container, "line": text.decode(errors="replace")}
-            if self.request.timestamps:
-                line["ts"] = ts
-            self.buffer.put(frame(line))
+            # Encoded by hand around json.dumps of the text alone: this loop runs for every line of every pod.
+            line = json.dumps(text.decode(errors="replace"))
+            stamp_field = f',"ts":{json.dumps(ts)}' if self.request.timestamps else ""
+            self.buffer.put(f'{prefix}{stamp_field},"line":{line}}}\n'.encode())
 
 
 async def serve(kube: Kube, stream: Any, payload: dict[str, Any]) -> None:

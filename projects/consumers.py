@@ -24,7 +24,8 @@ BROWSER_WINDOW = 1024 * 1024
 
 class LogConsumer(AccessCheckedConsumer):
     """Browser -> server: {"type": "start", "follow", "tail", "resume"}, {"type": "stop"}, {"type": "ack", "seq"}.
-    Server -> browser: {"type": "lines", "seq", "frames"}, {"type": "end"}, {"type": "error", "message", "retry"}."""
+    Server -> browser: {"type": "lines", "seq"} followed, after a newline, by the agent's NDJSON frames (see
+    agent/logs.py); {"type": "end"}; {"type": "error", "message", "retry"}."""
 
     project: Project
     service: str | None
@@ -99,12 +100,13 @@ class LogConsumer(AccessCheckedConsumer):
                     while self._unacked_bytes() >= BROWSER_WINDOW:
                         self.acked.clear()
                         await self.acked.wait()
-                    batch = await lines.next_batch()
-                    if batch is None:
+                    chunk = await lines.next_chunk()
+                    if chunk is None:
                         break
-                    if batch:
+                    if chunk:
+                        # The agent's NDJSON goes out as it came, after a one-line header: daphne parses nothing.
                         self.seq += 1
-                        text = json.dumps({"type": "lines", "seq": self.seq, "frames": batch})
+                        text = json.dumps({"type": "lines", "seq": self.seq}) + "\n" + chunk.decode()
                         self.in_flight.append((self.seq, len(text)))
                         await self.send(text_data=text)
             await self.send_json({"type": "end"})

@@ -96,8 +96,8 @@ class LogLines:
         self._pending = b""
         self._frames: list[dict[str, Any]] = []
 
-    async def next_batch(self, timeout: float = 3600.0) -> list[dict[str, Any]] | None:
-        """The frames of the next chunk the agent sent (possibly none yet), or None once the stream ended."""
+    async def next_chunk(self, timeout: float = 3600.0) -> bytes | None:
+        """The complete NDJSON lines of the next chunk the agent sent (maybe b""), or None once the stream ended."""
         chunk = await self.stream.recv(timeout=timeout)
         if chunk is None:
             reason = self.stream.close_reason
@@ -106,10 +106,17 @@ class LogLines:
             if reason:  # the agent disconnected or shut down mid-stream
                 raise LogsUnavailable(f"the cluster's agent went away ({reason})", retry=True)
             return None
-        *complete, self._pending = (self._pending + chunk).split(b"\n")
+        data = self._pending + chunk
+        cut = data.rfind(b"\n") + 1
+        complete, self._pending = data[:cut], data[cut:]
         if len(self._pending) > MAX_FRAME:
             self._pending = b""
-        return [json.loads(line) for line in complete if line]
+        return complete
+
+    async def next_batch(self, timeout: float = 3600.0) -> list[dict[str, Any]] | None:
+        """next_chunk() as dicts, or None once the stream ended."""
+        chunk = await self.next_chunk(timeout)
+        return None if chunk is None else [json.loads(line) for line in chunk.splitlines() if line]
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._iterate()

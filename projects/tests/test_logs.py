@@ -61,11 +61,12 @@ class LogSocket:
         async with asyncio.timeout(timeout):
             while not predicate(self):
                 raw = await self.ws.recv()
-                message = json.loads(raw)
+                header, _, ndjson = raw.partition("\n")
+                message = json.loads(header)
                 self.messages.append(message)
                 if message["type"] == "lines":
                     self.received += len(raw)
-                    self.frames += message["frames"]
+                    self.frames += [json.loads(line) for line in ndjson.splitlines()]
                     self.last_seq = message["seq"]
                     if self.ack:
                         await self.ws.send(json.dumps({"type": "ack", "seq": message["seq"]}))

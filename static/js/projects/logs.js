@@ -102,9 +102,11 @@
       socket = new WebSocket(`${scheme}://${location.host}${view.dataset.wsPath}`);
       socket.onopen = () => { retry = 0; start(); };
       socket.onmessage = (event) => {
-        const message = JSON.parse(event.data);
+        // "lines" messages: a JSON header line, then one JSON frame per line (the agent's NDJSON, passed through).
+        const newline = event.data.indexOf("\n");
+        const message = JSON.parse(newline < 0 ? event.data : event.data.slice(0, newline));
         if (message.type === "lines") {
-          receive(message.frames);
+          receive(event.data.slice(newline + 1).split("\n").filter(Boolean).map((line) => JSON.parse(line)));
           socket.send(JSON.stringify({ type: "ack", seq: message.seq })); // the server's window to us
         } else if (message.type === "end") {
           setState("ended", follow.checked ? "the logs ended (no running pod)" : "not following");
