@@ -30,6 +30,7 @@ SERVICE_LABEL = "paas.dev/service"  # projects.compose.labels.SERVICE (the agent
 BUFFER_BYTES = 512 * 1024  # per stream: the most a slow reader can make the agent hold
 MAX_LINE = 16 * 1024  # longer lines are cut: one line never holds more than this
 MAX_TAIL = 100_000
+COALESCE_BYTES, COALESCE_SECONDS = 16 * 1024, 0.01  # a trickle of lines waits up to 10 ms to share a frame
 WATCH_SECONDS = 5  # a pod watch is renewed this often, so a closed stream's watcher exits soon after
 
 
@@ -143,6 +144,10 @@ class LineBuffer:
 
     def pending(self) -> bool:
         return bool(self._items or self._skipped)
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def take(self) -> bytes:
         """Everything buffered, then the marker for what was dropped after it (drops happen only when full)."""
@@ -355,6 +360,8 @@ async def serve(kube: Kube, stream: Any, payload: dict[str, Any]) -> None:
             if stream.closed:
                 break
             if buffer.pending():
+                if buffer.size < COALESCE_BYTES:
+                    await asyncio.sleep(COALESCE_SECONDS)  # let a few lines gather: one frame, not one per line
                 await stream.send(buffer.take())
                 continue
             if job.finished():
