@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent import infra, reconcile, shell
+from agent import infra, logs, reconcile, shell
 from agent import protocol as p
 from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
@@ -124,7 +124,12 @@ STREAM_OPS: dict[str, StreamHandler] = {"echo": echo}
 
 
 def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
+    """Every stream operation: STREAM_OPS plus those that reach Kubernetes."""
+
     async def exec_op(stream: Stream, payload: dict[str, Any]) -> None:
         await shell.exec_stream(kube, stream, payload)
 
-    return {**STREAM_OPS, "exec": exec_op}
+    async def pod_logs_stream(stream: Stream, payload: dict[str, Any]) -> None:
+        await logs.serve(kube, stream, payload)
+
+    return {**STREAM_OPS, "exec": exec_op, "logs": pod_logs_stream}

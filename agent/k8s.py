@@ -213,11 +213,12 @@ class Kube:
         return True
 
     def watch(self, kind: Kind, *, label_selector: str | None = None, resource_version: str | None = None,
-              timeout_seconds: int = 60) -> Iterator[dict[str, Any]]:
-        """Yield watch events ({type, object}) across all namespaces until the server ends the watch."""
+              timeout_seconds: int = 60, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yield watch events ({type, object}) in `namespace` (all by default) until the server ends the watch."""
         query = {"watch": "true", "labelSelector": label_selector, "resourceVersion": resource_version,
                  "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": "true"}
-        method, url, headers, _, _ = self.api.param_serialize("GET", kind.collection(), auth_settings=["BearerToken"],
+        method, url, headers, _, _ = self.api.param_serialize("GET", kind.collection(namespace),
+                                                              auth_settings=["BearerToken"],
                                                               header_params={"Accept": "application/json"})
         url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         try:
@@ -269,6 +270,27 @@ class Kube:
             raise KubeError(int(exc.status or 0), found.group(1) if found else str(exc.reason)) from None
         return ExecConnection(ws, api)
 
+    def open_pod_log(self, name: str, namespace: str, *, container: str, follow: bool = False,
+                     tail_lines: int | None = None, since_seconds: int | None = None, since_time: str | None = None,
+                     previous: bool = False) -> PodLog:
+        """A container's log as a byte stream, always with RFC3339Nano timestamps (resume and merge need them)."""
+        query = {"container": container, "follow": "true" if follow else None, "tailLines": tail_lines,
+                 "sinceSeconds": since_seconds, "sinceTime": since_time,
+                 "previous": "true" if previous else None, "timestamps": "true"}
+        method, url, headers, _, _ = self.api.param_serialize("GET", POD.item(name, namespace) + "/log",
+                                                              auth_settings=["BearerToken"],
+                                                              header_params={"Accept": "text/plain"})
+        url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        try:
+            # No read timeout: a quiet container sends nothing for as long as it likes; PodLog.close() ends it.
+            response = self.api.call_api(method, url, headers, _request_timeout=(10, None))
+        except ApiException as exc:
+            raise KubeError.from_api(exc) from None
+        if response.status != 200:
+            raise KubeError.from_api(ApiException(status=response.status, reason=response.reason,
+                                                  body=response.read()))
+        return PodLog(response.response)
+
     # --- cluster facts for the handshake ----------------------------------------------------
 
     def version(self) -> str:
@@ -313,3 +335,36 @@ class Kube:
                         "ready": f"{status.get('readyReplicas', 0)}/{deployment.get('spec', {}).get('replicas', 1)}",
                     }
         return found
+
+
+class PodLog:
+    """An open pods/log response: iterate its lines (bytes, newline stripped); close() from any thread."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response  # urllib3.HTTPResponse, not preloaded
+
+    def lines(self, max_line: int) -> Iterator[bytes]:
+        """Complete lines as they arrive; a line longer than `max_line` is cut there (memory stays bounded)."""
+        pending = b""
+        try:
+            for chunk in self._response.stream(amt=64 * 1024, decode_content=False):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                yield from complete
+                if len(pending) > max_line:
+                    yield pending[:max_line]
+                    pending = b""
+        except Exception:  # closed under our feet (close()) or the server went away: the log ends here
+            pending = b""
+        if pending:
+            yield pending
+
+    def close(self) -> None:
+        """Unblock a reader waiting for the next byte and give the connection up."""
+        shutdown = getattr(self._response, "shutdown", None)  # urllib3 >= 2.3
+        try:
+            if shutdown is not None:
+                shutdown()
+            self._response.close()
+        except Exception:  # noqa: S110 (already closed)
+            pass

@@ -95,6 +95,17 @@ class Stream:
             self._credit -= len(chunk)
             await self._tunnel.send_binary(p.pack_data(self.id, chunk))
 
+    @property
+    def credit(self) -> int:
+        """Bytes the peer is ready to take now: a sender that must not block (logs) drops when this is 0."""
+        return self._credit
+
+    async def writable(self) -> None:
+        """Wait until the peer grants credit (or the stream closes)."""
+        while self._credit <= 0 and not self.closed:
+            self._credit_changed.clear()
+            await self._credit_changed.wait()
+
     async def recv(self) -> bytes | None:
         """The next chunk from the peer, or None once the peer closed the stream."""
         data = await self._inbox.get()

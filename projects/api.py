@@ -1,10 +1,12 @@
-"""REST endpoints (organization-scoped): projects, compose validation, releases, rollback, variables."""
+"""REST endpoints (organization-scoped): projects, compose validation, releases, rollback, variables, logs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -12,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
-from projects import services
+from projects import logs, services
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project
 
@@ -330,3 +332,33 @@ class ServiceExposureView(APIView):
         form.is_valid(raise_exception=True)
         services.set_exposure(service, form.validated_data["exposure"])
         return Response({**service.as_dict(), "exposure_override": service.exposure_override})
+
+
+class LogsView(APIView):
+    """The last lines of a service's pods (or of every service of the project) as a text file. Viewers may
+    read logs."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("tail", int, description=f"Lines per container (1-{logs.MAX_TAIL}, default 500)."),
+                    OpenApiParameter("previous", bool, description="The previous (crashed) container's log."),
+                    OpenApiParameter("since_seconds", int, description="Only lines of the last N seconds.")],
+        responses={(200, "text/plain"): OpenApiTypes.STR},
+    )
+    def get(self, request, org_slug: str, project_slug: str, name: str | None = None):
+        if name is None:
+            project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+        else:
+            project = get_service_for_user(request.user, org_slug, project_slug, name, "view")[0].project
+        try:
+            options = logs.LogOptions.parse({"tail": request.query_params.get("tail", "500"), "service": name,
+                                             "previous": request.query_params.get("previous"),
+                                             "since_seconds": request.query_params.get("since_seconds")})
+            frames = logs.last_lines(project, options)
+        except ValueError as exc:
+            return Response({"detail": str(exc), "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+        except logs.LogsUnavailable as exc:
+            return Response({"detail": str(exc), "code": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response = HttpResponse(logs.as_text(frames), content_type="text/plain; charset=utf-8")
+        filename = f"{project.slug}-{name or 'all'}-logs.txt"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -79,6 +79,20 @@ def project_detail(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
 
 
 @login_required
+def project_logs(request: HttpRequest, org_slug: str, project_slug: str, name: str | None = None) -> HttpResponse:
+    """The live log view of one service, or of every service of the project (viewers may read logs)."""
+    if name is None:
+        project, membership = get_project_for_user(request.user, org_slug, project_slug, "view")
+        service = None
+    else:
+        service, membership = get_service_for_user(request.user, org_slug, project_slug, name, "view")
+        project = service.project
+    return render(request, "projects/logs.html", {
+        "org": project.organization, "project": project, "service": service, "membership": membership,
+        "services": project.services.all()})
+
+
+@login_required
 @require_POST
 def validate(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
