@@ -42,6 +42,11 @@ def refused(exc: ValidationError) -> Response:
     return Response(body, status=status.HTTP_409_CONFLICT if billing_state else status.HTTP_400_BAD_REQUEST)
 
 
+class RefusalSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
 class ProjectCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=60)
     slug = serializers.SlugField(max_length=40, required=False, allow_blank=True)
@@ -342,7 +347,7 @@ class LogsView(APIView):
         parameters=[OpenApiParameter("tail", int, description=f"Lines per container (1-{logs.MAX_TAIL}, default 500)."),
                     OpenApiParameter("previous", bool, description="The previous (crashed) container's log."),
                     OpenApiParameter("since_seconds", int, description="Only lines of the last N seconds.")],
-        responses={(200, "text/plain"): OpenApiTypes.STR},
+        responses={(200, "text/plain"): OpenApiTypes.STR, 400: RefusalSerializer, 503: RefusalSerializer},
     )
     def get(self, request, org_slug: str, project_slug: str, name: str | None = None):
         if name is None:

@@ -88,6 +88,10 @@ ROUTES: dict[str, str] = {
     "cluster_revoke_token": OPERATOR,
     # projects
     "project_list": TENANT,
+    "project_logs": TENANT,
+    "service_logs": TENANT,
+    "api_project_logs": TENANT,
+    "api_service_logs": TENANT,
     "project_detail": TENANT,
     "project_validate": TENANT,
     "project_deploy": TENANT,

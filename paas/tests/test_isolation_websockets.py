@@ -28,6 +28,7 @@ TENANT = "tenant"  # an organization's live events: only its members may listen
 OPERATOR = "operator"  # staff only
 AGENT = "agent"  # cluster agents with a cluster token; no browser session opens it
 SHELL = "shell"  # a shell in a tenant's container: only its members who may deploy; it joins no event group
+STREAM = "stream"  # a tenant's live logs: its members and viewers; it joins no event group
 
 # Route pattern (as in paas/routing.py) -> classification.
 WS_ROUTES: dict[str, str] = {
@@ -35,6 +36,8 @@ WS_ROUTES: dict[str, str] = {
     "ws/clusters/<slug:slug>/": OPERATOR,
     "agent/ws": AGENT,
     "ws/o/<slug:org_slug>/projects/<slug:project_slug>/services/<str:name>/terminal/": SHELL,
+    "ws/o/<slug:org_slug>/projects/<slug:project_slug>/logs/": STREAM,
+    "ws/o/<slug:org_slug>/projects/<slug:project_slug>/services/<str:service>/logs/": STREAM,
 }
 
 # URL argument -> (the organization whose slug goes in, the world) -> value.
@@ -43,6 +46,7 @@ WS_ARGUMENTS = {
     "slug": lambda org, world: world.cluster.slug,
     "project_slug": lambda org, world: (world.victim if org == world.victim.org else world.acme).project.slug,
     "name": lambda org, world: (world.victim if org == world.victim.org else world.acme).service.name,
+    "service": lambda org, world: (world.victim if org == world.victim.org else world.acme).service.name,
 }
 
 pytestmark = pytest.mark.django_db(transaction=True)  # consumers read the database from their own threads
@@ -107,8 +111,9 @@ async def test_no_persona_listens_across_the_tenant_boundary(route: WsRoute, wor
             if connected:
                 if variant == "foreign":
                     problems.append(f"{persona} opened {path} ({WS_ROUTES[route.pattern]} route of the victim)")
-                # A shell of one's own (here refused at once: no agent) says why in its first frame, not an event.
-                if WS_ROUTES[route.pattern] != SHELL and await victim_event_reaches(ws, world):
+                # A shell or log stream of one's own (here refused at once: no agent) says why in its first frame,
+                # not an event: it joins no event group.
+                if WS_ROUTES[route.pattern] not in (SHELL, STREAM) and await victim_event_reaches(ws, world):
                     problems.append(f"{persona} on {path} received the victim's event")
                 await ws.disconnect()
     assert not problems, "\n".join(problems)
