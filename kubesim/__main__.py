@@ -20,20 +20,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controller-delay", type=float, default=0.5, metavar="S",
                    help="seconds each controller waits before acting (default 0.5)")
     p.add_argument("--preload-crds", metavar="DIR", nargs="?", const="", default=None,
-                   help="install the CRDs found in DIR (default: ../shared/crds) at start")
+                   help="install the CRDs found in DIR (default: kubesim/crds) at start")
     p.add_argument("--k3s-addons", action="store_true",
                    help="also deploy what K3s ships: CoreDNS, the traefik IngressClass and HelmCharts")
+    p.add_argument("--pod-start-delay", type=float, default=0.0, metavar="S",
+                   help="seconds a scheduled pod stays Pending before it runs and answers HTTP (default 0)")
+    p.add_argument("--edge-port", type=int, default=None, metavar="N",
+                   help="also serve the HTTP edge (Traefik's Ingress routing) on this port, with the Sablier stand-in")
+    p.add_argument("--sablier-port", type=int, default=None, metavar="N",
+                   help="port of the Sablier stand-in (default: a free one when the edge runs)")
+    p.add_argument("--sablier-expiry-interval", type=float, default=20.0, metavar="S",
+                   help="how often the Sablier stand-in stops instances whose session expired (default 20)")
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     crds = load_crds(args.preload_crds or None) if args.preload_crds is not None else []
     emu = Emulator(controllers=not args.no_controllers, controller_delay=args.controller_delay, crds=crds,
-                   latency_ms=args.latency_ms, k3s_addons=args.k3s_addons)
+                   latency_ms=args.latency_ms, k3s_addons=args.k3s_addons, pod_start_delay=args.pod_start_delay,
+                   edge_port=args.edge_port,
+                   sablier_port=args.sablier_port if args.sablier_port is not None or args.edge_port is None else 0,
+                   sablier_expiry_interval=args.sablier_expiry_interval)
     url = await emu.start(args.host, args.port)
     if args.kubeconfig_out:
         write_kubeconfig(url, args.kubeconfig_out)
     print(f"kubesim serving on {url}", flush=True)
+    if emu.sablier:
+        print(f"Sablier stand-in serving on {emu.sablier.url}", flush=True)
+    if emu.edge:
+        print(f"edge (Traefik stand-in) serving on {emu.edge.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

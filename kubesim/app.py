@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,11 @@ from aiohttp import web
 from kubesim import schema
 from kubesim.cluster import Cluster
 from kubesim.controllers import ControllerManager
+from kubesim.controllers.workloads import Kubelet
+from kubesim.edge import Edge
+from kubesim.sablier import Sablier
 from kubesim.server import ApiServer
+from kubesim.serving import serve
 from kubesim.streams import builtin_shell
 
 
@@ -22,29 +25,39 @@ class Emulator:
 
     def __init__(self, *, controllers: bool = True, controller_delay: float = 0.0,
                  crds: list[dict[str, Any]] | None = None, latency_ms: float = 0.0,
-                 bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False, pod_start_delay: float = 0.0,
+                 edge_port: int | None = None, sablier_port: int | None = None,
+                 sablier_expiry_interval: float = 20.0) -> None:
+        """`edge_port` / `sablier_port` (0: a free port) also serve the HTTP edge / the Sablier stand-in."""
         self.cluster = Cluster()
         self.server = ApiServer(self.cluster, latency_ms=latency_ms, bookmark_interval=bookmark_interval)
         self.controllers = ControllerManager(self.cluster, self.server.logs, delay=controller_delay,
                                              enabled=controllers)
         self.crds = crds or []
         self.k3s_addons = k3s_addons
+        self.set_pod_start_delay(pod_start_delay)
+        self.edge_port, self.sablier_port = edge_port, sablier_port
+        self.sablier: Sablier | None = None
+        self.sablier_expiry_interval = sablier_expiry_interval
+        self.edge: Edge | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
+
+    def set_pod_start_delay(self, seconds: float) -> None:
+        kubelet = self.controllers.controllers["kubelet"]
+        assert isinstance(kubelet, Kubelet)
+        kubelet.start_delay = seconds
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.controllers.start()  # first, so they see the bootstrap objects (e.g. K3s's HelmCharts)
         self.cluster.bootstrap(self.crds, k3s_addons=self.k3s_addons)
-        self.runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None,
-                                    shutdown_timeout=0.5)
-        await self.runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        site = web.SockSite(self.runner, sock)
-        await site.start()
-        bound = sock.getsockname()[1]
-        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+        self.runner, self.url = await serve(self.server.app, host, port)
+        if self.sablier_port is not None:
+            self.sablier = Sablier(self.url, expiry_interval=self.sablier_expiry_interval)
+            await self.sablier.start(host, self.sablier_port)
+        if self.edge_port is not None:
+            self.edge = Edge(self.cluster, sablier_url=self.sablier.url if self.sablier else "")
+            await self.edge.start(host, self.edge_port)
         return self.url
 
     async def reset(self) -> None:
@@ -54,8 +67,14 @@ class Emulator:
         self.cluster.bootstrap(self.crds, k3s_addons=self.k3s_addons)
         self.server.logs.clear()
         self.server.exec_handler = builtin_shell
+        for part in (self.sablier, self.edge):
+            if part is not None:
+                part.reset()
 
     async def stop(self) -> None:
+        for part in (self.edge, self.sablier):
+            if part is not None:
+                await part.stop()
         await self.controllers.stop()
         for task in list(self.cluster.pending):
             task.cancel()

@@ -275,10 +275,10 @@ def crds_dir() -> Path:
     override = os.environ.get("KUBESIM_CRDS_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "crds"
+    return Path(__file__).resolve().parent / "crds"  # shipped with kubesim (see crds/README.md)
 
 
-# The C loader parses the 1.3 MB of shared CRDs several times faster than the pure-Python one.
+# The C loader parses the 1.3 MB of CRDs several times faster than the pure-Python one.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -34,14 +34,17 @@ class KubeSim:
 
     def __init__(self, controllers: bool = True, controller_delay: float = 0.0, preload_crds: bool | str | Path = True,
                  latency_ms: float = 0, *, host: str = "127.0.0.1", port: int = 0,
-                 bookmark_interval: float = 1.0, k3s_addons: bool = False) -> None:
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False, pod_start_delay: float = 0.0,
+                 edge: bool = False, sablier: bool = False, sablier_expiry_interval: float = 20.0) -> None:
         self.host, self.port = host, port
         crds_dir = None if preload_crds is True else preload_crds
         # Built on the server thread, whose event loop it binds to.
         self._make_emulator: Callable[[], Emulator] = functools.partial(
             Emulator, controllers=controllers, controller_delay=controller_delay,
             crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
-            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons)
+            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons, pod_start_delay=pod_start_delay,
+            edge_port=0 if edge else None, sablier_port=0 if sablier else None,
+            sablier_expiry_interval=sablier_expiry_interval)
         self.url = ""
         self.emulator: Emulator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,6 +111,22 @@ class KubeSim:
     def reset(self) -> None:
         """Back to a fresh cluster: default namespaces, two nodes, preloaded CRDs, built-in shell."""
         self.call(self._emu.reset)
+
+    @property
+    def edge_url(self) -> str:
+        """The HTTP edge (`KubeSim(edge=True)`): send requests here with the Ingress host as `Host`."""
+        assert self._emu.edge is not None, "KubeSim(edge=True) serves the edge"
+        return self._emu.edge.url
+
+    @property
+    def sablier_url(self) -> str:
+        """The Sablier stand-in's API (`KubeSim(sablier=True)`)."""
+        assert self._emu.sablier is not None, "KubeSim(sablier=True) serves the Sablier stand-in"
+        return self._emu.sablier.url
+
+    def set_pod_start_delay(self, seconds: float) -> None:
+        """Seconds a scheduled pod stays Pending before it runs, becomes Ready and answers HTTP."""
+        self.call(lambda: self._emu.set_pod_start_delay(seconds))
 
     # --- clients ---------------------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class ControllerManager:
             while not c.queue.empty():
                 c.queue.get_nowait()
             c.queued.clear()
+        kubelet = self.controllers["kubelet"]
+        assert isinstance(kubelet, Kubelet)
+        kubelet.starts_at.clear()
         helm = self.controllers["helm"]
         assert isinstance(helm, HelmController)
         helm.forced_failures.clear()

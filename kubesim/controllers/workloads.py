@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesim.cluster import Cluster
 from kubesim.controllers.base import (
     CRASH_MARKERS,
     PULL_FAIL_MARKERS,
@@ -20,6 +22,7 @@ from kubesim.controllers.base import (
     short_hash,
 )
 from kubesim.store import Event, clone
+from kubesim.streams import LogHub
 
 EXIT_CODE_ANNOTATION = "kubesim.io/exit-code"  # run-to-completion pods exit with this code
 LOG_LINES_ANNOTATION = "kubesim.io/log-lines"  # JSON list of lines the pod's first container logs
@@ -41,6 +44,12 @@ class Kubelet(Controller):
     name = "kubelet"
     manager = "kubelet"
     primary = ("", "pods")
+    # Seconds a scheduled pod stays Pending before its containers run (an image pull and app start-up).
+    start_delay = 0.0
+
+    def __init__(self, cluster: Cluster, logs: LogHub, delay: float) -> None:
+        super().__init__(cluster, logs, delay)
+        self.starts_at: dict[str, float] = {}  # pod uid -> when its containers start
 
     def keys_for(self, event: Event) -> Iterable[Key]:
         if event.key == ("", "pods") and event.type != "DELETED":
@@ -63,7 +72,20 @@ class Kubelet(Controller):
                     and all((cs.get("state") or {}).get("running") for cs in status["containerStatuses"]):
                 self._finish(pod)
             return
+        if self._waiting_to_start(pod):
+            return
         self._start(pod)
+
+    def _waiting_to_start(self, pod: dict[str, Any]) -> bool:
+        if self.start_delay <= 0:
+            return False
+        uid = pod["metadata"]["uid"]
+        remaining = self.starts_at.setdefault(uid, time.monotonic() + self.start_delay) - time.monotonic()
+        if remaining > 0:
+            self.enqueue_later((pod["metadata"]["namespace"], pod["metadata"]["name"]), remaining)
+            return True
+        self.starts_at.pop(uid, None)
+        return False
 
     def _nodes(self) -> list[dict[str, Any]]:
         return self.cluster.list(self.rt("v1", "Node"))

@@ -59,11 +59,12 @@ def test_it_adds_latency_to_every_request(tmp_path: Path) -> None:
 def test_it_preloads_crds_from_a_directory(tmp_path: Path) -> None:
     """--preload-crds DIR installs the CRDs found there; without the flag none are installed."""
     kubeconfig = tmp_path / "kubeconfig"
-    crds = REPO.parent / "shared" / "crds" / "sshpiper.com"
+    crds = REPO / "kubesim" / "crds" / "helm.cattle.io"
     proc, _ = _start("--kubeconfig-out", str(kubeconfig), "--preload-crds", str(crds), "--no-controllers")
     try:
         ext = client.ApiextensionsV1Api(config.new_client_from_config(str(kubeconfig)))
-        assert [c.metadata.name for c in ext.list_custom_resource_definition().items] == ["pipes.sshpiper.com"]
+        assert sorted(c.metadata.name for c in ext.list_custom_resource_definition().items) == [
+            "helmchartconfigs.helm.cattle.io", "helmcharts.helm.cattle.io"]
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

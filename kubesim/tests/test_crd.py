@@ -83,8 +83,8 @@ def test_it_stops_serving_a_deleted_crd(kubesim: KubeSim, kube_api: client.ApiCl
     assert exc.value.status == 404
 
 
-def test_it_preloads_the_shared_crds(kube_api: client.ApiClient) -> None:
-    """With preload_crds, HelmChart, Traefik, CNPG and SSHPiper kinds are installed at start."""
+def test_it_preloads_the_shipped_crds(kube_api: client.ApiClient) -> None:
+    """With preload_crds, the HelmChart, Traefik and CNPG kinds shipped in kubesim/crds are installed at start."""
     names = {c.metadata.name for c in client.ApiextensionsV1Api(kube_api).list_custom_resource_definition().items}
     assert {"helmcharts.helm.cattle.io", "middlewares.traefik.io", "clusters.postgresql.cnpg.io",
-            "databases.postgresql.cnpg.io", "pipes.sshpiper.com"} <= names
+            "databases.postgresql.cnpg.io"} <= names

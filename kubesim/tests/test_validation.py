@@ -98,15 +98,15 @@ def test_it_rejects_unknown_fields_when_strict(kube_api: client.ApiClient) -> No
 
 
 def test_it_enforces_crd_schemas(kube_api: client.ApiClient) -> None:
-    """Custom objects are checked against their CRD's openAPIV3Schema: types, required fields (Pipe)."""
+    """Custom objects are checked against their CRD's openAPIV3Schema: types, required fields (CNPG Database)."""
     co = client.CustomObjectsApi(kube_api)
     with pytest.raises(ApiException) as exc:
-        co.create_namespaced_custom_object("sshpiper.com", "v1beta1", "default", "pipes", {
-            "apiVersion": "sshpiper.com/v1beta1", "kind": "Pipe", "metadata": {"name": "p"},
-            "spec": {"from": [{"username": 5}]}})
+        co.create_namespaced_custom_object("postgresql.cnpg.io", "v1", "default", "databases", {
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Database", "metadata": {"name": "p"},
+            "spec": {"name": 5, "owner": "app"}})
     assert exc.value.status == 422
     fields = {c["field"] for c in status_body(exc.value)["details"]["causes"]}
-    assert {"spec.from[0].username", "spec.to"} <= fields
+    assert {"spec.name", "spec.cluster"} <= fields
     with pytest.raises(ApiException) as exc:
         co.create_namespaced_custom_object("helm.cattle.io", "v1", "kube-system", "helmcharts", {
             "apiVersion": "helm.cattle.io/v1", "kind": "HelmChart", "metadata": {"name": "x"},
@@ -136,8 +136,8 @@ def test_validate_object_mirrors_the_apiserver_for_builtins() -> None:
     assert validate_object({"apiVersion": "v1", "kind": "Nope", "metadata": {"name": "x"}})[0]["field"] == "kind"
 
 
-def test_validate_object_knows_the_shared_crds() -> None:
-    """validate_object checks HelmChart/Traefik/CNPG/Pipe objects against the shared CRDs' schemas."""
+def test_validate_object_knows_the_shipped_crds() -> None:
+    """validate_object checks HelmChart/Traefik/CNPG objects against the schemas of the CRDs in kubesim/crds."""
     chart = {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart", "metadata": {"name": "traefik",
                                                                                   "namespace": "kube-system"},
              "spec": {"chart": "traefik", "valuesContent": "a: 1", "failurePolicy": "abort"}}

@@ -78,7 +78,7 @@ def _crd_validators() -> dict[tuple[str, str], dict[str, Any]]:
     import yaml
 
     found = {}
-    for path in (SHARED / "crds").rglob("*.yaml"):
+    for path in (Path(__file__).resolve().parents[2] / "kubesim" / "crds").rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
@@ -92,7 +92,7 @@ def _crd_validators() -> dict[tuple[str, str], dict[str, Any]]:
 
 def validate_object(obj: dict[str, Any]) -> list[str]:
     """Schema errors of one object (empty when valid): kubesim's validator when the team has one,
-    else the Kubernetes 1.35 strict schemas and the CRDs in ../shared/crds."""
+    else the Kubernetes 1.35 strict schemas and the CRDs in kubesim/crds."""
     errors = _kubesim_causes(obj)
     # Round-trip through JSON: what the agent sends is JSON, and it rejects non-JSON values early.
     obj = json.loads(json.dumps(obj))
