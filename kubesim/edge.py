@@ -42,7 +42,8 @@ log = logging.getLogger("kubesim.edge")
 
 MIDDLEWARES_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
 TRAEFIK_CONTROLLER = "traefik.io/ingress-controller"
-REVISION_KEYS = ("paas.dev/revision", "app.kubernetes.io/version", "pod-template-hash")
+REVISION_KEYS = ("paas.dev/revision", "app.kubernetes.io/version", "deployment.kubernetes.io/revision",
+                 "pod-template-hash")
 SABLIER_READY = "ready"
 
 
@@ -238,7 +239,7 @@ class Edge:
         container = _container_for(pod, port.get("targetPort", port.get("port")))
         if container is None:
             return web.Response(status=502, text="Bad Gateway")  # nothing listens on the target port
-        return pod_response(pod, container, request)
+        return pod_response(pod, container, pod_revision(self.cluster, pod), request)
 
     # --- printed URLs ----------------------------------------------------------------------------
 
@@ -297,19 +298,30 @@ def _container_for(pod: dict[str, Any], target: int | str) -> dict[str, Any] | N
     return None
 
 
-def pod_revision(pod: dict[str, Any]) -> str:
-    meta = pod["metadata"]
+def _owner(cluster: Cluster, obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    ref = next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("kind") == kind), None)
+    return cluster.find(cluster.rt_for("apps/v1", kind), obj["metadata"]["namespace"], ref["name"]) if ref else None
+
+
+def pod_revision(cluster: Cluster, pod: dict[str, Any]) -> str:
+    """The release revision the pod runs: a revision label or annotation on the pod, its ReplicaSet or Deployment;
+    else the Deployment's rollout revision; else the pod template hash."""
+    rs = _owner(cluster, pod, "ReplicaSet")
+    chain = [o for o in (pod, rs, rs and _owner(cluster, rs, "Deployment")) if o]
     for key in REVISION_KEYS:
-        value = (meta.get("labels") or {}).get(key) or (meta.get("annotations") or {}).get(key)
-        if value:
-            return str(value)
+        for obj in chain:
+            meta = obj["metadata"]
+            value = (meta.get("labels") or {}).get(key) or (meta.get("annotations") or {}).get(key)
+            if value:
+                return str(value)
     return ""
 
 
-def pod_response(pod: dict[str, Any], container: dict[str, Any], request: web.Request) -> web.Response:
+def pod_response(pod: dict[str, Any], container: dict[str, Any], revision: str, request: web.Request
+                 ) -> web.Response:
     """What an emulated pod answers: a page naming it, its image and revision."""
     meta = pod["metadata"]
-    name, image, revision = meta["name"], container.get("image", ""), pod_revision(pod)
+    name, image = meta["name"], container.get("image", "")
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(name)}</title></head>"
             f"<body><h1>Hello from {html.escape(name)}</h1><dl>"
             f"<dt>Namespace</dt><dd>{html.escape(meta['namespace'])}</dd>"

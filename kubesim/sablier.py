@@ -120,6 +120,7 @@ class Sablier:
         self.poll_interval = poll_interval
         self.expires: dict[str, float] = {}  # instance name -> monotonic expiry of its session
         self.ready: set[str] = set()  # instances known ready: answered from memory, as Sablier's session store does
+        self.groups: dict[str, set[str]] = {}  # instance name -> its groups (Sablier's auto-discovery)
         self.app = web.Application()
         self.app.router.add_get("/health", self.health)
         self.app.router.add_get("/api/health", self.health)
@@ -137,7 +138,8 @@ class Sablier:
                                                    "User-Agent": "sablier (kubesim stand-in)"})
         self.runner, self.url = await serve(self.app, host, port)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._expire_loop()), loop.create_task(self._watch_loop())]
+        self._tasks = [loop.create_task(self._expire_loop())] + [
+            loop.create_task(self._watch_loop(kind, plural)) for kind, plural in KINDS.items()]
         return self.url
 
     async def stop(self) -> None:
@@ -151,6 +153,7 @@ class Sablier:
     def reset(self) -> None:
         self.expires.clear()
         self.ready.clear()
+        self.groups.clear()
 
     # --- Kubernetes API --------------------------------------------------------------------------
 
@@ -171,15 +174,21 @@ class Sablier:
             found += [(kind, obj) for obj in items.get("items") or []]
         return found
 
+    def _remember(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        value = (meta.get("annotations") or {}).get(GROUP_KEY) or (meta.get("labels") or {}).get(GROUP_KEY)
+        self.groups[f"{kind}_{meta['namespace']}_{meta['name']}_1"] = {
+            g.strip() for g in (value or "default").split(",")}
+
     async def group_instances(self, group: str) -> list[str]:
-        names = []
-        for kind, obj in await self._workloads():
-            meta = obj["metadata"]
-            value = (meta.get("annotations") or {}).get(GROUP_KEY) or (meta.get("labels") or {}).get(GROUP_KEY)
-            groups = [g.strip() for g in (value or "default").split(",")]
-            if group in groups:
-                names.append(f"{kind}_{meta['namespace']}_{meta['name']}_1")
-        return sorted(names)
+        """Members of a group, from what the watch saw; listed afresh when the group is not known (yet)."""
+        names = sorted(n for n, groups in self.groups.items() if group in groups)
+        if not names:
+            self.groups.clear()
+            for kind, obj in await self._workloads():
+                self._remember(kind, obj)
+            names = sorted(n for n, groups in self.groups.items() if group in groups)
+        return names
 
     async def instance(self, name: str, *, wake: bool) -> Instance:
         """The instance's state; with `wake`, scale it up to its desired replicas first if it sleeps."""
@@ -232,13 +241,12 @@ class Sablier:
             self.ready.add(name)
         return found
 
-    async def _watch_loop(self) -> None:
-        """Like the kubernetes provider's informer: an instance that loses ready replicas is no longer ready."""
-        assert self.http is not None
+    async def _watch_loop(self, kind: str, plural: str) -> None:
+        """Like the kubernetes provider's informer: groups stay current, and an instance that loses ready
+        replicas is no longer ready."""
         while True:
             try:
-                for kind, plural in KINDS.items():
-                    await self._watch(kind, plural)
+                await self._watch(kind, plural)
             except (TimeoutError, aiohttp.ClientError, ValueError) as err:
                 log.info("sablier: watch interrupted (%s), restarting", err)
                 await asyncio.sleep(0.2)
@@ -255,6 +263,10 @@ class Sablier:
                 name = f"{kind}_{meta.get('namespace')}_{meta.get('name')}_1"
                 status = obj.get("status") or {}
                 want = (obj.get("spec") or {}).get("replicas") or 0
+                if event.get("type") == "DELETED":
+                    self.groups.pop(name, None)
+                elif meta:
+                    self._remember(kind, obj)
                 if event.get("type") == "DELETED" or want == 0 or (status.get("readyReplicas") or 0) < want:
                     self.ready.discard(name)
 

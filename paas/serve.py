@@ -3,8 +3,10 @@
 Their output is interleaved line by line with a coloured name prefix. Ctrl-C (or SIGTERM)
 stops all of them; if one dies, the others are stopped too so nothing half-runs.
 
---emulated-cluster also runs kubesim (the Kubernetes API emulator) and an agent connected to it,
-registered as the cluster "local (simulated)", so the whole product works without K3s.
+--emulated-cluster also runs kubesim (the Kubernetes API emulator, with its HTTP edge and Sablier stand-in)
+and an agent connected to it, registered as the cluster "local (simulated)" with the base domain
+`apps.localhost`, so the whole product works without K3s and service URLs
+(http://<name>.apps.localhost:<edge port>/, which browsers resolve to loopback) answer.
 --k3s registers the local K3s instead (KUBECONFIG or /etc/rancher/k3s/k3s.yaml) and runs the agent
 against it.
 """
@@ -32,6 +34,8 @@ VAR = Path(os.environ.get("PAAS_VAR_DIR") or BASE_DIR / "var")  # the local clus
 KUBESIM_KUBECONFIG = VAR / "kubesim.kubeconfig"
 AGENT_TOKEN = VAR / "agent-token"
 K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+# *.localhost is loopback by RFC 6761: Chromium, Firefox and curl resolve it themselves, with no DNS.
+EMULATED_BASE_DOMAIN = "apps.localhost"
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -52,8 +56,9 @@ def local_cluster_commands(args: argparse.Namespace, env: dict[str, str], py: st
         kubeconfig = KUBESIM_KUBECONFIG
         kubeconfig.unlink(missing_ok=True)
         commands["kubesim"] = [py, "-m", "kubesim", "--port", str(args.kubesim_port),
-                               "--kubeconfig-out", str(kubeconfig)]
-        register.append("--simulated")
+                               "--kubeconfig-out", str(kubeconfig), "--preload-crds", "--k3s-addons",
+                               "--edge-port", str(args.edge_port), "--pod-start-delay", str(args.pod_start_delay)]
+        register += ["--simulated", "--base-domain", EMULATED_BASE_DOMAIN]
     else:
         kubeconfig = Path(os.environ.get("KUBECONFIG") or K3S_KUBECONFIG)
         if not kubeconfig.is_file():
@@ -77,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="register the local K3s (KUBECONFIG or /etc/rancher/k3s/k3s.yaml) and run an agent on it")
     parser.add_argument("--kubesim-port", type=int, default=int(os.environ.get("KUBESIM_PORT", "16443")),
                         help="kubesim's port with --emulated-cluster (default 16443)")
+    parser.add_argument("--edge-port", type=int, default=int(os.environ.get("EDGE_PORT", "8080")),
+                        help="where service URLs answer with --emulated-cluster (kubesim's HTTP edge; default 8080)")
+    parser.add_argument("--pod-start-delay", type=float, default=2.0, metavar="S",
+                        help="seconds an emulated pod takes to start, so waking a sleeping service shows (default 2)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas.settings")
@@ -121,16 +130,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
-    sys.stdout.buffer.write(f"\n  Open http://{host}:{args.port}/  (Ctrl-C stops everything)\n\n".encode())
+    sys.stdout.buffer.write(f"\n  Open http://{host}:{args.port}/  (Ctrl-C stops everything)\n".encode())
+    if args.emulated_cluster:
+        sys.stdout.buffer.write(f"  Deployed services answer at http://<name>.{EMULATED_BASE_DOMAIN}:{args.edge_port}/ "
+                                f"(each URL is printed by an 'edge:' line when its route appears)\n".encode())
+    sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
 
     exit_code = 0
+    partial = {name: b"" for name in procs}  # a line's start, until its newline arrives
     while not stopping:
         for key, _ in sel.select(timeout=0.5):
-            line = key.fileobj.readline()
-            if line:
-                sys.stdout.buffer.write(prefix(key.data) + line)
-                sys.stdout.flush()
+            # Raw reads: a buffered readline() would keep further lines of one chunk out of the selector's sight.
+            chunk = os.read(key.fileobj.fileno(), 65536)
+            *lines, partial[key.data] = (partial[key.data] + chunk).split(b"\n")
+            for line in lines:
+                sys.stdout.buffer.write(prefix(key.data) + line + b"\n")
+            sys.stdout.flush()
         for name, proc in list(procs.items()):
             if proc.poll() is not None:
                 if name == "agent":
@@ -152,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
+        if partial[name]:
+            sys.stdout.buffer.write(prefix(name) + partial[name] + b"\n")
         for line in proc.stdout:
             sys.stdout.buffer.write(prefix(name) + line)
     sys.stdout.flush()

@@ -19,11 +19,14 @@ def deploy(api: client.ApiClient, name: str, *, replicas: int = 1, image: str = 
            group: str | None = None, revision: str = "3", target_port: int | None = None) -> None:
     """A Deployment (Sablier-enabled when `group` is set) and its Service."""
     labels = {"app": name}
-    meta_labels = {**labels, "sablier.enable": "true", "sablier.group": group} if group else dict(labels)
+    # The revision labels the Deployment only, as the product does (a release must not restart every pod).
+    meta_labels = {**labels, "paas.dev/revision": revision}
+    if group:
+        meta_labels.update({"sablier.enable": "true", "sablier.group": group})
     client.AppsV1Api(api).create_namespaced_deployment(NS, {
         "metadata": {"name": name, "labels": meta_labels},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": {**labels, "paas.dev/revision": revision}},
+            "metadata": {"labels": labels},
             "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": port}]}]}}}})
     client.CoreV1Api(api).create_namespaced_service(NS, {
         "metadata": {"name": name},

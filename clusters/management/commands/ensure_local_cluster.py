@@ -28,17 +28,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--simulated", action="store_true", help="the cluster is kubesim, not a real K3s")
         parser.add_argument("--token-file", required=True, help="where to write the agent token (mode 0600)")
-        parser.add_argument("--base-domain", default="localtest.me",
-                            help="public base domain for service URLs (default: %(default)s)")
+        parser.add_argument("--base-domain", default=None,
+                            help="public base domain for service URLs (default: localtest.me); given, it also "
+                                 "updates an existing local cluster")
 
     def handle(self, *args, **options) -> None:
         slug, name = SIMULATED if options["simulated"] else K3S
         with transaction.atomic():
             cluster = Cluster.objects.filter(slug=slug).first()
             if cluster is None:
-                cluster = services.create_cluster(name, options["base_domain"], "127.0.0.1:2222", slug=slug,
-                                                  simulated=options["simulated"])
+                cluster = services.create_cluster(name, options["base_domain"] or "localtest.me", "127.0.0.1:2222",
+                                                  slug=slug, simulated=options["simulated"])
                 self.stdout.write(f"Registered cluster {name!r}.")
+            elif options["base_domain"] and cluster.base_domain != options["base_domain"]:
+                # bin/run's emulated edge serves one domain; a cluster registered before it moves there.
+                cluster.base_domain = options["base_domain"]
+                cluster.save(update_fields=["base_domain"])
             token = services.issue_token(cluster)
         path = Path(options["token_file"])
         path.parent.mkdir(parents=True, exist_ok=True)
