@@ -57,7 +57,10 @@ def local_cluster_commands(args: argparse.Namespace, env: dict[str, str], py: st
         kubeconfig.unlink(missing_ok=True)
         commands["kubesim"] = [py, "-m", "kubesim", "--port", str(args.kubesim_port),
                                "--kubeconfig-out", str(kubeconfig), "--preload-crds", "--k3s-addons",
-                               "--edge-port", str(args.edge_port), "--pod-start-delay", str(args.pod_start_delay)]
+                               "--edge-port", str(args.edge_port), "--pod-start-delay", str(args.pod_start_delay),
+                               "--sablier-port", str(args.sablier_port)]
+        # The agent's "wake" calls Sablier; here that is kubesim's stand-in instead of the in-cluster Service.
+        env["AGENT_SABLIER_URL"] = f"http://127.0.0.1:{args.sablier_port}"
         register += ["--simulated", "--base-domain", EMULATED_BASE_DOMAIN]
     else:
         kubeconfig = Path(os.environ.get("KUBECONFIG") or K3S_KUBECONFIG)
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="kubesim's port with --emulated-cluster (default 16443)")
     parser.add_argument("--edge-port", type=int, default=int(os.environ.get("EDGE_PORT", "8080")),
                         help="where service URLs answer with --emulated-cluster (kubesim's HTTP edge; default 8080)")
+    parser.add_argument("--sablier-port", type=int, default=int(os.environ.get("SABLIER_PORT", "10000")),
+                        help="the Sablier stand-in's port with --emulated-cluster (default 10000, Sablier's own)")
     parser.add_argument("--pod-start-delay", type=float, default=2.0, metavar="S",
                         help="seconds an emulated pod takes to start, so waking a sleeping service shows (default 2)")
     args = parser.parse_args(argv)

@@ -78,9 +78,9 @@ def asleep(sim: KubeSim, service: Service, timeout: float = 20) -> None:
          f"{service.name} asleep")
 
 
-def short_idle(project, name: str = "web") -> None:
-    """The service's row before its first deploy, with a 1-second idle timeout (the settings survive deploys)."""
-    Service.objects.create(project=project, name=name, idle_timeout=1)
+def short_idle(project, seconds: int = 1, name: str = "web") -> None:
+    """The service's row before its first deploy, with a short idle timeout (the settings survive deploys)."""
+    Service.objects.create(project=project, name=name, idle_timeout=seconds)
 
 
 def test_a_service_sleeps_wakes_on_a_request_and_a_redeploy_leaves_its_replicas_to_sablier(
