@@ -241,10 +241,18 @@ class ServiceSleepView(APIView):
         return Response(service.sleep_dict())
 
 
+class WakeSerializer(serializers.Serializer):
+    woken = serializers.BooleanField(help_text="false when the service does not sleep (nothing to wake)")
+    ready = serializers.BooleanField()
+    message = serializers.CharField()
+
+
 class ServiceWakeView(APIView):
     """Wake a sleeping service now (through Sablier); answers once it is ready."""
 
-    @extend_schema(request=None)
+    serializer_class = WakeSerializer
+
+    @extend_schema(request=None, responses=WakeSerializer)
     def post(self, request, org_slug: str, project_slug: str, name: str):
         service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
         try:
