@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -573,13 +575,12 @@ def suspended_page_url(project: Project) -> str:
     return settings.SITE_URL + reverse("project_suspended", args=[project.uid])
 
 
-def _reapply_live(project: Project, *, zero: bool) -> None:
-    """The live release's objects again (suspended or not) as the next desired revision."""
+def _reapply_live(project: Project, transform: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    """The live release's objects again, transformed (suspended or resumed), as the next desired revision."""
     release = project.live_release()
     if release is None or not release.sealed_manifests:
         return
-    objects = (sleep_render.suspended(release.sealed_manifests, suspended_page_url(project)) if zero
-               else release.sealed_manifests)
+    objects = transform(release.sealed_manifests)
     revision = max(release.revision, _desired_revision(project)) + 1
     cluster_services.set_desired_project(project.cluster, project.namespace, project.labels, revision,
                                          relabel(objects, revision))
@@ -592,7 +593,7 @@ def suspend_organization(org: Organization) -> int:
     for project in projects:
         project.suspended = True
         project.save(update_fields=["suspended"])
-        _reapply_live(project, zero=True)
+        _reapply_live(project, functools.partial(sleep_render.suspended, page_url=suspended_page_url(project)))
     return len(projects)
 
 
@@ -602,5 +603,5 @@ def resume_organization(org: Organization) -> int:
     for project in projects:
         project.suspended = False
         project.save(update_fields=["suspended"])
-        _reapply_live(project, zero=False)
+        _reapply_live(project, sleep_render.resumed)
     return len(projects)

@@ -101,5 +101,16 @@ def suspended(objects: list[dict[str, Any]], page_url: str) -> list[dict[str, An
     return out
 
 
+def resumed(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A release's objects after a suspension: as released, except that sleeping-enabled Deployments stay at
+    zero (asleep until a request) instead of starting with no session to put them back to sleep. Sablier's
+    first scale takes the field over, so later releases, which omit it, leave it to Sablier."""
+    out = copy.deepcopy(objects)
+    for obj in out:
+        if obj.get("kind") == "Deployment" and sleeps(obj):
+            obj["spec"]["replicas"] = 0
+    return out
+
+
 def sleeps_middleware(obj: dict[str, Any]) -> bool:
     return "sablier" in ((obj.get("spec") or {}).get("plugin") or {})

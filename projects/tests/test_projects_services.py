@@ -67,7 +67,7 @@ def _live_release(project, user) -> Release:
     release.refresh_from_db()
     pipeline.Run(release).render()
     Release.objects.filter(pk=release.pk).update(status=ReleaseStatus.LIVE)
-    services._reapply_live(project, zero=False)
+    services._reapply_live(project, lambda objects: objects)
     return release
 
 
@@ -87,7 +87,8 @@ def test_it_scales_every_service_to_zero_while_the_organization_is_suspended(per
     assert project.suspended and replicas(project) == {"web": 0, "api": 0, "worker": 0}
     billing.organization_resumed.send(sender=None, organization=personas.org, record=None)
     project.refresh_from_db()
-    assert not project.suspended and replicas(project) == {"web": None, "api": None, "worker": 1}
+    # Resumed: the sleepers stay asleep until a request (no Sablier session would put them back to sleep).
+    assert not project.suspended and replicas(project) == {"web": 0, "api": 0, "worker": 1}
     # The next deploy's revision comes after the suspension's desired revisions.
     assert services.deploy(project, personas.owner).revision > DesiredProject.objects.get().revision - 1
 

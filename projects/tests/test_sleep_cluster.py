@@ -174,5 +174,8 @@ def test_a_suspended_project_shows_the_suspended_page_and_cannot_wake(sleepy, co
 
     assert services.resume_organization(personas.org) == 1
     poll(lambda: S.ENABLE in kubesim.get("deployments", NS, "web")["metadata"]["labels"], 20, "sleeping restored")
-    poll(lambda: get(kubesim, web).status == 200 or get(kubesim, web).headers.get("X-Sablier-Session-Status"), 20,
-         "the route back through Sablier")
+    assert replicas(kubesim, "web") == 0 and replicas(kubesim, "worker") == 1, "web asleep, worker back"
+    poll(lambda: "Hello from web-" in get(kubesim, web).text, 20, "a request wakes it through Sablier")
+    # A later release leaves the replicas to Sablier: the awake service is not put back to sleep by it.
+    assert finished(services.redeploy(project, personas.owner)).status == "live"
+    assert replicas(kubesim, "web") == 1
