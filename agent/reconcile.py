@@ -235,9 +235,13 @@ def apply_project(kube: Kube, namespace: str, labels: dict[str, str], revision: 
         _apply_namespace(kube, namespace, namespace_labels, current)
 
     # Objects are independent under server-side apply, so they go out concurrently: a project's
-    # apply costs a few round trips instead of two per object.
+    # apply costs a few round trips instead of two per object. Except RoleBindings: the apiserver lets the
+    # agent (which may not `bind`) write one only after comparing it with its Role, which must exist by then.
+    bindings = [o for o in objects if o.get("kind") == "RoleBinding"]
     with ThreadPoolExecutor(APPLY_CONCURRENCY) as pool:
-        applied = list(pool.map(lambda o: _apply_object(kube, o, namespace, labels), objects))
+        applied = [*pool.map(lambda o: _apply_object(kube, o, namespace, labels), [o for o in objects
+                                                                                     if o not in bindings]),
+                   *pool.map(lambda o: _apply_object(kube, o, namespace, labels), bindings)]
         results = [entry for entry, _ in applied]
         wanted = {key for _, key in applied if key}
         selector = _selector(labels)

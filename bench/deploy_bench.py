@@ -123,6 +123,7 @@ def main() -> int:
     from agent.k8s import Kube
     from billing.models import Plan
     from billing.services import get_account
+    from clusters import manifest
     from clusters import services as cluster_services
     from clusters.models import ClusterStatus
     from conftest import make_user
@@ -133,7 +134,9 @@ def main() -> int:
     started: list[ManagedProcess] = []
     with KubeSim(controllers=True, controller_delay=0.0) as sim:
         workdir = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
-        kubeconfig = sim.write_kubeconfig(workdir / "kubeconfig")
+        kubeconfig = sim.write_kubeconfig(workdir / "kubeconfig")  # the direct path: the admin
+        # The agent runs as its ServiceAccount from the install manifest, as on a cluster.
+        agent_kubeconfig = manifest.install_for_local_agent(kubeconfig, workdir / "agent.kubeconfig")
         try:
             daphne, base = start_daphne()
             started.append(daphne)
@@ -142,7 +145,7 @@ def main() -> int:
             (workdir / "token").write_text(cluster_services.issue_token(cluster))
             started.append(ManagedProcess("agent", [sys.executable, "-m", "agent", "--server", ws_url(base),
                                                     "--token-file", str(workdir / "token"),
-                                                    "--kubeconfig", str(kubeconfig)], child_env()).start())
+                                                    "--kubeconfig", str(agent_kubeconfig)], child_env()).start())
             wait(lambda: type(cluster).objects.filter(pk=cluster.pk, status=ClusterStatus.ONLINE).exists(), 30,
                  "agent online", 0.05)
             user = make_user(f"bench-{os.getpid()}@example.com")

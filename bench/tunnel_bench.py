@@ -70,7 +70,7 @@ def wait(predicate, timeout: float, what: str) -> None:
 def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
     import kubernetes
 
-    from clusters import rpc, services
+    from clusters import manifest, rpc, services
     from clusters.models import Cluster, ClusterStatus
     from paas.testing.processes import ManagedProcess, child_env, free_port, port_open
 
@@ -83,8 +83,10 @@ def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
         cluster = services.create_cluster(f"bench-rpc-{port}", "bench.example.com")
         token_file = workdir / "rpc-token"
         token_file.write_text(services.issue_token(cluster))
+        # The agent runs as its ServiceAccount from the install manifest; the direct calls below as the admin.
+        agent_kubeconfig = manifest.install_for_local_agent(kubeconfig, workdir / "agent.kubeconfig")
         agent = ManagedProcess("agent", [sys.executable, "-m", "agent", "--server", ws_url(daphne_url),
-                                         "--token-file", str(token_file), "--kubeconfig", str(kubeconfig),
+                                         "--token-file", str(token_file), "--kubeconfig", str(agent_kubeconfig),
                                          "--health-port", "0", "--log-level", "WARNING"], child_env()).start()
         try:
             agent.wait_for(lambda: Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.ONLINE, 30, "connect")

@@ -6,13 +6,15 @@ rendered as multi-document YAML with the RBAC rules commented one by one.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 from django.conf import settings
 
 from agent.infra import RBAC_RULES as INFRA_RBAC_RULES
-from agent.k8s import PROJECT_KINDS
+from agent.k8s import PROJECT_KINDS, Kind, Kube
 from clusters.models import Cluster
 
 NAMESPACE = "paas-system"
@@ -20,6 +22,16 @@ NAME = "paas-agent"
 HEALTH_PORT = 8080
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "paas"}
 ALL_VERBS_TO_RECONCILE = ["get", "list", "watch", "create", "patch", "delete"]
+
+
+# Read permissions the agent holds only to grant them in the project-viewer Role (projects.compose.namespace).
+VIEWER_ONLY_RULES: list[tuple[str, dict[str, Any]]] = [
+    ("Service endpoints", {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]}),
+    ("Deployments' ReplicaSets", {"apiGroups": ["apps"], "resources": ["replicasets"],
+                                  "verbs": ["get", "list", "watch"]}),
+    ("events.k8s.io Events", {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+                              "verbs": ["get", "list", "watch"]}),
+]
 
 
 def _group(api_version: str) -> str:
@@ -39,6 +51,9 @@ def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
          {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
         ("Pods and Events are read for observed state (waiting reasons, restarts, warnings).",
          {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]}),
+        *[(f"{why}: only so that the project-viewer Role can grant it to members. Kubernetes lets the agent "
+           "create a Role and bind it only with permissions it holds itself.", rule)
+          for why, rule in VIEWER_ONLY_RULES],
     ]
     for group, plurals in by_group.items():
         rules.append((
@@ -49,7 +64,7 @@ def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
     return rules + INFRA_RBAC_RULES
 
 
-def objects(cluster: Cluster, token: str, server_url: str, image: str | None = None) -> list[dict[str, Any]]:
+def objects(cluster: Cluster | None, token: str, server_url: str, image: str | None = None) -> list[dict[str, Any]]:
     image = image or settings.AGENT_IMAGE
     meta = {"namespace": NAMESPACE, "labels": LABELS}
     return [
@@ -123,6 +138,55 @@ def render(cluster: Cluster, token: str, server_url: str, image: str | None = No
         else:
             docs.append(yaml.safe_dump(obj, sort_keys=False))
     return header + "---\n" + "---\n".join(docs)
+
+
+INSTALL_KINDS = {
+    "Namespace": Kind("v1", "Namespace", "namespaces", namespaced=False),
+    "ServiceAccount": Kind("v1", "ServiceAccount", "serviceaccounts"),
+    "ClusterRole": Kind("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False),
+    "ClusterRoleBinding": Kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings",
+                               namespaced=False),
+    "Secret": Kind("v1", "Secret", "secrets"),
+    "Deployment": Kind("apps/v1", "Deployment", "deployments"),
+}
+
+
+def install(kube: Kube, docs: list[dict[str, Any]], *, skip: tuple[str, ...] = ()) -> None:
+    """Apply the install manifest's objects in order, as `kubectl apply -f agent.yaml` does (kinds in `skip`
+    left out: a local agent process stands in for the Deployment's pod)."""
+    for doc in docs:
+        if doc["kind"] not in skip:
+            kube.apply(INSTALL_KINDS[doc["kind"]], doc, doc["metadata"].get("namespace"))
+
+
+def service_account_token(kube: Kube, expiration_seconds: int = 3600) -> str:
+    """A TokenRequest for the agent's ServiceAccount: the identity its pod runs with, for an agent run outside."""
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_seconds}}
+    response = kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{NAME}/token", body=body)
+    return str(response["status"]["token"])
+
+
+def install_for_local_agent(admin_kubeconfig: Path, out: Path, *, token: str = "", server_url: str = "",
+                            expiration_seconds: int = 3600) -> Path:
+    """Install the agent with an admin kubeconfig, minus its Deployment (an agent process runs outside the
+    cluster instead), and write a kubeconfig for its ServiceAccount to `out` (mode 0600): such an agent then
+    has exactly the permissions it has on a cluster."""
+    admin = Kube(str(admin_kubeconfig))
+    try:
+        install(admin, objects(None, token, server_url), skip=("Deployment",))
+        sa_token = service_account_token(admin, expiration_seconds)
+    finally:
+        admin.close()
+    config = yaml.safe_load(admin_kubeconfig.read_text())
+    for user in config.get("users") or []:
+        user["user"] = {"token": sa_token}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump(config, sort_keys=False))
+    os.chmod(out, 0o600)  # also when the file existed with looser permissions
+    return out
 
 
 def agent_server_url(site_url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -23,6 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="install the CRDs found in DIR (default: kubesim/crds) at start")
     p.add_argument("--k3s-addons", action="store_true",
                    help="also deploy what K3s ships: CoreDNS, the traefik IngressClass and HelmCharts")
+    p.add_argument("--admin-token", metavar="TOKEN", default=os.environ.get("KUBESIM_ADMIN_TOKEN"),
+                   help="bearer token of system:admin (default: $KUBESIM_ADMIN_TOKEN or a random one)")
+    p.add_argument("--insecure-open", action="store_true",
+                   help="plain HTTP, no authentication or authorization: every request acts as system:admin "
+                        "(the old open mode); otherwise HTTPS with a throw-away CA, as kubectl sends tokens only "
+                        "over TLS")
     p.add_argument("--pod-start-delay", type=float, default=0.0, metavar="S",
                    help="seconds a scheduled pod stays Pending before it runs and answers HTTP (default 0)")
     p.add_argument("--edge-port", type=int, default=None, metavar="N",
@@ -37,14 +44,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     crds = load_crds(args.preload_crds or None) if args.preload_crds is not None else []
     emu = Emulator(controllers=not args.no_controllers, controller_delay=args.controller_delay, crds=crds,
-                   latency_ms=args.latency_ms, k3s_addons=args.k3s_addons, pod_start_delay=args.pod_start_delay,
+                   latency_ms=args.latency_ms, k3s_addons=args.k3s_addons, auth=not args.insecure_open,
+                   admin_token=args.admin_token, tls=not args.insecure_open, pod_start_delay=args.pod_start_delay,
                    edge_port=args.edge_port,
                    sablier_port=args.sablier_port if args.sablier_port is not None or args.edge_port is None else 0,
                    sablier_expiry_interval=args.sablier_expiry_interval)
     url = await emu.start(args.host, args.port)
     if args.kubeconfig_out:
-        write_kubeconfig(url, args.kubeconfig_out)
+        write_kubeconfig(url, args.kubeconfig_out, emu.admin_token, emu.ca_pem)
     print(f"kubesim serving on {url}", flush=True)
+    if args.insecure_open:
+        print("kubesim: --insecure-open: no authentication, every request acts as system:admin", flush=True)
+    elif args.kubeconfig_out:
+        print(f"kubesim: admin token in {args.kubeconfig_out}", flush=True)
+    elif not args.admin_token:
+        print(f"kubesim: admin token {emu.admin_token}", flush=True)  # the only way to learn the random one
     if emu.sablier:
         print(f"Sablier stand-in serving on {emu.sablier.url}", flush=True)
     if emu.edge:

@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from kubesim.errors import (
     namespace_not_found,
     not_found,
 )
+from kubesim.rbac import UserInfo
 from kubesim.resources import Registry, ResourceType
 from kubesim.scale import scale_of, set_dotted
 from kubesim.selectors import Matcher
@@ -48,6 +50,7 @@ class WriteOptions:
     dry_run: bool = False
     field_validation: str = "Warn"  # Ignore / Warn / Strict, as the apiserver's fieldValidation
     trusted: bool = False  # bootstrap objects (upstream CRDs) skip schema validation on every reset
+    user: UserInfo | None = None  # who writes through the API (None: the emulator's own controllers)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -58,6 +61,9 @@ class Cluster:
         self._cluster_ips = ipaddress.ip_network("10.43.0.0/16").hosts()
         self._node_ports = iter(range(30000, 32768))
         self.pending: set[asyncio.Task[Any]] = set()
+        # Checks on the final object of every API write, e.g. RBAC escalation prevention: (rt, new, old, opts).
+        self.write_checks: list[Callable[[ResourceType, dict[str, Any], dict[str, Any] | None, WriteOptions], None]]
+        self.write_checks = []
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -199,6 +205,8 @@ class Cluster:
             self._allocate_service(obj)
         if managed:
             ssa.record_update(None, obj, rt, opts.field_manager)
+        for check in self.write_checks:
+            check(rt, obj, None, opts)
         if opts.dry_run:
             return obj
         stored = self.store.write(self.key(rt), obj, None, "ADDED")
@@ -325,6 +333,8 @@ class Cluster:
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if _same(new, old):
             return clone(old)  # a no-op write keeps the resourceVersion, as the apiserver does
+        for check in self.write_checks:
+            check(rt, new, old, opts)
         if opts.dry_run:
             return new
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):

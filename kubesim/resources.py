@@ -29,6 +29,8 @@ class ResourceType:
     # For custom resources: the CRD version's additionalPrinterColumns (the Table columns of `kubectl get`).
     printer_columns: list[dict[str, Any]] = field(default_factory=list)
     builtin: bool = True
+    # Verbs served, when not all of them (the review APIs only take `create`).
+    verbs: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -53,7 +55,7 @@ class ResourceType:
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": list(ALL_VERBS),
+            "verbs": list(self.verbs or ALL_VERBS),
             "storageVersionHash": "",
         }
         if self.short_names:
@@ -73,6 +75,8 @@ class ResourceType:
                 entry.update(group="autoscaling", version="v1", kind="Scale")
             elif sub in ("log",):
                 entry.update(kind="Pod", verbs=["get"])
+            elif sub == "token":
+                entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"])
             elif sub in ("exec", "attach"):
                 entry.update(kind="PodExecOptions" if sub == "exec" else "PodAttachOptions", verbs=["create", "get"])
             out.append(entry)
@@ -94,7 +98,7 @@ def builtin_types() -> list[ResourceType]:
            categories=["all"]),
         _b("", "v1", "ConfigMap", "configmaps", short_names=["cm"]),
         _b("", "v1", "Secret", "secrets"),
-        _b("", "v1", "ServiceAccount", "serviceaccounts", short_names=["sa"]),
+        _b("", "v1", "ServiceAccount", "serviceaccounts", short_names=["sa"], subresources=("token",)),
         _b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=["pvc"],
            subresources=("status",)),
         _b("", "v1", "Event", "events", short_names=["ev"]),
@@ -121,10 +125,26 @@ def builtin_types() -> list[ResourceType]:
         _b("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False, name_rule="path"),
         _b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False,
            name_rule="path"),
+        *_reviews(),
         _b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=["pdb"],
            subresources=("status",), **gen),
         _b("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
            namespaced=False, short_names=["crd", "crds"], subresources=("status",), **gen),
+    ]
+
+
+def _reviews() -> list[ResourceType]:
+    """Create-only kinds that are answered, not stored: access reviews, token reviews, who-am-I."""
+    create = {"verbs": ("create",)}
+    return [
+        _b("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
+           **create),
+        _b("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False,
+           **create),
+        _b("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False, **create),
+        _b("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", **create),
+        _b("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False, **create),
+        _b("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, **create),
     ]
 
 

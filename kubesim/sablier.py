@@ -25,6 +25,7 @@ import html
 import json
 import logging
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,10 +113,12 @@ def problem(status: int, title: str, detail: str) -> web.Response:
 class Sablier:
     """The stand-in: `await Sablier(api_url).start(host, port)` serves the API until `stop()`."""
 
-    def __init__(self, api_url: str, *, token: str = "kubesim",  # noqa: S107 - kubesim accepts any token
-                 expiry_interval: float = 20.0, poll_interval: float = 0.05) -> None:
+    def __init__(self, api_url: str, *, token: str, ca_pem: str = "", expiry_interval: float = 20.0,
+                 poll_interval: float = 0.05) -> None:
+        """`token`: its ServiceAccount's; `ca_pem`: the CA of an HTTPS API server."""
         self.api_url = api_url.rstrip("/")
         self.token = token
+        self.ca_pem = ca_pem
         self.expiry_interval = expiry_interval
         self.poll_interval = poll_interval
         self.expires: dict[str, float] = {}  # instance name -> monotonic expiry of its session
@@ -134,8 +137,9 @@ class Sablier:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}",
-                                                   "User-Agent": "sablier (kubesim stand-in)"})
+        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else None
+        self.http = aiohttp.ClientSession(headers={"User-Agent": "sablier (kubesim stand-in)"},
+                                          connector=aiohttp.TCPConnector(ssl=context) if context else None)
         self.runner, self.url = await serve(self.app, host, port)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._expire_loop())] + [
@@ -150,7 +154,8 @@ class Sablier:
         if self.http is not None:
             await self.http.close()
 
-    def reset(self) -> None:
+    def reset(self, token: str) -> None:
+        self.token = token
         self.expires.clear()
         self.ready.clear()
         self.groups.clear()
@@ -160,6 +165,7 @@ class Sablier:
     async def _api(self, method: str, path: str, body: Any = None, **params: str) -> dict[str, Any]:
         assert self.http is not None
         headers = {"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {}
+        headers["Authorization"] = f"Bearer {self.token}"
         async with self.http.request(method, self.api_url + path, params=params or None, headers=headers,
                                      data=json.dumps(body) if body is not None else None) as resp:
             data = await resp.json(content_type=None)
@@ -255,7 +261,12 @@ class Sablier:
         assert self.http is not None
         params = {"watch": "true", "labelSelector": f"{ENABLE_LABEL}=true", "timeoutSeconds": "30"}
         async with self.http.get(f"{self.api_url}/apis/apps/v1/{plural}", params=params,
+                                 headers={"Authorization": f"Bearer {self.token}"},
                                  timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            if resp.status != 200:  # e.g. 403 when RBAC does not (yet) allow it: retry later, as an informer does
+                log.info("sablier: watching %s refused (%s)", plural, resp.status)
+                await asyncio.sleep(1)
+                return
             async for line in resp.content:
                 event = json.loads(line)
                 obj = event.get("object") or {}
@@ -321,6 +332,8 @@ class Sablier:
             return problem(400, "Validation error", str(err))
         except GroupNotFound as err:
             return problem(404, "Group not found", f"group {err.args[0]!r} not found")
+        except ApiFailure as err:
+            return problem(500, "Kubernetes API error", err.message)
         session = await self.request_session(names, duration)
         page = render_page(session, display_name=q.get("display_name") or "", theme=theme, refresh=refresh,
                            show_details=q.get("show_details", "true").lower() != "false")
@@ -337,6 +350,8 @@ class Sablier:
             return problem(400, "Validation error", str(err))
         except GroupNotFound as err:
             return problem(404, "Group not found", f"group {err.args[0]!r} not found")
+        except ApiFailure as err:
+            return problem(500, "Kubernetes API error", err.message)
         deadline = time.monotonic() + timeout
         session = await self.request_session(names, duration)
         while session.status != "ready":

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from kubesim import openapi, schema, streams, tables
 from kubesim import patch as patches
+from kubesim.auth import USER, AccessControl
 from kubesim.cluster import Cluster, WriteOptions
 from kubesim.errors import ApiError, bad_request, method_not_allowed, resource_not_found
 from kubesim.resources import ResourceType
@@ -56,8 +57,10 @@ class Route:
 
 
 class ApiServer:
-    def __init__(self, cluster: Cluster, *, latency_ms: float = 0.0, bookmark_interval: float = 1.0) -> None:
+    def __init__(self, cluster: Cluster, *, latency_ms: float = 0.0, bookmark_interval: float = 1.0,
+                 auth: bool = True, admin_token: str | None = None) -> None:
         self.cluster = cluster
+        self.access = AccessControl(cluster, enabled=auth, admin_token=admin_token)
         self.latency_ms = latency_ms
         self.bookmark_interval = bookmark_interval
         self.logs = streams.LogHub()
@@ -82,6 +85,7 @@ class ApiServer:
             return error_response(ApiError("InternalError", f"Internal error occurred: {exc}"))
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.access.admit(request)  # 401 / 403 before anything else, as the apiserver's filters do
         parts = [p for p in request.path.split("/") if p]
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]})
@@ -160,9 +164,11 @@ class ApiServer:
             raise resource_not_found()
         if r.sub in ("log", "exec", "attach"):
             return await streams.handle(self, request, rt, ns, r.name or "", r.sub)
+        if self.access.serves(rt, r.sub):
+            return _json(await self.access.serve(request, rt, ns, r.name), 201)
         opts = WriteOptions(field_manager=q.get("fieldManager") or _default_manager(request),
                             dry_run=q.get("dryRun") == "All",
-                            field_validation=q.get("fieldValidation") or "Warn")
+                            field_validation=q.get("fieldValidation") or "Warn", user=request.get(USER))
         if r.name is None:
             if method == "GET":
                 if r.watch or _bool(q.get("watch")):
@@ -197,6 +203,8 @@ class ApiServer:
             if ptype == "apply":
                 opts.field_manager = q.get("fieldManager", "")  # no User-Agent fallback for apply
             existed = ptype == "apply" and self.cluster.find(rt, ns, r.name) is not None
+            if ptype == "apply" and not existed and not sub:
+                self.access.require(request, "create")  # an apply that creates needs `create` too
             obj = self.cluster.patch(rt, ns, r.name, ptype, body, opts, force=_bool(q.get("force")),
                                      subresource=sub)
             created = ptype == "apply" and not existed and not sub

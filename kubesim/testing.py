@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -28,13 +30,16 @@ class KubeSim:
     """A Kubernetes API emulator on 127.0.0.1 and a free port, served from its own thread and loop.
 
     `sim = KubeSim(); sim.start()` (or `with KubeSim() as sim:`), then point the official client at
-    `sim.url` (`sim.api_client()`, `sim.write_kubeconfig(path)`). State reads (`get`, `list`) are
-    thread-safe copies.
+    `sim.url` (`sim.api_client()`, `sim.write_kubeconfig(path)`), which authenticate as `system:admin`
+    with `sim.admin_token`. `auth=False` lets every request through unauthenticated (the old open mode);
+    `tls=True` serves HTTPS with a throw-away CA (kubectl sends tokens only over TLS). State reads (`get`,
+    `list`) are thread-safe copies.
     """
 
     def __init__(self, controllers: bool = True, controller_delay: float = 0.0, preload_crds: bool | str | Path = True,
                  latency_ms: float = 0, *, host: str = "127.0.0.1", port: int = 0,
-                 bookmark_interval: float = 1.0, k3s_addons: bool = False, pod_start_delay: float = 0.0,
+                 bookmark_interval: float = 1.0, k3s_addons: bool = False, auth: bool = True,
+                 admin_token: str | None = None, tls: bool = False, pod_start_delay: float = 0.0,
                  edge: bool = False, sablier: bool = False, sablier_expiry_interval: float = 20.0) -> None:
         self.host, self.port = host, port
         crds_dir = None if preload_crds is True else preload_crds
@@ -42,11 +47,12 @@ class KubeSim:
         self._make_emulator: Callable[[], Emulator] = functools.partial(
             Emulator, controllers=controllers, controller_delay=controller_delay,
             crds=load_crds(crds_dir) if preload_crds else [], latency_ms=latency_ms,
-            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons, pod_start_delay=pod_start_delay,
-            edge_port=0 if edge else None, sablier_port=0 if sablier else None,
+            bookmark_interval=bookmark_interval, k3s_addons=k3s_addons, auth=auth, admin_token=admin_token, tls=tls,
+            pod_start_delay=pod_start_delay, edge_port=0 if edge else None, sablier_port=0 if sablier else None,
             sablier_expiry_interval=sablier_expiry_interval)
         self.url = ""
         self.emulator: Emulator | None = None
+        self._ca_path: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -84,6 +90,9 @@ class KubeSim:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
         self._loop = self._thread = None
+        if self._ca_path is not None:
+            self._ca_path.unlink(missing_ok=True)
+            self._ca_path = None
 
     def __enter__(self) -> KubeSim:
         return self.start()
@@ -109,7 +118,8 @@ class KubeSim:
         return self.emulator
 
     def reset(self) -> None:
-        """Back to a fresh cluster: default namespaces, two nodes, preloaded CRDs, built-in shell."""
+        """Back to a fresh cluster: default namespaces, two nodes, preloaded CRDs, built-in shell, the constructor's
+        pod start delay, no Sablier sessions."""
         self.call(self._emu.reset)
 
     @property
@@ -125,23 +135,47 @@ class KubeSim:
         return self._emu.sablier.url
 
     def set_pod_start_delay(self, seconds: float) -> None:
-        """Seconds a scheduled pod stays Pending before it runs, becomes Ready and answers HTTP."""
+        """Seconds a scheduled pod stays Pending before it runs, becomes Ready and answers HTTP (until `reset()`,
+        which restores the constructor's `pod_start_delay`)."""
         self.call(lambda: self._emu.set_pod_start_delay(seconds))
 
     # --- clients ---------------------------------------------------------------------------------
 
-    def configuration(self) -> kubernetes.client.Configuration:
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of `system:admin` (group `system:masters`), which the clients below use."""
+        return self._emu.admin_token
+
+    def configuration(self, token: str | None = None) -> kubernetes.client.Configuration:
+        """Client configuration for the admin (or the given token's) identity."""
         cfg = kubernetes.client.Configuration()
         cfg.host = self.url
-        cfg.api_key = {"authorization": "kubesim"}
+        cfg.api_key = {"authorization": token or self.admin_token}
         cfg.api_key_prefix = {"authorization": "Bearer"}
+        if self._emu.ca_pem:
+            cfg.ssl_ca_cert = str(self._ca_file())
         return cfg
 
-    def api_client(self) -> kubernetes.client.ApiClient:
-        return kubernetes.client.ApiClient(self.configuration())
+    def _ca_file(self) -> Path:
+        if self._ca_path is None:
+            fd, name = tempfile.mkstemp(prefix="kubesim-ca-", suffix=".crt")
+            os.write(fd, self._emu.ca_pem.encode())
+            os.close(fd)
+            self._ca_path = Path(name)
+        return self._ca_path
 
-    def write_kubeconfig(self, path: str | Path) -> Path:
-        return write_kubeconfig(self.url, path)
+    def api_client(self, token: str | None = None) -> kubernetes.client.ApiClient:
+        return kubernetes.client.ApiClient(self.configuration(token))
+
+    def write_kubeconfig(self, path: str | Path, token: str | None = None) -> Path:
+        return write_kubeconfig(self.url, path, token or self.admin_token, self._emu.ca_pem)
+
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
+        """A TokenRequest for the ServiceAccount, made as the admin: the token a pod of it would mount."""
+        with self.api_client() as api:
+            resp = kubernetes.client.CoreV1Api(api).create_namespaced_service_account_token(
+                name, namespace, {"spec": {"expirationSeconds": expiration_seconds}})
+        return str(resp.status.token)
 
     # --- state and knobs -------------------------------------------------------------------------
 

@@ -31,10 +31,11 @@ def prefix(name: str) -> bytes:
 
 
 VAR = Path(os.environ.get("PAAS_VAR_DIR") or BASE_DIR / "var")  # the local cluster's token, beat's schedule
-KUBESIM_KUBECONFIG = VAR / "kubesim.kubeconfig"
+KUBESIM_KUBECONFIG = VAR / "kubesim.kubeconfig"  # kubesim's admin
+AGENT_KUBECONFIG = VAR / "agent.kubeconfig"  # the agent's ServiceAccount on kubesim
 AGENT_TOKEN = VAR / "agent-token"
 K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
-# *.localhost is loopback by RFC 6761: Chromium, Firefox and curl resolve it themselves, with no DNS.
+# *.localhost is loopback (RFC 6761): Chromium and curl resolve it themselves, with no DNS.
 EMULATED_BASE_DOMAIN = "apps.localhost"
 
 
@@ -47,31 +48,40 @@ def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30) -> No
         time.sleep(0.05)
 
 
-def local_cluster_commands(args: argparse.Namespace, env: dict[str, str], py: str) -> dict[str, list[str]]:
-    """kubesim (when emulated) and an agent for the local cluster, after registering it with a fresh token."""
+def local_cluster_commands(args: argparse.Namespace, env: dict[str, str],
+                           py: str) -> tuple[dict[str, list[str]], list[str] | None]:
+    """kubesim (when emulated) and an agent for the local cluster, after registering it with a fresh token.
+
+    With kubesim, registering also installs the agent's ServiceAccount and RBAC from the install manifest, so
+    the agent runs with its own permissions, not kubesim's admin: that command is returned, to be run once
+    kubesim serves. Otherwise the cluster is registered here and None is returned.
+    """
     VAR.mkdir(exist_ok=True)
     commands: dict[str, list[str]] = {}
     register = [py, "manage.py", "ensure_local_cluster", "--token-file", str(AGENT_TOKEN)]
     if args.emulated_cluster:
-        kubeconfig = KUBESIM_KUBECONFIG
-        kubeconfig.unlink(missing_ok=True)
+        KUBESIM_KUBECONFIG.unlink(missing_ok=True)
         commands["kubesim"] = [py, "-m", "kubesim", "--port", str(args.kubesim_port),
-                               "--kubeconfig-out", str(kubeconfig), "--preload-crds", "--k3s-addons",
+                               "--kubeconfig-out", str(KUBESIM_KUBECONFIG), "--preload-crds", "--k3s-addons",
                                "--edge-port", str(args.edge_port), "--pod-start-delay", str(args.pod_start_delay),
                                "--sablier-port", str(args.sablier_port)]
         # The agent's "wake" calls Sablier; here that is kubesim's stand-in instead of the in-cluster Service.
         env["AGENT_SABLIER_URL"] = f"http://127.0.0.1:{args.sablier_port}"
-        register += ["--simulated", "--base-domain", EMULATED_BASE_DOMAIN]
+        register += ["--simulated", "--install-with", str(KUBESIM_KUBECONFIG),
+                     "--agent-kubeconfig", str(AGENT_KUBECONFIG), "--base-domain", EMULATED_BASE_DOMAIN]
+        kubeconfig = AGENT_KUBECONFIG
     else:
         kubeconfig = Path(os.environ.get("KUBECONFIG") or K3S_KUBECONFIG)
         if not kubeconfig.is_file():
             raise RuntimeError(f"--k3s: no kubeconfig at {kubeconfig} (set KUBECONFIG, or run as a user who can "
                                f"read {K3S_KUBECONFIG})")
-    subprocess.run(register, cwd=BASE_DIR, env=env, check=True)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
     commands["agent"] = [py, "-m", "agent", "--server", f"ws://{host}:{args.port}/agent/ws",
                          "--token-file", str(AGENT_TOKEN), "--kubeconfig", str(kubeconfig), "--health-port", "0"]
-    return commands
+    if args.emulated_cluster:
+        return commands, register
+    subprocess.run(register, cwd=BASE_DIR, env=env, check=True)
+    return commands, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         "beat": [py, "-m", "celery", "-A", "paas", "beat", "--loglevel=INFO",
                  "--schedule", str(VAR / "celerybeat-schedule")],
     }
+    register_after_kubesim = None
     if args.emulated_cluster or args.k3s:
         try:
-            commands = {**local_cluster_commands(args, env, py), **commands}
+            local, register_after_kubesim = local_cluster_commands(args, env, py)
+            commands = {**local, **commands}
         except RuntimeError as exc:
             sys.stderr.write(f"bin/run: {exc}\n")
             return 2
@@ -124,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         procs[name] = proc
         sel.register(proc.stdout, selectors.EVENT_READ, name)
         if name == "kubesim":
-            wait_for_file(KUBESIM_KUBECONFIG, proc)  # the agent needs the kubeconfig kubesim writes
+            wait_for_file(KUBESIM_KUBECONFIG, proc)  # the agent's install needs the kubeconfig kubesim writes
+            if register_after_kubesim:
+                subprocess.run(register_after_kubesim, cwd=BASE_DIR, env=env, check=True)
 
     stopping = False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -65,14 +65,122 @@ class VariableSerializer(serializers.Serializer):
     secret = serializers.BooleanField(default=False)
 
 
+# --- Response shapes, for the OpenAPI schema (the views build plain dicts with the models' as_dict) ---------
+
+
+class LatestReleaseSerializer(serializers.Serializer):
+    revision = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class ProjectSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    slug = serializers.SlugField()
+    cluster = serializers.SlugField()
+    namespace = serializers.CharField()
+    allow_internet_egress = serializers.BooleanField()
+    wants_database = serializers.BooleanField()
+    wants_bucket = serializers.BooleanField()
+    suspended = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    latest_release = LatestReleaseSerializer(allow_null=True)
+
+
+class ProjectListSerializer(serializers.Serializer):
+    results = ProjectSerializer(many=True)
+
+
+class ServiceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    image = serializers.CharField(allow_blank=True)
+    exposure = serializers.CharField()
+    url = serializers.CharField(allow_blank=True, help_text="Public URL; empty for a private service.")
+    status = serializers.CharField()
+    replicas = serializers.IntegerField()
+    ready = serializers.IntegerField()
+    restarts = serializers.IntegerField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class ServiceExposureResultSerializer(ServiceSerializer):
+    exposure_override = serializers.CharField(allow_blank=True)
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    services = ServiceSerializer(many=True)
+    compose = serializers.CharField(allow_blank=True)
+
+
+class ReleaseSerializer(serializers.Serializer):
+    project = serializers.SlugField()
+    revision = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    steps = serializers.DictField(help_text="Pipeline steps by name: status, seconds, message.")
+    error = serializers.CharField(allow_blank=True)
+    error_code = serializers.CharField(allow_blank=True)
+    warnings = serializers.ListField(child=serializers.DictField())
+    created_at = serializers.DateTimeField()
+    created_by = serializers.EmailField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    rollback_of = serializers.IntegerField(allow_null=True)
+
+
+class ReleaseDetailSerializer(ReleaseSerializer):
+    manifests = serializers.ListField(child=serializers.DictField(), required=False,
+                                      help_text="With ?manifests=1: the applied objects, Secret data as hashes.")
+
+
+class ReleaseListSerializer(serializers.Serializer):
+    results = ReleaseSerializer(many=True)
+
+
+class VariableOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    service = serializers.CharField(allow_blank=True)
+    secret = serializers.BooleanField()
+    value = serializers.CharField(allow_null=True, allow_blank=True, help_text="null for a secret (write-only).")
+
+
+class VariableListSerializer(serializers.Serializer):
+    results = VariableOutSerializer(many=True)
+
+
+class ProblemSerializer(serializers.Serializer):
+    service = serializers.CharField(allow_null=True, allow_blank=True)
+    key = serializers.CharField(allow_null=True, allow_blank=True)
+    message = serializers.CharField()
+    line = serializers.IntegerField(allow_null=True)
+    column = serializers.IntegerField(allow_null=True)
+
+
+class ValidatedServiceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    public_host = serializers.CharField(allow_blank=True)
+
+
+class ValidationResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    problems = ProblemSerializer(many=True)
+    warnings = ProblemSerializer(many=True)
+    notes = ProblemSerializer(many=True)
+    services = ValidatedServiceSerializer(many=True)
+
+
 class ProjectListView(APIView):
     serializer_class = ProjectCreateSerializer
 
+    @extend_schema(operation_id="projects_list", responses=ProjectListSerializer)
     def get(self, request, org_slug: str):
         org, _ = get_organization_for_user(request.user, org_slug, "view")
         projects = Project.objects.active().filter(organization=org).select_related("cluster")
         return Response({"results": [project_dict(p) for p in projects]})
 
+    @extend_schema(operation_id="projects_create", request=ProjectCreateSerializer,
+                   responses={201: ProjectDetailSerializer})
     def post(self, request, org_slug: str):
         org, _ = get_organization_for_user(request.user, org_slug, "deploy")
         form = ProjectCreateSerializer(data=request.data)
@@ -98,6 +206,7 @@ class DeleteSerializer(serializers.Serializer):
 
 
 class ProjectDetailView(APIView):
+    @extend_schema(operation_id="project_retrieve", responses=ProjectDetailSerializer)
     def get(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         return Response(project_dict(project, detail=True))
@@ -119,6 +228,7 @@ class ProjectDetailView(APIView):
 class ValidateView(APIView):
     serializer_class = ComposeSerializer
 
+    @extend_schema(operation_id="project_validate", request=ComposeSerializer, responses=ValidationResultSerializer)
     def post(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         form = ComposeSerializer(data=request.data)
@@ -129,11 +239,13 @@ class ValidateView(APIView):
 class ReleaseListView(APIView):
     serializer_class = ComposeSerializer
 
+    @extend_schema(operation_id="releases_list", responses=ReleaseListSerializer)
     def get(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         releases = project.releases.select_related("created_by", "rollback_of", "project")[:50]
         return Response({"results": [r.as_dict() for r in releases]})
 
+    @extend_schema(operation_id="releases_create", request=ComposeSerializer, responses={202: ReleaseSerializer})
     def post(self, request, org_slug: str, project_slug: str):
         """Deploy: a new release from `compose` (or the project's current compose file)."""
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
@@ -147,6 +259,8 @@ class ReleaseListView(APIView):
 
 
 class ReleaseDetailView(APIView):
+    @extend_schema(operation_id="release_retrieve", responses=ReleaseDetailSerializer, parameters=[
+        OpenApiParameter("manifests", str, enum=["1"], description="1: include the applied objects.")])
     def get(self, request, org_slug: str, project_slug: str, revision: int):
         release, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "view")
         data = release.as_dict()
@@ -158,6 +272,7 @@ class ReleaseDetailView(APIView):
 class RollbackView(APIView):
     serializer_class = RollbackSerializer
 
+    @extend_schema(operation_id="release_rollback", request=None, responses={202: ReleaseSerializer})
     def post(self, request, org_slug: str, project_slug: str, revision: int):
         target, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "deploy")
         try:
@@ -170,10 +285,12 @@ class RollbackView(APIView):
 class VariableListView(APIView):
     serializer_class = VariableSerializer
 
+    @extend_schema(operation_id="variables_list", responses=VariableListSerializer)
     def get(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         return Response({"results": [v.as_dict() for v in project.variables.all()]})
 
+    @extend_schema(operation_id="variables_create", request=VariableSerializer, responses={201: VariableOutSerializer})
     def post(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
         form = VariableSerializer(data=request.data)
@@ -188,6 +305,7 @@ class VariableListView(APIView):
 
 
 class VariableDetailView(APIView):
+    @extend_schema(operation_id="variable_destroy", responses={204: None})
     def delete(self, request, org_slug: str, project_slug: str, variable_id: int):
         variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
         services.delete_variable(variable, actor=request.user)
@@ -204,6 +322,8 @@ class ServiceExposureView(APIView):
 
     serializer_class = ExposureSerializer
 
+    @extend_schema(operation_id="service_exposure_update", request=ExposureSerializer,
+                   responses=ServiceExposureResultSerializer)
     def put(self, request, org_slug: str, project_slug: str, name: str):
         service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
         form = ExposureSerializer(data=request.data)

@@ -20,6 +20,7 @@ from agent import charts
 from agent.data import services
 from conftest import skip_or_fail
 from kubesim.schema import validate_object
+from paas.testing.agent_account import admin_kube
 
 SUPERUSER_PASSWORD = "not-checked-by-trust-auth"  # noqa: S105
 
@@ -41,9 +42,9 @@ def local_postgres() -> None:
 
 
 @pytest.fixture
-def bare_k3s(kube) -> Any:
-    """A fresh cluster as K3s leaves it: its packaged Traefik chart, nothing of ours."""
-    kube.apply(b.HELMCHART, {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
+def bare_k3s(kube, kubesim) -> Any:
+    """A fresh cluster as K3s leaves it: its packaged Traefik chart, nothing of ours (and the agent's `kube`)."""
+    admin_kube(kubesim).apply(b.HELMCHART, {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
                              "metadata": {"name": "traefik", "namespace": "kube-system"},
                              "spec": {"chart": "https://%{KUBERNETES_API}%/static/charts/traefik-37.1.1.tgz",
                                       "targetNamespace": "kube-system"}}, "kube-system")
@@ -61,8 +62,9 @@ def boot(bare_k3s, double, local_postgres) -> b.Bootstrapper:
     return b.Bootstrapper(bare_k3s, endpoints, interval=0.02, backoff_base=30.0, clock=Clock())
 
 
-def play_cnpg_operator(kube) -> None:
+def play_cnpg_operator(kubesim) -> None:
     """What the CloudNativePG operator would do for our Cluster: run it and publish the superuser Secret."""
+    kube = admin_kube(kubesim)  # the operator's own identity, not the agent's
     cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
     if cluster is None or (cluster.get("status") or {}).get("readyInstances"):
         return
@@ -86,7 +88,7 @@ def drive(kubesim, boot: b.Bootstrapper, until: Callable[[dict[str, b.Status]], 
         if until(statuses):
             return statuses
         if operator:
-            play_cnpg_operator(boot.kube)
+            play_cnpg_operator(kubesim)
         time.sleep(0.02)
     raise AssertionError(f"not reached after {passes} passes: "
                          f"{ {c: (s.state, s.reason) for c, s in statuses.items()} }")
@@ -166,8 +168,9 @@ def test_it_configures_traefik_for_sablier_and_the_ingress_nodes(kubesim, boot):
 def test_it_does_not_pin_traefik_when_no_node_is_labelled(kubesim, boot):
     node = boot.kube.get(b.NODE, "kubesim-node-0")
     labels = {k: v for k, v in node["metadata"]["labels"].items() if k != "ingress-ready"}
-    boot.kube.request("PATCH", b.NODE.item("kubesim-node-0"), body={"metadata": {"labels": {"ingress-ready": None}}},
-                      content_type="application/merge-patch+json")
+    admin_kube(kubesim).request("PATCH", b.NODE.item("kubesim-node-0"),
+                                body={"metadata": {"labels": {"ingress-ready": None}}},
+                                content_type="application/merge-patch+json")
     assert "ingress-ready" not in boot.kube.get(b.NODE, "kubesim-node-0")["metadata"]["labels"]
     assert labels
     boot.run_pass()
@@ -175,7 +178,7 @@ def test_it_does_not_pin_traefik_when_no_node_is_labelled(kubesim, boot):
 
 
 def test_it_shows_traefik_failed_when_k3s_runs_without_it(kubesim, boot):
-    boot.kube.delete(b.HELMCHART, "traefik", "kube-system")
+    admin_kube(kubesim).delete(b.HELMCHART, "traefik", "kube-system")
     kubesim.wait_for(lambda: kubesim.get("HelmChart", "kube-system", "traefik") is None)
     statuses = drive(kubesim, boot, lambda s: all(s[c].state == b.READY for c in ("cnpg", "sablier", "garage",
                                                                                   "postgres")))
@@ -198,8 +201,8 @@ def test_it_changes_nothing_on_a_second_run(kubesim, boot):
 def test_it_puts_a_drifted_chart_back_and_waits_for_the_new_install(kubesim, boot):
     drive(kubesim, boot, all_ready)
     old_job = kubesim.get("Job", "kube-system", "helm-install-cnpg")["metadata"]["uid"]
-    boot.kube.request("PATCH", b.HELMCHART.item("cnpg", "kube-system"), body={"spec": {"version": "0.1.0"}},
-                      content_type="application/merge-patch+json")
+    admin_kube(kubesim).request("PATCH", b.HELMCHART.item("cnpg", "kube-system"),
+                                body={"spec": {"version": "0.1.0"}}, content_type="application/merge-patch+json")
     statuses = boot.run_pass()
     assert statuses["cnpg"].state == b.INSTALLING
     assert kubesim.get("HelmChart", "kube-system", "cnpg")["spec"]["version"] == "0.29.0"

@@ -94,7 +94,7 @@ async def test_bootstrap_reports_each_transition_and_everything_again_after_a_re
     runner = asyncio.create_task(boot.run())
     try:
         while not runner.done():
-            await asyncio.to_thread(play_cnpg_operator, boot.kube)
+            await asyncio.to_thread(play_cnpg_operator, kubesim)
             await asyncio.sleep(0.02)
         snapshot = await asyncio.wait_for(runner, 30)
     finally:

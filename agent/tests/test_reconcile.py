@@ -229,3 +229,15 @@ def test_it_does_not_adopt_a_legacy_namespace_holding_someone_elses_objects(kube
         reconcile.apply_project(kube, "acme-web", LABELS, 1, [])
     assert kubesim.get("ConfigMap", "acme-web", "hand-made") is not None
     assert PROJECT_UID_LABEL not in namespace_labels(kubesim, "acme-web")
+
+
+def test_it_applies_a_role_before_the_binding_that_needs_it(kube, kubesim):
+    """As the agent's ServiceAccount (no `bind`), a RoleBinding is only accepted once its Role exists."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]}
+    result = reconcile.apply_project(kube, NS, LABELS, 1, [binding, *(config(f"c{i}") for i in range(8)), role])
+    assert actions(result) == {"RoleBinding/reader": "created", "Role/reader": "created",
+                               **{f"ConfigMap/c{i}": "created" for i in range(8)}}

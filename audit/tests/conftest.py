@@ -4,7 +4,7 @@ import pytest
 
 from accounts.models import Membership, Role
 from conftest import make_user
-from projects.tests.conftest import cluster, project, viewer  # noqa: F401  (shared fixtures)
+from projects.tests.conftest import cluster, project  # noqa: F401  (shared fixtures; `viewer` is in the root conftest)
 
 
 @pytest.fixture

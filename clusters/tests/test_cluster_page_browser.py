@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from clusters import services
 from clusters.tests.test_integration import Agents, online, poll
 from conftest import logged_in_page
+from paas.testing.agent_account import agent_kubeconfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -29,7 +30,7 @@ def test_the_cluster_page_shows_the_agent_connect_and_go_away_live(operator, clu
     expect(page.get_by_test_id("agent-connection")).to_have_text("agent not connected")
 
     plane = SimpleNamespace(agent_url=daphne_server.replace("http://", "ws://") + "/agent/ws")
-    agents = Agents(plane, kubesim.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
+    agents = Agents(plane, agent_kubeconfig(kubesim, tmp_path / "kubeconfig"), tmp_path)
     try:
         agents.start(token)
         poll(lambda: online(cluster), 30, "agent online")

@@ -12,13 +12,13 @@ from django.core.management import call_command
 from agent import bootstrap as b
 from agent import charts
 from agent.data import services as agent_data
-from agent.k8s import Kube
 from agent.tests.garage_double import GarageDouble
 from agent.tests.test_bootstrap import play_cnpg_operator
 from clusters import data, services
 from clusters.models import BootstrapComponent, ClusterStatus
 from clusters.tests.test_integration import LABELS, agents, kubeconfig, plane, poll  # noqa: F401 (fixtures)
 from conftest import skip_or_fail
+from paas.testing.agent_account import admin_kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -31,22 +31,22 @@ def garage():
 
 
 @pytest.fixture
-def bare_k3s(kubeconfig):  # noqa: F811
+def bare_k3s(kubesim):  # noqa: F811
+    """K3s as it comes, seen by its administrator (the agent itself runs as its ServiceAccount)."""
     try:
         psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3).close()
     except psycopg.OperationalError as exc:
         skip_or_fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable ({exc})")
-    kube = Kube(str(kubeconfig))
+    kube = admin_kube(kubesim)
     kube.apply(b.HELMCHART, {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
                              "metadata": {"name": "traefik", "namespace": "kube-system"},
                              "spec": {"chart": "https://%{KUBERNETES_API}%/static/charts/traefik.tgz",
                                       "targetNamespace": "kube-system"}}, "kube-system")
-    yield kube
-    kube.close()
+    return kube
 
 
 def test_a_connecting_agent_bootstraps_the_cluster_and_the_control_plane_follows(
-        plane, agents, bare_k3s, garage, monkeypatch):  # noqa: F811
+        plane, agents, bare_k3s, garage, monkeypatch, kubesim):  # noqa: F811
     # The Garage admin token an earlier install left; the double knows the same one.
     bare_k3s.apply(b.NAMESPACE, b.data_namespace())
     bare_k3s.apply(agent_data.SECRET, agent_data.secret_object(charts.DATA_NAMESPACE, charts.GARAGE_ADMIN_SECRET,
@@ -60,7 +60,7 @@ def test_a_connecting_agent_bootstraps_the_cluster_and_the_control_plane_follows
     seen: set[str] = set()
 
     def all_ready() -> bool:
-        play_cnpg_operator(bare_k3s)  # kubesim has no CNPG operator
+        play_cnpg_operator(kubesim)  # kubesim has no CNPG operator
         cluster.refresh_from_db()
         seen.add(cluster.status)
         states = dict(BootstrapComponent.objects.filter(cluster=cluster).values_list("name", "state"))

@@ -20,6 +20,7 @@ from agent.tunnel import EXIT_TOKEN_REJECTED
 from clusters import rpc, services
 from clusters.models import Cluster, ClusterStatus, DesiredProject
 from clusters.tasks import agent_rpc
+from paas.testing.agent_account import agent_kubeconfig
 from paas.testing.processes import ManagedProcess, child_env, free_port, port_open, start_daphne
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -75,7 +76,8 @@ def plane(django_db_setup, django_db_blocker, redis_url):
 
 @pytest.fixture
 def kubeconfig(kubesim, tmp_path) -> Path:
-    return kubesim.write_kubeconfig(tmp_path / "kubeconfig")
+    """The agent's: its ServiceAccount's token after the install manifest was applied, as on a cluster."""
+    return agent_kubeconfig(kubesim, tmp_path / "kubeconfig")
 
 
 class Agents:

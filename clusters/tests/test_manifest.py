@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import yaml
 
-from agent.k8s import Kind, Kube
+from agent.k8s import PROJECT_KINDS, Kube, KubeError
 from clusters import manifest
+from clusters.manifest import INSTALL_KINDS
 from kubesim import podsecurity
+from kubesim.rbac import uncovered
 from kubesim.schema import validate_object
+from paas.testing.agent_account import agent_kubeconfig
+from projects.compose.namespace import viewer_rules
 
-INSTALL_KINDS = {
-    "Namespace": Kind("v1", "Namespace", "namespaces", namespaced=False),
-    "ServiceAccount": Kind("v1", "ServiceAccount", "serviceaccounts"),
-    "ClusterRole": Kind("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False),
-    "ClusterRoleBinding": Kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings",
-                               namespaced=False),
-    "Secret": Kind("v1", "Secret", "secrets"),
-    "Deployment": Kind("apps/v1", "Deployment", "deployments"),
-}
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "agent.md"
+ROLE, ROLE_BINDING = (next(k for k in PROJECT_KINDS if k.kind == kind) for kind in ("Role", "RoleBinding"))
 
 
 def rendered(cluster) -> list[dict]:
@@ -54,9 +54,7 @@ def test_it_runs_the_agent_safely(cluster):
 
 def test_it_applies_cleanly_to_kubesim(cluster, kubesim, tmp_path):
     kube = Kube(str(kubesim.write_kubeconfig(tmp_path / "kubeconfig")))
-    for doc in rendered(cluster):
-        kind = INSTALL_KINDS[doc["kind"]]
-        kube.apply(kind, doc, doc["metadata"].get("namespace"))
+    manifest.install(kube, rendered(cluster))
     kubesim.wait_for(lambda: (kubesim.get("Deployment", "paas-system", "paas-agent") or {}).get("status", {})
                      .get("readyReplicas") == 1)
     assert kubesim.get("Secret", "paas-system", "paas-agent-token") is not None
@@ -78,3 +76,44 @@ def test_the_agent_pod_passes_its_namespaces_restricted_pod_security(cluster):
     assert podsecurity.admit(namespace["metadata"]["labels"], deployment, None) == podsecurity.Decision()
     template = deployment["spec"]["template"]
     assert podsecurity.evaluate(policy.enforce, template["metadata"], template["spec"]) == []
+
+
+def test_the_agent_holds_every_permission_of_the_roles_it_creates():
+    """kube-apiserver refuses a Role (and a binding to it) granting more than its writer holds: the agent has no
+    escalate/bind, so its ClusterRole must cover the project-viewer Role of every release."""
+    held = [rule for _, rule in manifest.rbac_rules()]
+    assert uncovered(held, viewer_rules()) == []
+    assert not any(verb in rule["verbs"] for rule in held for verb in ("escalate", "bind", "impersonate", "*"))
+
+
+def test_the_docs_table_lists_exactly_the_agents_rules():
+    section = DOCS.read_text().split("## Permissions", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| API group")]
+    expected = []
+    for why, rule in manifest.rbac_rules():
+        groups = ", ".join(f"`{g}`" if g else "core" for g in rule["apiGroups"])
+        expected.append(f"| {groups} | {', '.join(rule['resources'])} | {', '.join(rule['verbs'])} | {why} |")
+    assert rows == expected
+
+
+def test_the_agent_can_write_a_releases_viewer_role_as_its_service_account(cluster, kubesim, tmp_path):
+    """Through kubesim's RBAC and escalation checks, with the token of the ServiceAccount the manifest creates."""
+    kube = Kube(str(agent_kubeconfig(kubesim, tmp_path / "kubeconfig")))
+    try:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "acme-shop"}}
+        kube.apply(INSTALL_KINDS["Namespace"], ns)
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "project-viewer", "namespace": "acme-shop"}, "rules": viewer_rules()}
+        kube.apply(ROLE, role, "acme-shop")
+        kube.apply(ROLE_BINDING, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                                  "metadata": {"name": "project-viewer", "namespace": "acme-shop"},
+                                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                              "name": "project-viewer"},
+                                  "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                                "name": "alice"}]}, "acme-shop")
+        role["rules"] = [*viewer_rules(), {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
+        with pytest.raises(KubeError) as exc:
+            kube.apply(ROLE, role, "acme-shop")
+        assert exc.value.status == 403 and "attempting to grant RBAC permissions not currently held" in str(exc.value)
+    finally:
+        kube.close()

@@ -13,6 +13,7 @@ from kubesim.controllers.network import (
     ServiceLBController,
     VolumeController,
 )
+from kubesim.controllers.tokens import TokenController
 from kubesim.controllers.workloads import (
     DeploymentController,
     JobController,
@@ -25,7 +26,7 @@ from kubesim.streams import LogHub
 
 CONTROLLER_CLASSES: tuple[type[Controller], ...] = (
     Kubelet, ReplicaSetController, DeploymentController, StatefulSetController, JobController, HelmController,
-    ServiceLBController, IngressController, VolumeController, NamespaceDefaultsController,
+    ServiceLBController, IngressController, VolumeController, NamespaceDefaultsController, TokenController,
 )
 
 __all__ = ["CONTROLLER_CLASSES", "ControllerManager"]

@@ -56,6 +56,7 @@ class Kubelet(Controller):
             return [(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])]
         if event.key == ("", "pods"):
             self.logs.forget_pod(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])
+            self.starts_at.pop(event.obj["metadata"].get("uid", ""), None)
         return ()
 
     def reconcile(self, namespace: str, name: str) -> None:

@@ -21,7 +21,6 @@ def _edge_server() -> Iterator[KubeSim]:
 def sim(_edge_server: KubeSim) -> KubeSim:
     """A fresh emulator serving the HTTP edge and the Sablier stand-in (sessions checked every 0.1 s)."""
     _edge_server.reset()
-    _edge_server.set_pod_start_delay(0)
     return _edge_server
 
 

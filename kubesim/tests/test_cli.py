@@ -21,7 +21,8 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert line.startswith("kubesim serving on http://127.0.0.1:"), line
+    scheme = "http" if "--insecure-open" in args else "https"
+    assert line.startswith(f"kubesim serving on {scheme}://127.0.0.1:"), line
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
@@ -65,6 +66,34 @@ def test_it_preloads_crds_from_a_directory(tmp_path: Path) -> None:
         ext = client.ApiextensionsV1Api(config.new_client_from_config(str(kubeconfig)))
         assert sorted(c.metadata.name for c in ext.list_custom_resource_definition().items) == [
             "helmchartconfigs.helm.cattle.io", "helmcharts.helm.cattle.io"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_it_authenticates_unless_told_to_stay_open(tmp_path: Path) -> None:
+    """By default HTTPS with an admin token (in the kubeconfig, or printed); --insecure-open: plain HTTP, no token."""
+    proc, url = _start("--no-controllers")
+    try:
+        assert proc.stdout is not None
+        token = proc.stdout.readline().strip().removeprefix("kubesim: admin token ")
+        cfg = client.Configuration(host=url)
+        cfg.verify_ssl = False  # the CA is only in a written kubeconfig
+        with client.ApiClient(cfg) as anonymous:
+            with pytest.raises(client.ApiException) as exc:
+                client.CoreV1Api(anonymous).list_namespace()
+            assert exc.value.status == 401
+        cfg.api_key, cfg.api_key_prefix = {"authorization": token}, {"authorization": "Bearer"}
+        with client.ApiClient(cfg) as admin:
+            assert client.CoreV1Api(admin).read_namespace("default").metadata.name == "default"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    proc, url = _start("--no-controllers", "--insecure-open")
+    try:
+        with client.ApiClient(client.Configuration(host=url)) as anonymous:
+            assert client.CoreV1Api(anonymous).read_namespace("default").metadata.name == "default"
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

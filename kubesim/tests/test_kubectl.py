@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,13 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def _kubesim_server() -> Iterator[KubeSim]:
+    """Served over TLS: kubectl sends the kubeconfig's bearer token only to an https server."""
+    with KubeSim(tls=True) as sim:
+        yield sim
 
 
 @pytest.fixture

@@ -123,3 +123,13 @@ def test_go_durations() -> None:
     assert parse_duration("1h30m") == 5400 and parse_duration("250ms") == 0.25 and parse_duration("0") == 0
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration("10")
+
+
+def test_it_acts_as_its_own_service_account_under_rbac(sim: KubeSim, api: client.ApiClient) -> None:
+    """Without the binding to Sablier's ClusterRole, the stand-in's scale request is refused (403)."""
+    deploy(api, "web", replicas=0, group="shop")
+    client.RbacAuthorizationV1Api(api).delete_cluster_role_binding("kubesim-sablier")
+    reply = call(sim, "blocking", ("names", "deployment_default_web_1"), ("timeout", "5s"))
+    detail = json.loads(reply.text)["detail"]
+    assert reply.status == 500 and 'User "system:serviceaccount:kube-system:kubesim-sablier" cannot' in detail
+    assert replicas(sim, "web") == 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 from clusters.models import Cluster, ClusterStatus
@@ -33,17 +35,29 @@ def online(name: str) -> bool:
 
 
 def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, redis_url):
-    kubesim_port = free_port()
-    proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port))
+    kubesim_port, edge_port = free_port(), free_port()
+    proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port),
+                       "--edge-port", str(edge_port), "--sablier-port", str(free_port()))
     try:
         proc.wait_for(lambda: online("local (simulated)"), 90, "bring the simulated cluster online")
+        # Service URLs live under apps.localhost on the edge's port; a host no Ingress routes is Traefik's 404.
+        assert Cluster.objects.get(name="local (simulated)").base_domain == "apps.localhost"
+        request = urllib.request.Request(f"http://127.0.0.1:{edge_port}/", headers={"Host": "nothing.apps.localhost"})
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - the local edge
+        assert missing.value.code == 404 and missing.value.read() == b"404 page not found\n"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
             assert response.status == 200
         assert Cluster.objects.get(name="local (simulated)").simulated
         assert (tmp_path / "agent-token").stat().st_mode & 0o077 == 0  # the token file is the owner's alone
+        # The agent runs as the ServiceAccount the install manifest creates, not as kubesim's admin.
+        with kubernetes.config.new_client_from_config(str(tmp_path / "agent.kubeconfig")) as api:
+            me = kubernetes.client.AuthenticationV1Api(api).create_self_subject_review({"metadata": {}})
+        assert me.status.user_info.username == "system:serviceaccount:paas-system:paas-agent"
+        assert (tmp_path / "agent.kubeconfig").stat().st_mode & 0o077 == 0
         proc.proc.send_signal(signal.SIGINT)  # Ctrl-C, to the supervisor only
         assert proc.proc.wait(30) == 0
-        assert not port_open(port) and not port_open(kubesim_port)
+        assert not port_open(port) and not port_open(kubesim_port) and not port_open(edge_port)
     finally:
         proc.stop()
 

@@ -115,22 +115,29 @@ def network_policies(ctx: RenderContext) -> list[dict[str, Any]]:
     return policies
 
 
-def _rbac(ctx: RenderContext) -> list[dict[str, Any]]:
+def viewer_rules() -> list[dict[str, Any]]:
+    """What project members may read in their namespace. The agent creates this Role, so its ClusterRole must
+    hold every one of these permissions (kube-apiserver refuses a Role granting more than its writer holds)."""
     read = ["get", "list", "watch"]
-    rules = [
+    return [
         {
             "apiGroups": [""],
             "resources": [
-                "pods", "pods/log", "services", "endpoints", "events", "configmaps",
+                "pods", "services", "endpoints", "events", "configmaps",
                 "persistentvolumeclaims", "resourcequotas", "limitranges",
             ],
             "verbs": read,
         },
+        # Logs are only ever read (`get`, also when following); list/watch on pods/log mean nothing.
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets"], "verbs": read},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": read},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": read},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": read},
     ]
+
+
+def _rbac(ctx: RenderContext) -> list[dict[str, Any]]:
     subjects: list[dict[str, Any]] = [{"kind": "ServiceAccount", "name": VIEWER, "namespace": ctx.namespace}]
     subjects += [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": member} for member in sorted(set(ctx.members))
@@ -146,7 +153,7 @@ def _rbac(ctx: RenderContext) -> list[dict[str, Any]]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": metadata(ctx, VIEWER, component="access"),
-            "rules": rules,
+            "rules": viewer_rules(),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

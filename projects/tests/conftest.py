@@ -4,11 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from accounts.models import Membership, Role
 from clusters import services as cluster_services
 from clusters.tests.test_integration import Agents, online, poll
-from conftest import make_user
 from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
+from paas.testing.agent_account import agent_kubeconfig
 from projects import services
 
 THREE_SERVICES = """services:
@@ -28,13 +27,6 @@ THREE_SERVICES = """services:
 
 
 @pytest.fixture
-def viewer(personas):
-    user = make_user("victor@example.com")
-    Membership.objects.create(user=user, organization=personas.org, role=Role.VIEWER)
-    return user
-
-
-@pytest.fixture
 def cluster(db):
     return cluster_services.create_cluster("Falkenstein", "apps.example.com", simulated=True, slug="fsn")
 
@@ -48,7 +40,7 @@ def project(personas, cluster):
 def connected(daphne_server, celery_worker, kubesim, tmp_path, cluster):  # noqa: F811
     """The cluster with its agent connected over the real tunnel to our daphne."""
     plane = SimpleNamespace(agent_url=daphne_server.replace("http://", "ws://") + "/agent/ws")
-    agents = Agents(plane, kubesim.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
+    agents = Agents(plane, agent_kubeconfig(kubesim, tmp_path / "kubeconfig"), tmp_path)
     agents.start(cluster_services.issue_token(cluster))
     poll(lambda: online(cluster), 30, "agent online")
     yield cluster

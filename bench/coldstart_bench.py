@@ -1,0 +1,120 @@
+"""Scale-to-zero costs, measured through kubesim's edge and Sablier stand-in over real HTTP.
+
+1. Cold start: request -> first byte for a sleeping service (edge -> Sablier blocking strategy -> scale through the
+   Kubernetes API -> pod ready -> forwarded), against the pod's own start measured in the same run (scale the same
+   kind of Deployment directly and poll the edge until its pod answers). Goal: the platform adds <= 300 ms p50.
+2. Awake path: requests to a running service whose route has the Sablier middleware, against a route with none.
+   Goal: within 1.2x.
+
+Usage: `.venv/bin/python bench/coldstart_bench.py [--rounds 8] [--requests 300] [--pod-start-delay 1.0]`.
+On a real K3s the same comparison is a request to a sleeping service's URL with `curl -w '%{time_starttransfer}'`
+against `kubectl scale` + `kubectl wait --for=condition=available` of an identical Deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kubernetes import client  # noqa: E402
+
+from kubesim.testing import KubeSim  # noqa: E402
+from kubesim.tests.edge_helpers import NS, deploy, ingress, sablier_middleware  # noqa: E402
+
+
+class EdgeClient:
+    """One keep-alive connection to the edge, as a browser or API client keeps one."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+
+    def first_byte(self, host: str) -> tuple[int, float]:
+        start = time.perf_counter()
+        self.conn.request("GET", "/", headers={"Host": host})
+        resp = resp_ = self.conn.getresponse()
+        elapsed = time.perf_counter() - start  # status line and headers read: the first byte has arrived
+        resp_.read()
+        return resp.status, elapsed
+
+
+def sleep_now(sim: KubeSim, apps: client.AppsV1Api, name: str) -> None:
+    apps.patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 0}})
+    sim.wait_for(lambda: not [p for p in sim.list("Pod", NS) if p["metadata"]["name"].startswith(name + "-")],
+                 timeout=30)
+
+
+def p50_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=8, help="cold starts of each kind (default 8)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per awake measurement (default 300)")
+    parser.add_argument("--pod-start-delay", type=float, default=1.0, help="kubesim's pod start delay, s")
+    args = parser.parse_args()
+    rounds, n = max(2, min(args.rounds, 50)), max(20, min(args.requests, 5000))
+    with KubeSim(edge=True, sablier=True, pod_start_delay=args.pod_start_delay, sablier_expiry_interval=600) as sim:
+        api = sim.api_client()
+        apps = client.AppsV1Api(api)
+        deploy(api, "direct", replicas=0)
+        ingress(api, "direct", "direct.apps.localhost", [("/", "Prefix", "direct")])
+        deploy(api, "cold", replicas=0, group="cold")
+        mw = sablier_middleware(api, "sablier-cold", "cold", strategy="blocking", session="1h", timeout="60s")
+        ingress(api, "cold", "cold.apps.localhost", [("/", "Prefix", "cold")], middlewares=mw)
+        deploy(api, "awake", replicas=1, group="awake")
+        mw = sablier_middleware(api, "sablier-awake", "awake", session="1h")
+        ingress(api, "awake", "awake.apps.localhost", [("/", "Prefix", "awake")], middlewares=mw)
+        deploy(api, "plain", replicas=1)
+        ingress(api, "plain", "plain.apps.localhost", [("/", "Prefix", "plain")])
+        edge = EdgeClient(sim.edge_url)
+
+        print(f"cold start ({rounds} rounds, kubesim pod start delay {args.pod_start_delay:.2f} s)")
+        direct, cold = [], []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            apps.patch_namespaced_deployment_scale("direct", NS, {"spec": {"replicas": 1}})
+            while edge.first_byte("direct.apps.localhost")[0] != 200:
+                time.sleep(0.005)
+            direct.append(time.perf_counter() - start)
+            sleep_now(sim, apps, "direct")
+            status, elapsed = edge.first_byte("cold.apps.localhost")
+            assert status == 200, f"cold request answered {status}"
+            cold.append(elapsed)
+            sleep_now(sim, apps, "cold")
+        added = p50_ms(cold) - p50_ms(direct)
+        print(f"  pod's own start (scale directly, poll)    p50 {p50_ms(direct):8.1f} ms")
+        print(f"  sleeping service, request -> first byte   p50 {p50_ms(cold):8.1f} ms")
+        print(f"  platform adds                             p50 {added:8.1f} ms   (goal <= 300 ms) "
+              f"{'OK' if added <= 300 else 'MISSED'}")
+
+        print(f"awake path ({n} requests each, one keep-alive connection)")
+        for host in ("awake.apps.localhost", "plain.apps.localhost"):
+            sim.wait_for(lambda h=host: edge.first_byte(h)[0] == 200, timeout=30)
+        timings: dict[str, list[float]] = {"awake.apps.localhost": [], "plain.apps.localhost": []}
+        for _ in range(n):  # interleaved, so both see the same machine load
+            for host, samples in timings.items():
+                status, elapsed = edge.first_byte(host)
+                assert status == 200, f"{host} answered {status}"
+                samples.append(elapsed)
+        with_mw, without = p50_ms(timings["awake.apps.localhost"]), p50_ms(timings["plain.apps.localhost"])
+        print(f"  edge -> service, no middleware            p50 {without:8.2f} ms")
+        print(f"  edge -> service, Sablier middleware       p50 {with_mw:8.2f} ms")
+        print(f"  ratio                                         {with_mw / without:8.2f}x  (goal <= 1.2x) "
+              f"{'OK' if with_mw / without <= 1.2 else 'MISSED'}")
+        print(f"  the middleware adds                       p50 {with_mw - without:8.2f} ms per request "
+              f"(the plugin's HTTP call to Sablier)")
+        api.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
