@@ -20,7 +20,7 @@ from typing import Any
 from agent import __version__, health
 from agent import protocol as p
 from agent.bootstrap import bootstrapper_for
-from agent.handlers import STREAM_OPS, build_ops
+from agent.handlers import build_ops, build_stream_ops
 from agent.k8s import PROJECT_KINDS, Kube
 from agent.observe import Observer
 from agent.tunnel import Backoff, Tunnel
@@ -91,7 +91,7 @@ async def run(args: argparse.Namespace) -> int:
         return facts
 
     ssl_context = ssl.create_default_context(cafile=args.ca_file) if args.server.startswith("wss://") else None
-    tunnel = Tunnel(args.server, lambda: token_path.read_text().strip(), hello, build_ops(kube), STREAM_OPS,
+    tunnel = Tunnel(args.server, lambda: token_path.read_text().strip(), hello, build_ops(kube), build_stream_ops(kube),
                     heartbeat=args.heartbeat, backoff=Backoff(cap=args.backoff_cap), ssl=ssl_context,
                     refused_grace=args.refused_grace)
     observer = Observer(kube, tunnel.send_event)

@@ -12,7 +12,7 @@ import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent import charts, infra, reconcile
+from agent import charts, infra, reconcile, shell
 from agent import protocol as p
 from agent.k8s import DEPLOYMENT, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
@@ -84,9 +84,18 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
         group = await asyncio.to_thread(_sleep_group, kube, namespace, name)
         return await wake_group(sablier_url(), group, session, timeout)
 
+    async def service_pods(payload: dict[str, Any]) -> list[dict[str, Any]]:
+        namespace = _require(payload, "namespace", str)
+        labels = _require(payload, "labels", dict)
+        service = _require(payload, "service", str)
+        if not labels:
+            raise OpError(p.ERR_BAD_REQUEST, "'labels' must name the project")
+        return await asyncio.to_thread(shell.service_pods, kube, namespace, labels, service)
+
     return {"ping": ping, "version": version, "cluster_info": cluster_info,
             "apply_project": apply_project, "delete_project": delete_project, "pod_logs": pod_logs,
-            "wake": wake, **infra.build_ops(kube)}  # bootstrap and project data services
+            "service_pods": service_pods, "wake": wake,
+            **infra.build_ops(kube)}  # bootstrap and project data services
 
 
 def _pod_logs(kube: Kube, namespace: str, pod_name: str, tail: int) -> dict[str, Any]:
@@ -166,3 +175,10 @@ async def echo(stream: Stream, payload: dict[str, Any]) -> None:
 
 
 STREAM_OPS: dict[str, StreamHandler] = {"echo": echo}
+
+
+def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
+    async def exec_op(stream: Stream, payload: dict[str, Any]) -> None:
+        await shell.exec_stream(kube, stream, payload)
+
+    return {**STREAM_OPS, "exec": exec_op}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,8 @@ from urllib.parse import quote, urlencode
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import stream as websocket_stream
+from websocket import ABNF, WebSocketException
 
 log = logging.getLogger("agent.k8s")
 
@@ -96,6 +100,52 @@ class KubeError(Exception):
         except (TypeError, ValueError):
             pass
         return cls(int(exc.status or 0), message, reason)
+
+
+class ExecConnection:
+    """One exec into a container over Kubernetes' channel protocol. Blocking: one reader thread, writers anywhere.
+
+    Frames are read straight off the socket (not through WSClient.update(), which buffers every channel).
+    """
+
+    CLOSE_CHANNEL = 255  # v5: "this channel is closed", not data
+
+    def __init__(self, ws: Any, api: client.ApiClient) -> None:
+        self._ws, self._api = ws, api
+
+    def read(self) -> tuple[int, bytes] | None:
+        """The next (channel, bytes) frame from the container, or None once the connection is closed."""
+        try:
+            while True:
+                opcode, frame = self._ws.sock.recv_data_frame(True)
+                if opcode == ABNF.OPCODE_CLOSE:
+                    return None
+                data = frame.data.encode() if isinstance(frame.data, str) else frame.data
+                if opcode in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) and data and data[0] != self.CLOSE_CHANNEL:
+                    return data[0], data[1:]
+        except (WebSocketException, OSError, AttributeError):  # AttributeError: closed under us (sock is None)
+            return None
+
+    def write(self, channel: int, data: bytes) -> None:
+        self._ws.write_channel(channel, data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.write(4, json.dumps({"Width": cols, "Height": rows}).encode())
+
+    def close_stdin(self) -> None:
+        self._ws.close_channel(0)  # only the v5 protocol can say so; older ones keep stdin open
+
+    def close(self) -> None:
+        """Close at once: no waiting for the apiserver's closing handshake (a reader thread may be in recv)."""
+        ws = self._ws.sock
+        try:
+            ws.send_close()
+            if ws.sock is not None:
+                ws.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv(), which close() alone does not
+            ws.shutdown()
+        except (WebSocketException, OSError, AttributeError):
+            pass
+        self._api.close()
 
 
 class Kube:
@@ -202,6 +252,22 @@ class Kube:
         if not 200 <= response.status < 300:
             raise KubeError.from_api(ApiException(status=response.status, reason=response.reason, body=data))
         return data.decode(errors="replace")
+
+    def exec(self, name: str, namespace: str, command: list[str], *, container: str, tty: bool,
+             stdin: bool) -> ExecConnection:
+        """Start `command` in a container (the official client's websocket exec, protocol v5 or v4)."""
+        # stream() swaps the ApiClient's transport while it connects: give it its own, since watches share ours.
+        api = client.ApiClient(self.api.configuration)
+        try:
+            ws = websocket_stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, name, namespace,
+                                  command=command, container=container, stdin=stdin, stdout=True, stderr=True,
+                                  tty=tty, _preload_content=False, binary=True)
+        except ApiException as exc:
+            api.close()
+            # A refused upgrade comes back as the handshake's text with the apiserver's Status inside.
+            found = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', str(exc.reason or ""))
+            raise KubeError(int(exc.status or 0), found.group(1) if found else str(exc.reason)) from None
+        return ExecConnection(ws, api)
 
     # --- cluster facts for the handshake ----------------------------------------------------
 

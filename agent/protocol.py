@@ -16,6 +16,9 @@ Control messages are JSON text frames with a "type":
     both          stream.close {id, reason}
     agent -> cp   event        {kind, data}             e.g. kind "observed": a namespace's state
 
+Stream operations (opened with stream.open): "echo" (sends back what it gets) and "exec" (a command or a
+shell in a project's container; its frames carry one channel byte first, see EXEC_* below).
+
 Stream data travels in binary frames: a 4-byte big-endian stream id, then the bytes.
 """
 
@@ -62,6 +65,11 @@ ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED,
 ORGANIZATION_LABEL = "paas.dev/organization"
 PROJECT_LABEL = "paas.dev/project"
 PROJECT_UID_LABEL = "paas.dev/project-uid"
+
+# Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
+#   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
+#   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
+EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
 
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone

@@ -1,4 +1,5 @@
-"""Scale-to-zero costs, measured through kubesim's edge and Sablier stand-in over real HTTP.
+"""Scale-to-zero costs, measured through kubesim's edge and Sablier stand-in over real HTTP (kubesim runs in its
+own process, as under bin/run).
 
 1. Cold start: request -> first byte for a sleeping service (edge -> Sablier blocking strategy -> scale through the
    Kubernetes API -> pod ready -> forwarded), against the pod's own start measured in the same run (scale the same
@@ -15,26 +16,66 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kubernetes import client  # noqa: E402
+from kubernetes import client, config  # noqa: E402
 
-from kubesim.testing import KubeSim  # noqa: E402
 from kubesim.tests.edge_helpers import NS, deploy, ingress, sablier_middleware  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def kubesim(pod_start_delay: float) -> Iterator[tuple[client.ApiClient, int]]:
+    """kubesim with its edge in a process of its own (as bin/run runs it), so this client shares no GIL with it."""
+    edge_port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = Path(tmp) / "kubeconfig"
+        proc = subprocess.Popen([sys.executable, "-m", "kubesim", "--port", str(free_port()), "--kubeconfig-out",
+                                 str(kubeconfig), "--preload-crds", "--controller-delay", "0", "--edge-port",
+                                 str(edge_port), "--pod-start-delay", str(pod_start_delay),
+                                 "--sablier-expiry-interval", "600"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # the edge is the last part to start
+                if line.startswith("edge (Traefik stand-in) serving on"):
+                    break
+            api = config.new_client_from_config(str(kubeconfig))
+            yield api, edge_port
+            api.close()
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.01)
 
 
 class EdgeClient:
     """One keep-alive connection to the edge, as a browser or API client keeps one."""
 
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def first_byte(self, host: str) -> tuple[int, float]:
         start = time.perf_counter()
@@ -45,10 +86,9 @@ class EdgeClient:
         return resp.status, elapsed
 
 
-def sleep_now(sim: KubeSim, apps: client.AppsV1Api, name: str) -> None:
-    apps.patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 0}})
-    sim.wait_for(lambda: not [p for p in sim.list("Pod", NS) if p["metadata"]["name"].startswith(name + "-")],
-                 timeout=30)
+def sleep_now(api: client.ApiClient, name: str) -> None:
+    client.AppsV1Api(api).patch_namespaced_deployment_scale(name, NS, {"spec": {"replicas": 0}})
+    wait_for(lambda: not client.CoreV1Api(api).list_namespaced_pod(NS, label_selector=f"app={name}").items)
 
 
 def p50_ms(samples: list[float]) -> float:
@@ -62,8 +102,7 @@ def main() -> int:
     parser.add_argument("--pod-start-delay", type=float, default=1.0, help="kubesim's pod start delay, s")
     args = parser.parse_args()
     rounds, n = max(2, min(args.rounds, 50)), max(20, min(args.requests, 5000))
-    with KubeSim(edge=True, sablier=True, pod_start_delay=args.pod_start_delay, sablier_expiry_interval=600) as sim:
-        api = sim.api_client()
+    with kubesim(args.pod_start_delay) as (api, edge_port):
         apps = client.AppsV1Api(api)
         deploy(api, "direct", replicas=0)
         ingress(api, "direct", "direct.apps.localhost", [("/", "Prefix", "direct")])
@@ -75,7 +114,7 @@ def main() -> int:
         ingress(api, "awake", "awake.apps.localhost", [("/", "Prefix", "awake")], middlewares=mw)
         deploy(api, "plain", replicas=1)
         ingress(api, "plain", "plain.apps.localhost", [("/", "Prefix", "plain")])
-        edge = EdgeClient(sim.edge_url)
+        edge = EdgeClient(edge_port)
 
         print(f"cold start ({rounds} rounds, kubesim pod start delay {args.pod_start_delay:.2f} s)")
         direct, cold = [], []
@@ -85,11 +124,11 @@ def main() -> int:
             while edge.first_byte("direct.apps.localhost")[0] != 200:
                 time.sleep(0.005)
             direct.append(time.perf_counter() - start)
-            sleep_now(sim, apps, "direct")
+            sleep_now(api, "direct")
             status, elapsed = edge.first_byte("cold.apps.localhost")
             assert status == 200, f"cold request answered {status}"
             cold.append(elapsed)
-            sleep_now(sim, apps, "cold")
+            sleep_now(api, "cold")
         added = p50_ms(cold) - p50_ms(direct)
         print(f"  pod's own start (scale directly, poll)    p50 {p50_ms(direct):8.1f} ms")
         print(f"  sleeping service, request -> first byte   p50 {p50_ms(cold):8.1f} ms")
@@ -98,7 +137,7 @@ def main() -> int:
 
         print(f"awake path ({n} requests each, one keep-alive connection)")
         for host in ("awake.apps.localhost", "plain.apps.localhost"):
-            sim.wait_for(lambda h=host: edge.first_byte(h)[0] == 200, timeout=30)
+            wait_for(lambda h=host: edge.first_byte(h)[0] == 200)
         timings: dict[str, list[float]] = {"awake.apps.localhost": [], "plain.apps.localhost": []}
         for _ in range(n):  # interleaved, so both see the same machine load
             for host, samples in timings.items():
@@ -112,7 +151,6 @@ def main() -> int:
               f"{'OK' if with_mw / without <= 1.2 else 'MISSED'}")
         print(f"  the middleware adds                       p50 {with_mw - without:8.2f} ms per request "
               f"(the plugin's HTTP call to Sablier)")
-        api.close()
     return 0
 
 

@@ -2,7 +2,9 @@
 
 1. RPC round trip through the whole path (Django -> Redis channel layer -> daphne -> agent process
    -> kubesim -> back), p50/p99, against a direct official-client call to the same kubesim in the
-   same run, printed as a ratio. Goal: ratio <= 2.
+   same run, printed as a ratio. Goals: ratio <= 2; the tunnel adds <= 2 ms p50 and <= 10 ms p99.
+   Then 64 concurrent callers through the tunnel against 64 concurrent direct callers: goal >= 0.5x
+   the direct call rate.
 2. Idle agent connections held by one daphne process, and daphne's memory per connection.
    Goal: 5,000 idle agents under 150 MB above daphne's baseline.
 
@@ -145,11 +147,62 @@ def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
                 verdict = "OK" if ratio50 <= 2 else "OVER GOAL"
                 print(f"  ratio {label.split(':')[0]:<10} p50 {ratio50:5.2f}  p99 {ratio99:5.2f}  "
                       f"(adds {added:.2f} ms)   goal p50 <= 2: {verdict}")
+            added50 = (percentile(a, 50) - percentile(d, 50)) * 1e3
+            added99 = (percentile(a, 99) - percentile(d, 99)) * 1e3
+            print(f"  added by the tunnel (async caller): p50 {added50:.2f} ms (goal <= 2: "
+                  f"{'OK' if added50 <= 2 else 'OVER GOAL'}), p99 {added99:.2f} ms (goal <= 10: "
+                  f"{'OK' if added99 <= 10 else 'OVER GOAL'})")
+            bench_concurrency(cluster.pk, kubeconfig, calls=max(samples, 640))
             bench_floors(daphne_url, samples, percentile(d, 50))
         finally:
             agent.stop()
     finally:
         sim.stop()
+
+
+def bench_concurrency(cluster_pk: int, kubeconfig: Path, calls: int, callers: int = 64) -> None:
+    """Calls per second with `callers` concurrent callers: through the tunnel (async callers, as consumers
+    and the SSH gateway are) against as many direct official-client callers (threads). Goal: >= 0.5x."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import kubernetes
+
+    from clusters import rpc
+
+    per_caller = max(1, calls // callers)
+
+    def direct_rate() -> float:
+        def caller(_: int) -> None:
+            config = kubernetes.client.Configuration()
+            kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
+            with kubernetes.client.ApiClient(config) as api:
+                version_api = kubernetes.client.VersionApi(api)
+                for _ in range(per_caller):
+                    version_api.get_code()
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(caller, range(callers)))
+        return callers * per_caller / (time.perf_counter() - start)
+
+    async def tunnel_rate() -> float:
+        async def caller() -> None:
+            for _ in range(per_caller):
+                await rpc.acall(cluster_pk, "version", {}, timeout=30)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return callers * per_caller / (time.perf_counter() - start)
+
+    direct, tunnel = [], []
+    for _ in range(3):  # interleaved, so drift hits both alike
+        direct.append(direct_rate())
+        tunnel.append(asyncio.run(tunnel_rate()))
+    ratio = statistics.median(tunnel) / statistics.median(direct)
+    print(f"\n{callers} concurrent callers, {callers * per_caller} 'version' calls per run, median of 3 runs")
+    print(f"  direct (threads, official client)  {statistics.median(direct):8.0f} calls/s")
+    print(f"  tunnel (async rpc.acall)           {statistics.median(tunnel):8.0f} calls/s")
+    print(f"  ratio tunnel/direct {ratio:.2f}   goal >= 0.5: {'OK' if ratio >= 0.5 else 'UNDER GOAL'}")
 
 
 # Another process's inbox that answers every message (the far end of a bus round trip).

@@ -51,6 +51,9 @@ def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
          {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
         ("Pods and Events are read for observed state (waiting reasons, restarts, warnings).",
          {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]}),
+        ("Terminal and SSH sessions: exec into a project's pod (the agent checks the pod carries the project's "
+         "labels). The WebSocket upgrade is a GET, authorized as create since Kubernetes 1.30.",
+         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}),
         *[(f"{why}: only so that the project-viewer Role can grant it to members. Kubernetes lets the agent "
            "create a Role and bind it only with permissions it holds itself.", rule)
           for why, rule in VIEWER_ONLY_RULES],

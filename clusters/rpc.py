@@ -237,7 +237,10 @@ class AgentStream:
     async def send(self, data: bytes, timeout: float = 30.0) -> None:
         while data:
             while self.credit <= 0 and not self.closed:
-                await self._handle(await self._next(timeout))
+                message = await self._next(timeout)
+                await self._handle(message)
+                if message["type"] in ("stream.data", "stream.closed"):
+                    self._inbox.put_nowait({"type": "wake"})  # a recv() waiting meanwhile must look again
             if self.closed:
                 raise ConnectionError(f"stream closed: {self.close_reason}")
             chunk, data = data[: self.credit], data[self.credit :]

@@ -259,6 +259,14 @@ async def _exec(server: ApiServer, request: web.Request, pod: dict[str, Any], su
     await ws.prepare(request)
     session = ExecSession(ws, pod, container, command, q.get("tty") in ("true", "1"),
                           q.get("stdin") in ("true", "1"), ws.ws_protocol or "channel.k8s.io", sub == "attach")
+    missing = _missing_executable(pod, command)
+    if missing:  # what containerd answers, before any output
+        await session.write(ERROR, json.dumps({
+            "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
+            "message": f"OCI runtime exec failed: exec failed: unable to start container process: exec: "
+                       f"\"{missing}\": executable file not found in $PATH: unknown"}))
+        await ws.close()
+        return ws
     pump = asyncio.get_running_loop().create_task(_pump(ws, session))
     try:
         code = await server.exec_handler(session)
@@ -277,6 +285,16 @@ async def _exec(server: ApiServer, request: web.Request, pod: dict[str, Any], su
     pump.cancel()
     await ws.close()
     return ws
+
+
+MISSING_ANNOTATION = "kubesim.dev/missing-executables"
+
+
+def _missing_executable(pod: dict[str, Any], command: list[str]) -> str | None:
+    """The command's program when the pod says its image lacks it (e.g. "bash" or "bash,sh" for distroless)."""
+    listed = ((pod["metadata"].get("annotations") or {}).get(MISSING_ANNOTATION) or "").split(",")
+    program = command[0] if command else ""
+    return program if program and program.rsplit("/", 1)[-1] in {n.strip() for n in listed if n.strip()} else None
 
 
 # --- the built-in shell ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Run daphne, a Celery worker and Celery beat together in the foreground (bin/run).
+"""Run daphne, a Celery worker, Celery beat and the SSH gateway together in the foreground (bin/run).
 
 Their output is interleaved line by line with a coloured name prefix. Ctrl-C (or SIGTERM)
 stops all of them; if one dies, the others are stopped too so nothing half-runs.
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-COLOURS = {"daphne": 36, "worker": 33, "beat": 35, "redis": 32, "kubesim": 34, "agent": 31}
+COLOURS = {"daphne": 36, "worker": 33, "beat": 35, "redis": 32, "kubesim": 34, "agent": 31, "ssh": 92}
 
 
 def prefix(name: str) -> bytes:
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Sablier stand-in's port with --emulated-cluster (default 10000, Sablier's own)")
     parser.add_argument("--pod-start-delay", type=float, default=2.0, metavar="S",
                         help="seconds an emulated pod takes to start, so waking a sleeping service shows (default 2)")
+    parser.add_argument("--ssh-port", type=int, default=int(os.environ.get("SSH_PORT", "2222")),
+                        help="the SSH gateway's port (default 2222)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas.settings")
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": [py, "-m", "celery", "-A", "paas", "worker", "--loglevel=INFO", "--concurrency=2"],
         "beat": [py, "-m", "celery", "-A", "paas", "beat", "--loglevel=INFO",
                  "--schedule", str(VAR / "celerybeat-schedule")],
+        "ssh": [py, "manage.py", "ssh_gateway", "--host", args.host, "--port", str(args.ssh_port)],
     }
     register_after_kubesim = None
     if args.emulated_cluster or args.k3s:

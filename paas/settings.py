@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "clusters",
     "projects",
     "audit",
+    "sshgateway",
 ]
 
 MIDDLEWARE = [
@@ -258,6 +260,8 @@ PAAS_DESIRED_PAYLOAD_FILTER = "projects.crypto.unseal_payload"  # opens sealed S
 # Plan limits for every organization (projects.compose.PlanLimits fields), as JSON, e.g. {"max_services": 50}.
 PAAS_PLAN_DEFAULTS = json.loads(env_str("PAAS_PLAN_DEFAULTS", "{}"))
 PROJECTS_ROLLOUT_TIMEOUT = env_int("PROJECTS_ROLLOUT_TIMEOUT", 300, minimum=1)  # seconds until a deploy fails
+# Seconds without input or output after which a browser terminal session is closed.
+TERMINAL_IDLE_TIMEOUT = env_int("TERMINAL_IDLE_TIMEOUT", 900, minimum=1)
 PROJECTS_ROLLOUT_POLL = 0.05  # seconds between looks at the observed state while following a rollout
 PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)
 PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)
@@ -266,6 +270,13 @@ PROJECTS_MIN_IDLE_TIMEOUT = env_int("PROJECTS_MIN_IDLE_TIMEOUT", 60, minimum=1)
 PROJECTS_DATA_GRACE_HOURS = env_int("PROJECTS_DATA_GRACE_HOURS", 72, minimum=0)  # deleted project's data kept
 CELERY_BEAT_SCHEDULE["hourly-purge-deleted-projects"] = {"task": "projects.tasks.purge_due_projects",
                                                          "schedule": 3600.0}
+
+# --- SSH gateway (sshgateway/, `manage.py ssh_gateway`): one port for every service's shell.
+SSH_HOST_KEY_PATH = Path(env_str("SSH_HOST_KEY_PATH", str(VAR_DIR / "ssh_host_ed25519_key")))  # made once if missing
+SSH_PORT = env_int("SSH_PORT", 2222, minimum=1)  # where the gateway listens (manage.py ssh_gateway --port)
+# What users are told to connect to (the keys page, each service row); the host defaults to SITE_URL's.
+SSH_PUBLIC_HOST = env_str("SSH_PUBLIC_HOST", urlsplit(SITE_URL).hostname or "127.0.0.1")
+SSH_PUBLIC_PORT = env_int("SSH_PUBLIC_PORT", SSH_PORT, minimum=1)
 
 # --- Billing: integer millicredits (1 credit = 1,000); see billing/money.py for prices and rounding.
 BILLING_SIGNUP_GRANT = env_int("BILLING_SIGNUP_GRANT", 5_000, minimum=0)  # once per verified person

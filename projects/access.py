@@ -42,6 +42,7 @@ def get_service_for_user(user: User, org_slug: str, project_slug: str, name: str
     service = project.services.filter(name=name).first()
     if service is None:
         raise Http404("No such service")
+    service.project = project  # with its organization and cluster already loaded
     return service, membership
 
 
@@ -52,3 +53,37 @@ def get_variable_for_user(user: User, org_slug: str, project_slug: str, variable
     if variable is None:
         raise Http404("No such variable")
     return variable, membership
+
+
+class AmbiguousName(Exception):
+    """A `project.service` name that matches projects in more than one of the user's organizations."""
+
+
+def get_service_for_login(user: User, login: str, permission: str = "deploy") -> tuple[Service, Membership]:
+    """The service an SSH user name names: `project.service` or `org.project.service`.
+
+    `project.service` is looked up only among the user's own organizations, so another tenant's project
+    looks exactly like a missing one; a name found in two of them raises AmbiguousName listing both forms.
+    """
+    parts = login.split(".")
+    if len(parts) == 3:
+        return get_service_for_user(user, parts[0], parts[1], parts[2], permission)
+    if len(parts) != 2 or not all(parts):
+        raise Http404("Use <project>.<service> or <organization>.<project>.<service> as the user name")
+    project_slug, name = parts
+    orgs = list(Project.objects.active().filter(slug=project_slug, organization__memberships__user=user)
+                .values_list("organization__slug", flat=True).order_by("organization__slug"))
+    if len(orgs) > 1:
+        forms = " or ".join(f"{org}.{login}" for org in orgs)
+        raise AmbiguousName(f"{login} is a project in more than one of your organizations; use {forms}")
+    if not orgs:
+        raise Http404("No such project")
+    return get_service_for_user(user, orgs[0], project_slug, name, permission)
+
+
+def ssh_login(user: User, project: Project, service_name: str) -> str:
+    """The shortest SSH user name that names this service for this user."""
+    others = Project.objects.active().filter(slug=project.slug, organization__memberships__user=user).exclude(
+        pk=project.pk)
+    short = f"{project.slug}.{service_name}"
+    return f"{project.organization.slug}.{short}" if others.exists() else short

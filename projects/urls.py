@@ -13,6 +13,7 @@ urlpatterns = [
     path(P + "delete/", views.project_delete, name="project_delete"),
     path(P + "services/", views.service_rows, name="project_service_rows"),
     path(P + "services/<str:name>/exposure/", views.service_exposure, name="project_service_exposure"),
+    path(P + "services/<str:name>/terminal/", views.service_terminal, name="project_service_terminal"),
     path(P + "services/<str:name>/sleep/", views.service_sleep, name="project_service_sleep"),
     path(P + "services/<str:name>/wake/", views.service_wake, name="project_service_wake"),
     path("o/<slug:org_slug>/project-rows/", views.project_rows, name="project_rows"),

@@ -7,6 +7,7 @@ import difflib
 import json
 
 import yaml
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -18,7 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
-from projects import services
+from projects import services, terminal
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release
 
@@ -152,6 +153,22 @@ def release_detail(request: HttpRequest, org_slug: str, project_slug: str, revis
         "diff": diff, "membership": membership, "can_deploy": membership.can("deploy"),
         "is_latest": not project.releases.filter(revision__gt=release.revision).exists(),
         "others": project.releases.exclude(pk=release.pk).values_list("revision", flat=True)})
+
+
+@login_required
+def service_terminal(request: HttpRequest, org_slug: str, project_slug: str, name: str) -> HttpResponse:
+    """The xterm.js page; the shell itself runs over projects.consumers.TerminalConsumer."""
+    service, membership = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+    target = terminal.Target(request.user, service.project, service)
+    pods, problem = [], ""
+    try:
+        pods = terminal.service_pods_sync(target)
+    except terminal.ShellRefused as exc:
+        problem = exc.message
+    return render(request, "projects/terminal.html", {
+        "org": service.project.organization, "project": service.project, "service": service,
+        "membership": membership, "problem": problem, "idle_timeout": settings.TERMINAL_IDLE_TIMEOUT,
+        "pods": [pod for pod in pods if pod["phase"] == "Running" and not pod["deleting"]]})
 
 
 @login_required

@@ -111,7 +111,7 @@ def test_the_agent_can_write_a_releases_viewer_role_as_its_service_account(clust
                                               "name": "project-viewer"},
                                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                                                 "name": "alice"}]}, "acme-shop")
-        role["rules"] = [*viewer_rules(), {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
+        role["rules"] = [*viewer_rules(), {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]}]
         with pytest.raises(KubeError) as exc:
             kube.apply(ROLE, role, "acme-shop")
         assert exc.value.status == 403 and "attempting to grant RBAC permissions not currently held" in str(exc.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+
+from kubesim.tests.edge_helpers import fetch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,6 +97,25 @@ def test_it_authenticates_unless_told_to_stay_open(tmp_path: Path) -> None:
     try:
         with client.ApiClient(client.Configuration(host=url)) as anonymous:
             assert client.CoreV1Api(anonymous).read_namespace("default").metadata.name == "default"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_it_serves_the_edge_and_the_sablier_stand_in(tmp_path: Path) -> None:
+    """--edge-port serves Traefik-like routing (a host nobody routes: 404) and starts the Sablier stand-in."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        edge_port = s.getsockname()[1]
+    proc, _ = _start("--kubeconfig-out", str(tmp_path / "kubeconfig"), "--edge-port", str(edge_port))
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        sablier = next(line for line in lines if line.startswith("Sablier stand-in serving on "))
+        assert f"edge (Traefik stand-in) serving on http://127.0.0.1:{edge_port}\n" in lines
+        assert fetch(sablier.rsplit(" ", 1)[1].strip() + "/health").text == "OK"
+        missing = fetch(f"http://127.0.0.1:{edge_port}/", host="nobody.apps.localhost")
+        assert (missing.status, missing.text) == (404, "404 page not found\n")
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

@@ -99,6 +99,7 @@ ROUTES: dict[str, str] = {
     "project_service_wake": TENANT,
     "project_rows": TENANT,
     "project_suspended": PUBLIC,  # where a suspended project's URLs redirect; 404 unless that project is suspended
+    "project_service_terminal": TENANT,
     "project_variables": TENANT,
     "project_variable_delete": TENANT,
     "release_detail": TENANT,

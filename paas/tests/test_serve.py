@@ -25,8 +25,11 @@ def own_redis_db(redis_url: str) -> str:
 
 def serve(tmp_path: Path, redis_url: str, *args: str, **env: str) -> tuple[ManagedProcess, int]:
     port = free_port()
+    if "--ssh-port" not in args:
+        args = (*args, "--ssh-port", str(free_port()))
     proc = ManagedProcess("serve", [sys.executable, "-m", "paas.serve", "--port", str(port), *args],
-                          child_env(PAAS_VAR_DIR=str(tmp_path), REDIS_URL=own_redis_db(redis_url), **env)).start()
+                          child_env(PAAS_VAR_DIR=str(tmp_path), REDIS_URL=own_redis_db(redis_url),
+                                    SSH_HOST_KEY_PATH=str(tmp_path / "ssh_host_key"), **env)).start()
     return proc, port
 
 
@@ -34,17 +37,18 @@ def online(name: str) -> bool:
     return Cluster.objects.filter(name=name, status=ClusterStatus.ONLINE).exists()
 
 
-def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, redis_url):
-    kubesim_port, edge_port = free_port(), free_port()
+def test_emulated_cluster_comes_online_with_the_ssh_gateway_and_ctrl_c_stops_everything(tmp_path, redis_url):
+    kubesim_port, edge_port, ssh_port = free_port(), free_port(), free_port()
     proc, port = serve(tmp_path, redis_url, "--emulated-cluster", "--kubesim-port", str(kubesim_port),
-                       "--edge-port", str(edge_port), "--sablier-port", str(free_port()))
+                       "--edge-port", str(edge_port), "--sablier-port", str(free_port()), "--ssh-port", str(ssh_port))
     try:
         proc.wait_for(lambda: online("local (simulated)"), 90, "bring the simulated cluster online")
+        proc.wait_for(lambda: port_open(ssh_port), 30, "start the SSH gateway")
         # Service URLs live under apps.localhost on the edge's port; a host no Ingress routes is Traefik's 404.
         assert Cluster.objects.get(name="local (simulated)").base_domain == "apps.localhost"
         request = urllib.request.Request(f"http://127.0.0.1:{edge_port}/", headers={"Host": "nothing.apps.localhost"})
         with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - the local edge
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the local edge
         assert missing.value.code == 404 and missing.value.read() == b"404 page not found\n"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
             assert response.status == 200
@@ -57,7 +61,7 @@ def test_emulated_cluster_comes_online_and_ctrl_c_stops_everything(tmp_path, red
         assert (tmp_path / "agent.kubeconfig").stat().st_mode & 0o077 == 0
         proc.proc.send_signal(signal.SIGINT)  # Ctrl-C, to the supervisor only
         assert proc.proc.wait(30) == 0
-        assert not port_open(port) and not port_open(kubesim_port) and not port_open(edge_port)
+        assert not any(port_open(p) for p in (port, kubesim_port, edge_port, ssh_port))
     finally:
         proc.stop()
 

@@ -1,0 +1,207 @@
+"""Shell sessions in a service's container, through the cluster agent's `exec` stream.
+
+The one door for the browser terminal (projects.consumers) and the SSH gateway:
+
+    session = await open_shell(user, "acme", "shop", "web", cols=120, rows=40, channel="terminal")
+    await session.send(b"ls\\r")
+    async for channel, data in session: ...      # agent.protocol.EXEC_STDOUT / EXEC_STDERR
+    session.exit_code                             # once the process ended
+    await session.close()                         # always: records the session in the audit log
+
+Only members whose role may deploy get a session; viewers are refused, outsiders get "not found".
+Nothing typed or printed is logged or stored: the audit event carries sizes and the exit status only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from channels.db import database_sync_to_async
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from accounts.models import User
+from agent import protocol as p
+from audit.services import Action, record_session
+from clusters import rpc
+from projects.access import get_service_for_user
+from projects.models import Project, Service
+
+Channel = Literal["terminal", "ssh"]
+AUDIT_ACTIONS = {"terminal": Action.TERMINAL_SESSION, "ssh": Action.SSH_SESSION}
+RECV_POLL = 30.0  # seconds: an idle shell is normal, so recv() keeps waiting past the stream's own timeout
+SLEEPING = "scaled to zero"  # Service.status when no replica runs on purpose
+
+
+class ShellRefused(Exception):
+    """No session: the message says why, for the user. `code` is "not_found", "forbidden" or "unavailable"."""
+
+    def __init__(self, message: str, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a session needs from the database, read once before any await on the network."""
+
+    user: User
+    project: Project
+    service: Service
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return {"namespace": self.project.namespace, "labels": self.project.labels, "service": self.service.name}
+
+
+def _target(user: User, org_slug: str, project_slug: str, service_name: str) -> Target:
+    try:
+        service, _ = get_service_for_user(user, org_slug, project_slug, service_name, permission="deploy")
+    except Http404:
+        raise ShellRefused(f"no service {project_slug}.{service_name} in {org_slug}", "not_found") from None
+    except PermissionDenied as exc:
+        raise ShellRefused(f"{exc} Opening a shell needs a role that may deploy.", "forbidden") from None
+    return Target(user, service.project, service)
+
+
+async def find_target(user: User, org_slug: str, project_slug: str, service_name: str) -> Target:
+    """Check access (members who may deploy) and load the project and service."""
+    return await database_sync_to_async(_target)(user, org_slug, project_slug, service_name)
+
+
+async def service_pods(target: Target) -> list[dict[str, Any]]:
+    """The service's pods as the agent sees them: [{name, phase, deleting, containers}], newest first."""
+    try:
+        return await rpc.acall(target.project.cluster_id, "service_pods", target.payload, timeout=10)
+    except rpc.RPCError as exc:
+        raise _unavailable(exc) from None
+
+
+def service_pods_sync(target: Target) -> list[dict[str, Any]]:
+    """service_pods() for views."""
+    try:
+        return rpc.call(target.project.cluster_id, "service_pods", target.payload, timeout=10)
+    except rpc.RPCError as exc:
+        raise _unavailable(exc) from None
+
+
+def _unavailable(exc: rpc.RPCError) -> ShellRefused:
+    if isinstance(exc, rpc.AgentOffline):
+        return ShellRefused("the project's cluster is offline; try again when its agent is connected")
+    return ShellRefused(f"could not list the service's pods: {exc}")
+
+
+def choose_pod(target: Target, pods: list[dict[str, Any]], pod: str | None) -> dict[str, Any]:
+    running = [p_ for p_ in pods if p_["phase"] == "Running" and not p_["deleting"]]
+    if pod:
+        chosen = next((p_ for p_ in pods if p_["name"] == pod), None)
+        if chosen is None:
+            raise ShellRefused(f"{pod} is not a pod of service {target.service.name}")
+        if chosen not in running:
+            raise ShellRefused(f"pod {pod} is not running ({'terminating' if chosen['deleting'] else chosen['phase']})")
+        return chosen
+    if running:
+        return running[0]
+    if target.service.status == SLEEPING or target.project.suspended:
+        # Waking a sleeping service on demand belongs to scale-to-zero, which has not landed: refuse for now.
+        raise ShellRefused(f"service {target.service.name} is sleeping (scaled to zero); wake it, then try again")
+    raise ShellRefused(f"service {target.service.name} has no running pod")
+
+
+async def open_shell(user: User, org_slug: str, project_slug: str, service_name: str, *, pod: str | None = None,
+                     container: str | None = None, command: list[str] | None = None, tty: bool = True,
+                     cols: int = 80, rows: int = 24, client_ip: str | None = None,
+                     channel: Channel = "terminal") -> ShellSession:
+    """A running shell (command=None: bash, else sh) or command in a pod of the service; see the module doc."""
+    target = await find_target(user, org_slug, project_slug, service_name)
+    chosen = choose_pod(target, await service_pods(target), pod)
+    if container is not None and container not in chosen["containers"]:
+        raise ShellRefused(f"pod {chosen['name']} has no container {container}; it has: "
+                           f"{', '.join(chosen['containers'])}")
+    container = container or chosen["containers"][0]
+    payload = {**target.payload, "pod": chosen["name"], "container": container, "command": command, "tty": tty,
+               "stdin": True, "cols": cols, "rows": rows}
+    try:
+        stream = await rpc.open_stream(target.project.cluster_id, "exec", payload)
+    except rpc.RPCError as exc:
+        raise ShellRefused(f"could not reach the project's cluster: {exc}") from None
+    return ShellSession(stream, target, chosen["name"], container, channel, client_ip)
+
+
+class ShellSession:
+    """One exec stream with its byte counts; close() ends it and writes the audit event (once)."""
+
+    def __init__(self, stream: rpc.AgentStream, target: Target, pod: str, container: str, channel: Channel,
+                 client_ip: str | None) -> None:
+        self.stream, self.target, self.pod, self.container = stream, target, pod, container
+        self.channel, self.client_ip = channel, client_ip
+        self.bytes_in = self.bytes_out = 0
+        self.exit_code: int | None = None
+        self.message = ""  # the status message from the container runtime, or why the agent refused
+        self.started = time.monotonic()
+        self._recorded = False
+
+    @property
+    def ended(self) -> bool:
+        return self.stream.closed
+
+    async def send(self, data: bytes) -> None:
+        """Keystrokes or piped input for the process."""
+        if data:
+            self.bytes_in += len(data)
+            await self.stream.send(bytes([p.EXEC_STDIN]) + data)
+
+    async def resize(self, cols: int, rows: int) -> None:
+        cols, rows = max(1, min(int(cols), 1000)), max(1, min(int(rows), 1000))
+        await self.stream.send(bytes([p.EXEC_RESIZE]) + json.dumps({"Width": cols, "Height": rows}).encode())
+
+    async def eof(self) -> None:
+        await self.stream.send(bytes([p.EXEC_STDIN_EOF]))
+
+    async def recv(self) -> tuple[int, bytes] | None:
+        """The next (EXEC_STDOUT or EXEC_STDERR, bytes), or None once the process ended (see exit_code)."""
+        while True:
+            try:
+                frame = await self.stream.recv(timeout=RECV_POLL)
+            except TimeoutError:
+                continue  # nothing printed for a while: still running
+            if frame is None:
+                if self.exit_code is None:
+                    self.message = self.message or self.stream.close_reason or "the session ended"
+                return None
+            channel, data = frame[0], frame[1:]
+            if channel == p.EXEC_STATUS:
+                status = json.loads(data)
+                self.exit_code, self.message = int(status["exit_code"]), str(status.get("message", ""))
+            elif data:
+                self.bytes_out += len(data)
+                return channel, data
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
+        return self
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        frame = await self.recv()
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+    async def close(self) -> None:
+        """End the process if it still runs, and record the session (idempotent)."""
+        with contextlib.suppress(rpc.RPCError, ConnectionError, TimeoutError):
+            await asyncio.shield(self.stream.close())
+        if not self._recorded:
+            self._recorded = True
+            await database_sync_to_async(self._record)()
+
+    def _record(self) -> None:
+        record_session(AUDIT_ACTIONS[self.channel], actor=self.target.user,
+                       organization=self.target.project.organization, target=self.target.service, pod=self.pod,
+                       container=self.container, duration_seconds=time.monotonic() - self.started,
+                       bytes_in=self.bytes_in, bytes_out=self.bytes_out, exit_status=self.exit_code, ip=self.client_ip)

@@ -1,0 +1,32 @@
+"""{% ssh_command project service_name %} and {% ssh_host_fingerprint %} for pages that tell users how to connect."""
+
+from __future__ import annotations
+
+from django import template
+from django.conf import settings
+
+from projects.access import ssh_login
+from projects.models import Project
+from sshgateway.hostkey import host_key_fingerprint
+
+register = template.Library()
+
+
+def command_for(login: str) -> str:
+    port = "" if settings.SSH_PUBLIC_PORT == 22 else f"-p {settings.SSH_PUBLIC_PORT} "
+    return f"ssh {port}{login}@{settings.SSH_PUBLIC_HOST}"
+
+
+@register.simple_tag(takes_context=True)
+def ssh_command(context: template.Context, project: Project, service_name: str) -> str:
+    return command_for(ssh_login(context["request"].user, project, service_name))
+
+
+@register.simple_tag
+def ssh_example_command() -> str:
+    return command_for("<project>.<service>")
+
+
+@register.simple_tag
+def ssh_host_fingerprint() -> str:
+    return host_key_fingerprint()
