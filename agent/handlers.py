@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from typing import Any
 
+import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent import infra, logs, reconcile, shell
+from agent import charts, infra, logs, reconcile, shell
 from agent import protocol as p
-from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
+from agent.k8s import DEPLOYMENT, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
 
 
@@ -71,6 +74,16 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
             raise OpError(p.ERR_BAD_REQUEST, "'tail' must be an int between 1 and 1000")
         return await asyncio.to_thread(_pod_logs, kube, namespace, pod, tail)
 
+    async def wake(payload: dict[str, Any]) -> dict[str, Any]:
+        namespace = _require(payload, "namespace", str)
+        name = _require(payload, "deployment", str)
+        session = _require(payload, "session_duration", str)
+        timeout = payload.get("timeout", 60)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 600:
+            raise OpError(p.ERR_BAD_REQUEST, "'timeout' must be an int between 1 and 600 (seconds)")
+        group = await asyncio.to_thread(_sleep_group, kube, namespace, name)
+        return await wake_group(sablier_url(), group, session, timeout)
+
     async def service_pods(payload: dict[str, Any]) -> list[dict[str, Any]]:
         namespace = _require(payload, "namespace", str)
         labels = _require(payload, "labels", dict)
@@ -81,7 +94,8 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
 
     return {"ping": ping, "version": version, "cluster_info": cluster_info,
             "apply_project": apply_project, "delete_project": delete_project, "pod_logs": pod_logs,
-            "service_pods": service_pods, **infra.build_ops(kube)}  # bootstrap and project data services
+            "service_pods": service_pods, "wake": wake,
+            **infra.build_ops(kube)}  # bootstrap and project data services
 
 
 def _pod_logs(kube: Kube, namespace: str, pod_name: str, tail: int) -> dict[str, Any]:
@@ -112,6 +126,46 @@ def _pod_logs(kube: Kube, namespace: str, pod_name: str, tail: int) -> dict[str,
         break
     return {"pod": pod_name, "container": container, "image": image, "service": labels.get("paas.dev/service", ""),
             "previous": previous, "lines": lines}
+
+
+def sablier_url() -> str:
+    """The cluster's Sablier: the in-cluster Service, or AGENT_SABLIER_URL (the try-out's and tests' stand-in)."""
+    return (os.environ.get("AGENT_SABLIER_URL") or charts.SABLIER_URL).rstrip("/")
+
+
+def _sleep_group(kube: Kube, namespace: str, name: str) -> str:
+    """The Sablier group of a managed, sleeping-enabled Deployment: nothing else can be woken through the agent."""
+    deployment = kube.get(DEPLOYMENT, name, namespace)
+    labels = ((deployment or {}).get("metadata") or {}).get("labels") or {}
+    if deployment is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        raise OpError(p.ERR_BAD_REQUEST, f"no managed deployment {name} in {namespace}")
+    if labels.get("sablier.enable") != "true" or not labels.get("sablier.group"):
+        raise OpError(p.ERR_BAD_REQUEST, f"{namespace}/{name} does not sleep when idle")
+    return labels["sablier.group"]
+
+
+async def wake_group(base_url: str, group: str, session_duration: str, timeout: int) -> dict[str, Any]:
+    """Sablier's blocking strategy for the group: Sablier scales it up and holds a session, so it puts the
+    service back to sleep itself when the session expires. Returns once ready (or with Sablier's error)."""
+    params = {"group": group, "session_duration": session_duration, "timeout": f"{timeout}s"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout + 10)) as http, \
+                http.get(f"{base_url}/api/strategies/blocking", params=params) as response:
+            body = await response.text()
+            status = response.headers.get("X-Sablier-Session-Status", "")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise OpError(p.ERR_FAILED, f"Sablier did not answer: {exc}") from None
+    if response.status == 200 and status == "ready":
+        return {"group": group, "ready": True}
+    return {"group": group, "ready": False, "error": _problem_detail(body) or f"Sablier answered {response.status}"}
+
+
+def _problem_detail(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:300]
+    return str(data.get("detail") or data.get("title") or "")[:300] if isinstance(data, dict) else ""
 
 
 async def echo(stream: Stream, payload: dict[str, Any]) -> None:

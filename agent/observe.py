@@ -43,7 +43,10 @@ def deployment_summary(d: dict[str, Any]) -> dict[str, Any]:
         rollout = "complete"
     else:
         rollout = "progressing"
-    return {"replicas": desired, "ready": ready, "updated": updated, "available": available, "rollout": rollout}
+    # Sablier owns the replicas of a sleeping-enabled Deployment: at zero it is asleep, not stopped.
+    sleeps = (d["metadata"].get("labels") or {}).get("sablier.enable") == "true"
+    return {"replicas": desired, "ready": ready, "updated": updated, "available": available, "rollout": rollout,
+            "sleeps": sleeps}
 
 
 def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:

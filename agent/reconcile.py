@@ -184,6 +184,8 @@ def _apply_object(kube: Kube, original: dict[str, Any], namespace: str,
         entry["action"] = "unchanged"
     else:
         entry["action"] = "configured"
+        # Labels alone (a new revision) change no pod: nothing to roll out, and no new observed state follows.
+        entry["spec_changed"] = before["metadata"].get("generation") != after["metadata"].get("generation")
     return entry, (k.kind, name)
 
 

@@ -391,7 +391,32 @@ class EndToEnd:
         return f"{url}{via} answered 200 from nginx"
 
     def wake(self) -> str:
-        raise StepSkipped("scale-to-zero does not exist yet: the scale-to-zero issue adds the wake from zero here")
+        """web sleeps when idle: shortest idle timeout, blocking strategy (the request is held, so the first byte
+        is the wake), redeploy, wait until Sablier has scaled it to zero, then time one request."""
+        if self.cfg.dry_run:
+            raise StepSkipped("kubesim's dry run has no edge or Sablier; tests cover the wake (test_sleep_cluster)")
+        org, slug, namespace = self.cfg.org, self.project["slug"], self.project["namespace"]
+        base = f"organizations/{org}/projects/{slug}/"
+        self.user.call("PUT", f"{base}services/{WEB_SERVICE}/sleep/",
+                       {"enabled": True, "idle_timeout": 60, "strategy": "blocking", "blocking_timeout": 120})
+        revision = self.user.call("POST", base + "releases/", {})["revision"]
+        poll(lambda: self.user.call("GET", f"{base}releases/{revision}/")["status"] == "live",
+             self.cfg.deploy_timeout, self.cfg.poll_interval, lambda: f"release {revision} is not live")
+        apps = kubernetes.client.AppsV1Api(self.kube)
+        started = time.monotonic()
+        # Sablier checks for expired sessions every 20 s, after the 60 s idle timeout.
+        poll(lambda: apps.read_namespaced_deployment(WEB_SERVICE, namespace).spec.replicas == 0, 180,
+             self.cfg.poll_interval, lambda: f"{WEB_SERVICE} still has replicas after the idle timeout")
+        slept = time.monotonic() - started
+        web = next(s for s in self.project["services"] if s["name"] == WEB_SERVICE)
+        url = f"http://{urllib.parse.urlsplit(web['url']).netloc}/"
+        requested = time.monotonic()
+        status, body = fetch(url, self.cfg.resolve_ip, timeout=150)
+        first_byte = time.monotonic() - requested
+        if status != 200 or "nginx" not in body:
+            raise StepFailed(f"the request that should wake {WEB_SERVICE} answered {status}: {body[:200]}")
+        return f"{WEB_SERVICE} slept {slept:.0f}s after the redeploy; a request woke it and answered 200 from nginx " \
+               f"in {first_byte:.2f}s (request to first byte, blocking strategy)"
 
     # 6: the platform's own logs and terminal do not exist yet; these check the permissions they will use.
     def _as_agent(self) -> tuple[kubernetes.client.ApiClient, str, str]:

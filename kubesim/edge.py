@@ -12,6 +12,7 @@ It reads the emulated cluster directly (as Traefik reads it through watches) and
   `/blocking` with the middleware's config; `X-Sablier-Session-Status: ready` passes the request on, anything else
   returns Sablier's response (the starting page, or its error) to the client, as the plugin does. `sablierUrl`
   names an in-cluster address, so the edge sends the calls to the Sablier stand-in it was given instead.
+* The `redirectRegex` middleware (the control plane's "suspended" page): a matching URL gets a redirect.
 * `allowEmptyServices: true` (K3s's chart default): a Service with no ready endpoint answers 503 instead of
   the route disappearing; a missing Service is 404.
 * Forwarding to a ready endpoint (round robin) of the Service: kubesim pods have no process, so the pod answers
@@ -24,6 +25,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -157,7 +159,8 @@ class Edge:
             match = provider == "kubernetescrd" and rt is not None and next(
                 (m for m in self.cluster.list(rt) if f"{m['metadata']['namespace']}-{m['metadata']['name']}" == name),
                 None)
-            if not match or "sablier" not in ((match.get("spec") or {}).get("plugin") or {}):
+            spec = (match or {}).get("spec") or {}
+            if not match or ("sablier" not in (spec.get("plugin") or {}) and "redirectRegex" not in spec):
                 return None
             found.append(match)
         return found
@@ -175,7 +178,10 @@ class Edge:
                      router.ingress["metadata"]["name"])
             return _not_found()
         for mw in middlewares:
-            answer = await self._sablier(mw["spec"]["plugin"]["sablier"])
+            if "redirectRegex" in mw["spec"]:
+                answer = _redirect(mw["spec"]["redirectRegex"], request)
+            else:
+                answer = await self._sablier(mw["spec"]["plugin"]["sablier"])
             if answer is not None:
                 return answer
         return self.forward(router, request)
@@ -253,6 +259,18 @@ class Edge:
             suffix = "" if self.port == 80 else f":{self.port}"
             for h in hosts:
                 print(f"edge: http://{h}{suffix}/ serves {key[0]}/{key[1]}", flush=True)
+
+
+def _redirect(config: dict[str, Any], request: web.Request) -> web.Response | None:
+    """Traefik's redirectRegex: the request URL matched against `regex` becomes `replacement` (302 unless
+    `permanent`); a URL that does not match passes through."""
+    url = str(request.url)
+    if not re.search(str(config.get("regex", "")), url):
+        return None
+    # Go's regexp writes groups as $1; Python's as \1.
+    target = re.sub(str(config["regex"]), re.sub(r"\$(\d+)", r"\\\1", str(config.get("replacement", ""))), url,
+                    count=1)
+    return web.Response(status=301 if config.get("permanent") else 302, headers={"Location": target})
 
 
 def _not_found() -> web.Response:

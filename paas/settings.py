@@ -265,6 +265,8 @@ TERMINAL_IDLE_TIMEOUT = env_int("TERMINAL_IDLE_TIMEOUT", 900, minimum=1)
 PROJECTS_ROLLOUT_POLL = 0.05  # seconds between looks at the observed state while following a rollout
 PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)
 PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)
+# Shortest idle timeout a service may be given (seconds); 1 minute in the product, less in tests.
+PROJECTS_MIN_IDLE_TIMEOUT = env_int("PROJECTS_MIN_IDLE_TIMEOUT", 60, minimum=1)
 PROJECTS_DATA_GRACE_HOURS = env_int("PROJECTS_DATA_GRACE_HOURS", 72, minimum=0)  # deleted project's data kept
 CELERY_BEAT_SCHEDULE["hourly-purge-deleted-projects"] = {"task": "projects.tasks.purge_due_projects",
                                                          "schedule": 3600.0}

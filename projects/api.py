@@ -38,7 +38,7 @@ def refused(exc: ValidationError) -> Response:
     body: dict[str, Any] = {"detail": " ".join(exc.messages), "code": exc.code or "invalid"}
     if getattr(exc, "problems", None):
         body["problems"] = exc.problems
-    billing_state = exc.code in ("organization_suspended", "organization_unfunded")
+    billing_state = exc.code in ("organization_suspended", "organization_unfunded", "suspended")
     return Response(body, status=status.HTTP_409_CONFLICT if billing_state else status.HTTP_400_BAD_REQUEST)
 
 
@@ -367,3 +367,52 @@ class LogsView(APIView):
         filename = f"{project.slug}-{name or 'all'}-logs.txt"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+class SleepSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False, help_text="Sleep when idle (public web services only).")
+    idle_timeout = serializers.IntegerField(required=False, help_text="Seconds without requests before it sleeps "
+                                            "(60 to 86400; default 900).")
+    strategy = serializers.ChoiceField(choices=["dynamic", "blocking"], required=False,
+                                       help_text="dynamic: a starting page for browsers; blocking: hold the request.")
+    blocking_timeout = serializers.IntegerField(required=False, help_text="Seconds a held request waits (blocking).")
+
+
+class ServiceSleepView(APIView):
+    """A service's scale-to-zero settings; changes apply on the next deploy or redeploy."""
+
+    serializer_class = SleepSerializer
+
+    def get(self, request, org_slug: str, project_slug: str, name: str):
+        service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "view")
+        return Response(service.sleep_dict())
+
+    def put(self, request, org_slug: str, project_slug: str, name: str):
+        service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+        form = SleepSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            services.set_sleep(service, **form.validated_data)
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(service.sleep_dict())
+
+
+class WakeSerializer(serializers.Serializer):
+    woken = serializers.BooleanField(help_text="false when the service does not sleep (nothing to wake)")
+    ready = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class ServiceWakeView(APIView):
+    """Wake a sleeping service now (through Sablier); answers once it is ready."""
+
+    serializer_class = WakeSerializer
+
+    @extend_schema(request=None, responses=WakeSerializer)
+    def post(self, request, org_slug: str, project_slug: str, name: str):
+        service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+        try:
+            return Response(services.wake_service(service))
+        except ValidationError as exc:
+            return refused(exc)

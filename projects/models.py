@@ -74,6 +74,18 @@ class Exposure(models.TextChoices):
     PRIVATE = "private", "Private (inside the project)"
 
 
+class SleepStrategy(models.TextChoices):
+    # Sablier's strategies: a "starting" page that refreshes (browsers), or hold the request (API clients).
+    DYNAMIC = "dynamic", "Starting page (browsers)"
+    BLOCKING = "blocking", "Hold the request (API clients)"
+
+
+IDLE_TIMEOUT_DEFAULT = 15 * 60
+IDLE_TIMEOUT_MAX = 24 * 3600
+BLOCKING_TIMEOUT_DEFAULT = 60
+BLOCKING_TIMEOUT_MAX = 10 * 60
+
+
 class Service(models.Model):
     """One compose service as the last release rendered it, with its live status from the agent."""
 
@@ -93,6 +105,12 @@ class Service(models.Model):
     ready_replicas = models.PositiveIntegerField(default=0)
     restarts = models.PositiveIntegerField(default=0)
     message = models.CharField(max_length=500, blank=True)
+    # Scale to zero (Sablier): the user's choice; it applies only where sleep_blocker() is empty.
+    sleep_enabled = models.BooleanField(default=True, help_text="Sleep when idle (public web services only).")
+    idle_timeout = models.PositiveIntegerField(default=IDLE_TIMEOUT_DEFAULT, help_text="Seconds without requests.")
+    sleep_strategy = models.CharField(max_length=10, choices=SleepStrategy.choices, default=SleepStrategy.DYNAMIC)
+    blocking_timeout = models.PositiveIntegerField(default=BLOCKING_TIMEOUT_DEFAULT,
+                                                   help_text="Seconds a held request waits for the service.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -115,10 +133,29 @@ class Service(models.Model):
     def url(self) -> str:
         return f"https://{self.public_host}/" if self.public_host else ""
 
+    def sleep_blocker(self) -> str:
+        """Why this service cannot sleep ("" when it can): only Deployments reached through Traefik wake on
+        a request."""
+        if self.kind != "Deployment":
+            return "only long-running web services can sleep" if self.kind != "Job" else "a job runs once"
+        if not self.public_host:
+            return "it has no public URL, so no request could wake it"
+        return ""
+
+    @property
+    def sleeps(self) -> bool:
+        """Sleeps when idle: Sablier owns its replicas."""
+        return self.sleep_enabled and not self.sleep_blocker()
+
+    def sleep_dict(self) -> dict[str, Any]:
+        return {"enabled": self.sleep_enabled, "active": self.sleeps, "blocker": self.sleep_blocker(),
+                "idle_timeout": self.idle_timeout, "strategy": self.sleep_strategy,
+                "blocking_timeout": self.blocking_timeout}
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "image": self.image, "exposure": self.exposure,
                 "url": self.url, "status": self.status, "replicas": self.replicas, "ready": self.ready_replicas,
-                "restarts": self.restarts, "message": self.message}
+                "restarts": self.restarts, "message": self.message, "sleep": self.sleep_dict()}
 
 
 class ReleaseStatus(models.TextChoices):

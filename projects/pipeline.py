@@ -48,6 +48,7 @@ class Verdict:
     code: str = ""
     message: str = ""
     pending: tuple[str, ...] = ()
+    asleep: tuple[str, ...] = ()  # sleeping-enabled services Sablier holds at zero
 
 
 class Run:
@@ -172,8 +173,8 @@ class Run:
             if quota:
                 raise Failed("quota_exceeded", quota_message(quota.get("message", "")))
             raise Failed("apply_failed", f"Some objects could not be applied: {error}")
-        changed = any(r.get("action") in ("created", "configured") for r in result.get("results", [])
-                      if r.get("kind") == "Deployment")
+        changed = any(r.get("action") == "created" or r.get("action") == "configured" and r.get("spec_changed", True)
+                      for r in result.get("results", []) if r.get("kind") == "Deployment")
         self.step("apply", "done", f"{len(result.get('results', []))} objects applied")
         return started, changed
 
@@ -208,7 +209,8 @@ class Run:
                 elif verdict.status == "failed":
                     raise Failed(verdict.code, verdict.message)
                 elif verdict.status == "live":
-                    self.step("rollout", "done", f"{len(expected)} service{'s' if len(expected) != 1 else ''} ready")
+                    services.start_idle_clocks(self.project, awake=set(expected) - set(verdict.asleep))
+                    self.step("rollout", "done", live_message(expected, verdict.asleep))
                     return
                 message = f"waiting for {', '.join(verdict.pending)}" if verdict.pending else ""
                 if message and message != last_message:
@@ -276,9 +278,12 @@ def assess(state: dict[str, Any], expected: dict[str, str], objects: list[dict[s
     for event in events:
         if event.get("type") == "Warning" and QUOTA_PATTERN.search(event.get("message", "")):
             return Verdict("failed", "quota_exceeded", quota_message(event["message"]))
-    pending = []
+    pending, asleep = [], []
     for service in sorted(expected):
         dep = deployments.get(service)
+        if dep and dep.get("sleeps") and dep.get("rollout") == "scaled-to-zero":
+            asleep.append(service)  # live and sleeping: the new template starts on the next request
+            continue
         if dep is None or dep.get("rollout") != "complete":
             if dep and dep.get("rollout") == "failed":
                 return Verdict("failed", "timeout", f"Service {service!r} did not become ready before the "
@@ -286,7 +291,16 @@ def assess(state: dict[str, Any], expected: dict[str, str], objects: list[dict[s
             pending.append(f"{service} ({dep.get('ready', 0)}/{dep.get('replicas', 0)} ready)" if dep else service)
     if pending:
         return Verdict("progressing", pending=tuple(pending))
-    return Verdict("live")
+    return Verdict("live", asleep=tuple(asleep))
+
+
+def live_message(expected: dict[str, str], asleep: tuple[str, ...]) -> str:
+    awake = len(expected) - len(asleep)
+    message = f"{awake} service{'s' if awake != 1 else ''} ready"
+    if asleep:
+        message += (f"; {', '.join(asleep)} {'is' if len(asleep) == 1 else 'are'} asleep: updated without waking, "
+                    "the new version starts on the next request")
+    return message
 
 
 def pulled_image(events: list[dict[str, Any]], pod: str) -> str:

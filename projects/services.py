@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,9 +30,22 @@ from clusters import services as cluster_services
 from clusters.data import BUCKET_SECRET, DATABASE_SECRET
 from clusters.models import Cluster
 from paas.realtime import org_group, publish
-from projects.compose import ComposeRefusal, RenderContext, RenderResult, labels, namespace_for
+from projects.compose import ComposeRefusal, RenderContext, RenderResult, SleepSettings, labels, namespace_for
+from projects.compose import sleep as sleep_render
 from projects.compose import validate_compose as _validate_compose
-from projects.models import IN_FLIGHT, Exposure, Project, Release, ReleaseKind, ReleaseStatus, Service, Variable
+from projects.models import (
+    BLOCKING_TIMEOUT_MAX,
+    IDLE_TIMEOUT_MAX,
+    IN_FLIGHT,
+    Exposure,
+    Project,
+    Release,
+    ReleaseKind,
+    ReleaseStatus,
+    Service,
+    SleepStrategy,
+    Variable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +123,37 @@ def set_exposure(service: Service, exposure: str) -> Service:
     return service
 
 
+def set_sleep(service: Service, *, enabled: bool | None = None, idle_timeout: int | None = None,
+              strategy: str | None = None, blocking_timeout: int | None = None) -> Service:
+    """Change a service's scale-to-zero settings (applied by the next deploy); all checked before any is saved."""
+    minimum = settings.PROJECTS_MIN_IDLE_TIMEOUT
+    problems = []
+    if idle_timeout is not None and not minimum <= idle_timeout <= IDLE_TIMEOUT_MAX:
+        problems.append(f"The idle timeout must be between {minimum // 60 or minimum} "
+                        f"{'minute' if minimum >= 60 else 'seconds'} and 24 hours ({minimum} to {IDLE_TIMEOUT_MAX} "
+                        f"seconds); {idle_timeout} is not.")
+    if strategy is not None and strategy not in SleepStrategy.values:
+        problems.append(f"The strategy is dynamic or blocking, not {strategy!r}.")
+    if blocking_timeout is not None and not 1 <= blocking_timeout <= BLOCKING_TIMEOUT_MAX:
+        problems.append(f"The blocking timeout must be between 1 and {BLOCKING_TIMEOUT_MAX} seconds.")
+    if enabled and service.sleep_blocker():
+        problems.append(f"{service.name} cannot sleep: {service.sleep_blocker()}.")
+    if problems:
+        raise ValidationError(" ".join(problems), code="invalid_sleep_settings")
+    for field, value in (("sleep_enabled", enabled), ("idle_timeout", idle_timeout), ("sleep_strategy", strategy),
+                         ("blocking_timeout", blocking_timeout)):
+        if value is not None:
+            setattr(service, field, value)
+    service.save(update_fields=["sleep_enabled", "idle_timeout", "sleep_strategy", "blocking_timeout"])
+    return service
+
+
+def sleep_settings(project: Project) -> dict[str, SleepSettings]:
+    """What the renderer needs; services not deployed yet get the defaults (sleep after 15 minutes)."""
+    return {s.name: SleepSettings(enabled=s.sleep_enabled, idle_timeout=s.idle_timeout, strategy=s.sleep_strategy,
+                                  blocking_timeout=s.blocking_timeout) for s in project.services.all()}
+
+
 # --- variables and secrets ---------------------------------------------------------------------
 
 
@@ -171,6 +217,7 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
         database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
         bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
         allow_internet_egress=project.allow_internet_egress, exposure=exposure, members=members,
+        sleep=sleep_settings(project),
         node_addresses=sorted({a for node in project.cluster.nodes for a in node.get("addresses") or []}))
 
 
@@ -249,14 +296,6 @@ def relabel(objects: list[dict[str, Any]], revision: int) -> list[dict[str, Any]
         meta_labels = obj.setdefault("metadata", {}).setdefault("labels", {})
         if labels.REVISION in meta_labels:
             meta_labels[labels.REVISION] = str(revision)
-    return out
-
-
-def scaled_to_zero(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = copy.deepcopy(objects)
-    for obj in out:
-        if obj.get("kind") == "Deployment":
-            obj["spec"]["replicas"] = 0
     return out
 
 
@@ -382,8 +421,7 @@ def service_states(project: Project, state: dict[str, Any] | None) -> dict[str, 
     result: dict[str, dict[str, Any]] = {}
     for name, dep in (state.get("deployments") or {}).items():
         result[name] = {"replicas": dep.get("replicas", 0), "ready": dep.get("ready", 0), "restarts": 0,
-                        "status": {"complete": "running", "scaled-to-zero": "scaled to zero",
-                                   "failed": "failed"}.get(dep.get("rollout"), "starting"), "message": ""}
+                        "status": live_status(dep), "message": ""}
     for pod in (state.get("pods") or {}).values():
         service = (pod.get("labels") or {}).get(labels.SERVICE)
         if service in result:
@@ -391,6 +429,17 @@ def service_states(project: Project, state: dict[str, Any] | None) -> dict[str, 
             if pod.get("waiting") in ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"):
                 result[service].update(status="failing", message=pod["waiting"])
     return result
+
+
+def live_status(dep: dict[str, Any]) -> str:
+    """running, sleeping (Sablier scaled it to zero), waking (Sablier is scaling it up), starting..."""
+    rollout = dep.get("rollout")
+    if dep.get("sleeps"):
+        if rollout == "scaled-to-zero":
+            return "sleeping"
+        if rollout == "progressing" and not dep.get("ready"):
+            return "waking"
+    return {"complete": "running", "scaled-to-zero": "scaled to zero", "failed": "failed"}.get(rollout, "starting")
 
 
 def apply_observed(project: Project, state: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -417,6 +466,52 @@ def on_observed(cluster_id: int, namespace: str, state: dict[str, Any] | None) -
         cluster_id=cluster_id, namespace=namespace).first()
     if project is not None:
         apply_observed(project, state)
+
+
+# --- scale to zero: wake ----------------------------------------------------------------------
+
+
+class WakeError(ValidationError):
+    pass
+
+
+def wake_service(service: Service, *, timeout: int = 60) -> dict[str, Any]:
+    """Wake a sleeping service through Sablier (blocking strategy) and return once it is ready.
+
+    For features that need a running pod (terminal, SSH, logs) and the "Wake now" action. Sablier holds a
+    session of the service's idle timeout, so it puts the service back to sleep itself; a service that does
+    not sleep is simply running (or stopped on purpose) and is left alone.
+    """
+    from clusters import rpc
+
+    project = service.project
+    if Project.objects.filter(pk=project.pk, suspended=True).exists():  # fresh: suspension may be seconds old
+        raise WakeError(f"{project.name} is suspended: its services stay asleep until the organization's billing "
+                        "is settled.", code="suspended")
+    if not service.sleeps:
+        return {"woken": False, "ready": service.status == "running",
+                "message": f"{service.name} does not sleep: {service.sleep_blocker() or 'sleeping is turned off'}."}
+    payload = {"namespace": project.namespace, "deployment": service.name, "timeout": timeout,
+               "session_duration": sleep_render.duration(service.idle_timeout)}
+    try:
+        result = rpc.call(project.cluster_id, "wake", payload, timeout=timeout + 15)
+    except rpc.RPCError as exc:
+        raise WakeError(f"{service.name} could not be woken: {exc}", code="wake_failed") from None
+    if not result.get("ready"):
+        raise WakeError(f"{service.name} did not start: {result.get('error') or 'not ready in time'}",
+                        code="wake_failed")
+    return {"woken": True, "ready": True, "message": f"{service.name} is awake."}
+
+
+def start_idle_clocks(project: Project, awake: set[str]) -> None:
+    """Sablier puts a service to sleep when its session expires, and only a request opens one: give each awake
+    sleeping-enabled service a session after a deploy, so one nobody visits still goes to sleep."""
+    for service in project.services.filter(name__in=awake):
+        if service.sleeps:
+            try:
+                wake_service(service, timeout=10)
+            except WakeError as exc:
+                log.info("no idle clock for %s: %s", service, " ".join(exc.messages))
 
 
 # --- delete, suspension ------------------------------------------------------------------------
@@ -474,32 +569,39 @@ def _desired_revision(project: Project) -> int:
         "revision", flat=True).first() or 0
 
 
-def _reapply_live(project: Project, *, zero: bool) -> None:
-    """The live release's objects again (scaled to zero or not) as the next desired revision."""
+def suspended_page_url(project: Project) -> str:
+    from django.urls import reverse
+
+    return settings.SITE_URL + reverse("project_suspended", args=[project.uid])
+
+
+def _reapply_live(project: Project, transform: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+    """The live release's objects again, transformed (suspended or resumed), as the next desired revision."""
     release = project.live_release()
     if release is None or not release.sealed_manifests:
         return
-    objects = scaled_to_zero(release.sealed_manifests) if zero else release.sealed_manifests
+    objects = transform(release.sealed_manifests)
     revision = max(release.revision, _desired_revision(project)) + 1
     cluster_services.set_desired_project(project.cluster, project.namespace, project.labels, revision,
                                          relabel(objects, revision))
 
 
 def suspend_organization(org: Organization) -> int:
-    """Billing suspended the organization: every service of every project scales to zero."""
+    """Billing suspended the organization: every service of every project scales to zero, out of Sablier's
+    reach, and its URLs lead to the "suspended" page instead of waking it."""
     projects = list(Project.objects.active().filter(organization=org, suspended=False).select_related("cluster"))
     for project in projects:
         project.suspended = True
         project.save(update_fields=["suspended"])
-        _reapply_live(project, zero=True)
+        _reapply_live(project, functools.partial(sleep_render.suspended, page_url=suspended_page_url(project)))
     return len(projects)
 
 
 def resume_organization(org: Organization) -> int:
-    """Credits are back: restore the replicas of each project's live release."""
+    """Credits are back: the live release again (compose replicas; sleeping-when-idle where enabled)."""
     projects = list(Project.objects.active().filter(organization=org, suspended=True).select_related("cluster"))
     for project in projects:
         project.suspended = False
         project.save(update_fields=["suspended"])
-        _reapply_live(project, zero=False)
+        _reapply_live(project, sleep_render.resumed)
     return len(projects)

@@ -11,11 +11,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.access import get_organization_for_user
+from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from projects import services, terminal
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
@@ -58,10 +60,8 @@ def project_list(request: HttpRequest, org_slug: str) -> HttpResponse:
                 _error(request, exc)
             else:
                 return redirect("project_detail", org.slug, project.slug)
-    projects = Project.objects.active().filter(organization=org).select_related("cluster").prefetch_related(
-        "services")
     return render(request, "projects/project_list.html", {
-        "org": org, "membership": membership, "projects": projects, "clusters": clusters,
+        "org": org, "membership": membership, "projects": _projects(org), "clusters": clusters,
         "can_deploy": membership.can("deploy")})
 
 
@@ -259,6 +259,67 @@ def service_exposure(request: HttpRequest, org_slug: str, project_slug: str, nam
         messages.success(request, f"{service.name} will be {service.exposure_override or 'as the compose file says'} "
                                   "from the next deploy; press Redeploy to apply it now.")
     return redirect("project_detail", org_slug, project_slug)
+
+
+def _seconds(raw: str, unit: int, what: str) -> int | None:
+    """A positive whole number of `unit` seconds from a form field ("" = unchanged)."""
+    if not raw.strip():
+        return None
+    try:
+        return int(raw) * unit
+    except ValueError:
+        raise ValidationError(f"The {what} must be a whole number, not {raw!r}.") from None
+
+
+@login_required
+@require_POST
+def service_sleep(request: HttpRequest, org_slug: str, project_slug: str, name: str) -> HttpResponse:
+    service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+    try:
+        services.set_sleep(service, enabled=request.POST.get("enabled") == "on",
+                           idle_timeout=_seconds(request.POST.get("idle_minutes", ""), 60, "idle timeout"),
+                           strategy=request.POST.get("strategy") or None,
+                           blocking_timeout=_seconds(request.POST.get("blocking_timeout", ""), 1, "blocking timeout"))
+    except ValidationError as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"{service.name}'s sleep settings apply from the next deploy; press Redeploy "
+                                  "to apply them now.")
+    return redirect("project_detail", org_slug, project_slug)
+
+
+@login_required
+@require_POST
+def service_wake(request: HttpRequest, org_slug: str, project_slug: str, name: str) -> HttpResponse:
+    # Waking is harmless (the service would wake on its next request anyway): members may, viewers may not.
+    service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+    try:
+        result = services.wake_service(service)
+    except ValidationError as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, result["message"])
+    return redirect("project_detail", org_slug, project_slug)
+
+
+def project_suspended(request: HttpRequest, uid: str) -> HttpResponse:
+    """Public page a suspended project's URLs redirect to (the edge sends them here instead of waking anything)."""
+    project = Project.objects.select_related("organization").filter(uid=uid, suspended=True).first()
+    if project is None:
+        raise Http404("No suspended project here")
+    return render(request, "projects/suspended.html", {"project": project, "org": project.organization},
+                  status=503)
+
+
+@login_required
+def project_rows(request: HttpRequest, org_slug: str) -> HttpResponse:
+    """The project list's rows, re-fetched by the page on live events."""
+    org, _ = get_organization_for_user(request.user, org_slug, "view")
+    return render(request, "projects/_project_rows.html", {"org": org, "projects": _projects(org)})
+
+
+def _projects(org: Organization) -> QuerySet[Project]:
+    return Project.objects.active().filter(organization=org).select_related("cluster").prefetch_related("services")
 
 
 @login_required

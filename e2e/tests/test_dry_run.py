@@ -64,7 +64,7 @@ def test_the_dry_run_passes_every_step_against_kubesim(plane, celery_worker):  #
         assert run.returncode == 0, run.stdout + run.stderr
         expected = dict.fromkeys(STEPS, "ok")
         expected["5a fetch public URL"] = "skipped (kubesim pods serve no HTTP; not fetched: http://"
-        expected["5b wake from zero"] = "skipped (scale-to-zero does not exist yet"
+        expected["5b wake from zero"] = "skipped (kubesim's dry run has no edge or Sablier"
         # Exec runs as the agent once its ClusterRole grants pods/exec (or kubesim checks no tokens at all).
         exec_granted = any("pods/exec" in rule["resources"] for _, rule in rbac_rules())
         if not exec_granted and "has no TokenRequest" not in run.stdout:

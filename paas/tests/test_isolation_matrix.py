@@ -99,6 +99,10 @@ ROUTES: dict[str, str] = {
     "project_delete": TENANT,
     "project_service_rows": TENANT,
     "project_service_exposure": TENANT,
+    "project_service_sleep": TENANT,
+    "project_service_wake": TENANT,
+    "project_rows": TENANT,
+    "project_suspended": PUBLIC,  # where a suspended project's URLs redirect; 404 unless that project is suspended
     "project_service_terminal": TENANT,
     "project_variables": TENANT,
     "project_variable_delete": TENANT,
@@ -112,6 +116,8 @@ ROUTES: dict[str, str] = {
     "api_release": TENANT,
     "api_release_rollback": TENANT,
     "api_service_exposure": TENANT,
+    "api_service_sleep": TENANT,
+    "api_service_wake": TENANT,
     "api_variables": TENANT,
     "api_variable": TENANT,
     "api_schema": PUBLIC,
@@ -162,6 +168,7 @@ URL_ARGUMENTS: dict[str, Callable[[World, Tenant], Any]] = {
     "name": lambda world, t: t.service.name,
     "service": lambda world, t: t.service.name,
     "variable_id": lambda world, t: t.variable.pk,
+    "uid": lambda world, t: t.project.uid,
     "slug": lambda world, t: world.cluster.slug,
     "cluster_id": lambda world, t: world.cluster.pk,
     "format": lambda world, t: "json",  # DRF's format suffixes, should a router add them

@@ -8,7 +8,7 @@ Public API (other apps use only these names):
 See docs/compose.md for the mapping and the decisions behind it.
 """
 
-from .context import PlanLimits, RenderContext, RenderResult, ServiceSummary, namespace_for
+from .context import PlanLimits, RenderContext, RenderResult, ServiceSummary, SleepSettings, namespace_for
 from .problems import ComposeRefusal, Problem
 from .render import render_project, validate_compose
 
@@ -17,6 +17,7 @@ __all__ = [
     "PlanLimits",
     "Problem",
     "RenderContext",
+    "SleepSettings",
     "RenderResult",
     "ServiceSummary",
     "namespace_for",

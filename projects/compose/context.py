@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from agent.charts import SABLIER_URL
+
 from .labels import TENANT_NAMESPACE_PREFIX
 from .problems import Problem
 
@@ -83,6 +85,16 @@ def hashed_label(readable: str, *identity: str, limit: int = DNS_LABEL_MAX) -> s
 
 
 @dataclass(frozen=True)
+class SleepSettings:
+    """Scale to zero for one public web service (Sablier); durations in seconds."""
+
+    enabled: bool = True
+    idle_timeout: int = 15 * 60
+    strategy: str = "dynamic"  # or "blocking"
+    blocking_timeout: int = 60
+
+
+@dataclass(frozen=True)
 class RenderContext:
     """Everything besides the compose text that decides the rendered objects."""
 
@@ -125,6 +137,10 @@ class RenderContext:
     node_addresses: Sequence[str] = ()
     # Image of the init containers that wait for a dependency (depends_on).
     wait_image: str = "busybox:1.36"
+    # Scale to zero: per-service settings (a service not listed gets SleepSettings()) and the cluster's
+    # Sablier, as Traefik's plugin reaches it from kube-system (agent.charts.SABLIER_URL).
+    sleep: Mapping[str, SleepSettings] = field(default_factory=dict)
+    sablier_url: str = SABLIER_URL
 
     def __post_init__(self) -> None:
         if not self.namespace:

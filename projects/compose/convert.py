@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import labels as L
+from . import sleep
 from .context import RenderContext, ServiceSummary, dns_label, hashed_label
 from .interpolate import InterpolationError, Interpolator
 from .k8s import fit, is_annotation_key, metadata, pod_labels, selector
@@ -576,7 +577,13 @@ def convert_service(service: Service, shared: Shared) -> ServiceSummary:
         )
         port = public_port(service, ctx, report)
         if port is not None:
-            shared.add(_ingress(service, port, shared))
+            ingress = _ingress(service, port, shared)
+            if not job and service.replicas > 0 and sleep.settings_for(ctx, service.name).enabled:
+                shared.add(sleep.make_sleepy(ctx, service.name, workload, ingress))
+                if service.replicas > 1:
+                    report.note(("services", service.name, "deploy", "replicas"),
+                                "the service sleeps when idle, so it runs one replica when awake")
+            shared.add(ingress)
             host = public_host(service.name, ctx)
     return ServiceSummary(
         name=service.name,

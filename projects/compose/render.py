@@ -16,7 +16,7 @@ from .parse import parse_yaml
 from .refusals import check_service, check_top_level, is_official_postgres
 from .report import Report
 
-KIND_ORDER = ["ConfigMap", "Secret", "PersistentVolumeClaim", "Service", "Deployment", "Job", "Ingress"]
+KIND_ORDER = ["ConfigMap", "Secret", "PersistentVolumeClaim", "Service", "Deployment", "Job", "Middleware", "Ingress"]
 # Which POSTGRES_* setting of a replaced service becomes which key of the database Secret.
 POSTGRES_SETTINGS = {"POSTGRES_USER": "PGUSER", "POSTGRES_PASSWORD": "PGPASSWORD", "POSTGRES_DB": "PGDATABASE"}
 _NAME_HINTS = (("PASS", "PGPASSWORD"), ("USER", "PGUSER"), ("DB", "PGDATABASE"), ("NAME", "PGDATABASE"))
