@@ -22,6 +22,7 @@ import pytest
 from accounts.models import Membership, SSHKey
 from accounts.services import add_ssh_key, create_organization
 from audit.models import AuditEvent
+from conftest import skip_or_fail
 from paas.testing.processes import ManagedProcess, child_env, free_port, port_open
 from projects import services
 from projects.tests.test_projects_deploy import finished
@@ -29,6 +30,12 @@ from projects.tests.test_projects_deploy import finished
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SSH = shutil.which("ssh")
+
+
+@pytest.fixture(autouse=True)
+def _openssh_client() -> None:
+    if SSH is None:
+        skip_or_fail("the OpenSSH client is not installed (apt-get install -y openssh-client)")
 
 
 class Gateway:
