@@ -15,3 +15,6 @@ class OrganizationEventsConsumer(AccessCheckedConsumer):
         except Http404:
             return None
         return [org_group(membership.organization_id)]
+
+    async def access_lost(self) -> None:
+        await self.send_json({"event": "access.lost", "data": {}})

@@ -78,7 +78,12 @@ class AccessCheckedConsumer(AsyncJsonWebsocketConsumer):
 
     async def access_changed(self, message: dict[str, Any]) -> None:
         if not await database_sync_to_async(self._still_authorized)():
+            await self.access_lost()
             await self.close(code=CLOSE_NO_ACCESS, reason="access lost")
+
+    async def access_lost(self) -> None:
+        """Say why before closing, where the socket's protocol has a way: a page must not depend on the close
+        code alone reaching the browser (a dropped connection and a refused reconnect both read as 1006)."""
 
     def _still_authorized(self) -> bool:
         user = self.scope["user"]

@@ -5,12 +5,18 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/o/${slug}/events/`);
     socket.onopen = () => target.dataset.liveState = "connected";
+    let lost = false;
     socket.onmessage = (msg) => {
       const payload = JSON.parse(msg.data);
+      if (payload.event === "access.lost") {  // said before the server closes with 4403
+        lost = true;
+        target.dataset.liveState = "access-lost";
+        return;
+      }
       document.dispatchEvent(new CustomEvent("live:" + payload.event, { detail: payload.data }));
     };
     socket.onclose = (event) => {
-      if (event.code === 4403) {  // the user lost access to this organization: stop, and say so
+      if (lost || event.code === 4403) {  // the user lost access to this organization: stop, and say so
         target.dataset.liveState = "access-lost";
         return;
       }
