@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, health
+from agent import __version__, health, metrics
 from agent import protocol as p
 from agent.bootstrap import bootstrapper_for
 from agent.handlers import build_ops, build_stream_ops
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kubeconfig", default=env("AGENT_KUBECONFIG"),
                         help="kubeconfig file; without it the in-cluster service account is used [AGENT_KUBECONFIG]")
     parser.add_argument("--health-port", type=int, default=int(env("AGENT_HEALTH_PORT", "8080")),
-                        help="port of the /healthz and /readyz HTTP endpoints, 0 to disable "
+                        help="port of the /healthz, /readyz and /metrics HTTP endpoints, 0 to disable "
                              "(default 8080) [AGENT_HEALTH_PORT]")
     parser.add_argument("--heartbeat", type=float, default=float(env("AGENT_HEARTBEAT", str(p.DEFAULT_HEARTBEAT))),
                         help="seconds between heartbeats until the control plane sets its own; a peer silent "
@@ -101,6 +101,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, tunnel.stop)
+    metrics.OPEN_STREAMS.set_function(lambda: len(tunnel.streams))
     runner = await health.serve(args.health_port, tunnel.connected) if args.health_port else None
     observing = asyncio.create_task(observer.run())
     log.info("agent %s starting; control plane %s", __version__, args.server)

@@ -12,7 +12,7 @@ import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent import charts, infra, logs, reconcile, shell
+from agent import charts, infra, logs, metrics, reconcile, shell
 from agent import protocol as p
 from agent.k8s import DEPLOYMENT, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
 from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
@@ -50,12 +50,19 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
         revision = _require(payload, "revision", int)
         objects = _require(payload, "objects", list)
         _require_identity(labels)
+        started, outcome = time.perf_counter(), "error"
         try:
-            return await asyncio.to_thread(reconcile.apply_project, kube, namespace, labels, revision, objects)
+            result = await asyncio.to_thread(reconcile.apply_project, kube, namespace, labels, revision, objects)
+            outcome = "ok"
+            return result
         except reconcile.StaleRevision as exc:
+            outcome = "stale"
             raise OpError(p.ERR_STALE_REVISION, str(exc)) from None
         except reconcile.NotOwned as exc:
+            outcome = "refused"
             raise OpError(p.ERR_NOT_OWNED, str(exc)) from None
+        finally:
+            metrics.APPLY_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
     async def delete_project(payload: dict[str, Any]) -> dict[str, Any]:
         namespace = _require(payload, "namespace", str)

@@ -18,6 +18,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from agent import metrics
 from agent import protocol as p
 
 log = logging.getLogger("agent.tunnel")
@@ -190,6 +191,7 @@ class Tunnel:
             if self._stop.is_set():
                 break
             delay = self.backoff.next()
+            metrics.RECONNECTS.inc()
             log.info("reconnecting in %.2fs (attempt %d)", delay, self.backoff.attempt)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
@@ -250,6 +252,7 @@ class Tunnel:
             await self._handshake(ws)
             self._ws = ws
             self.connected.set()
+            metrics.TUNNEL_CONNECTED.set(1)
             self.backoff.reset()
             log.info("connected to %s as cluster %s", self.url, self.welcome.get("cluster"))
             for callback in self.on_connect:
@@ -257,6 +260,7 @@ class Tunnel:
             await self._serve(ws)
         finally:
             self.connected.clear()
+            metrics.TUNNEL_CONNECTED.set(0)
             self._ws = None
             for task in list(self._tasks):
                 task.cancel()

@@ -23,12 +23,18 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.db import database_sync_to_async
+from prometheus_client import Gauge, Histogram
 
 from agent import protocol
 from clusters import bus
 from clusters.models import Cluster
 
 DELIVERY_TIMEOUT = 3.0  # seconds for the consumer holding the socket to acknowledge a call
+
+RPC_SECONDS = Histogram("paas_agent_rpc_seconds", "Agent calls through the tunnel, from post to reply.",
+                        ["op", "outcome"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30))
+OPEN_STREAMS = Gauge("paas_streams_open", "Streams (logs, exec) open to agents from this control plane.", ["op"],
+                     multiprocess_mode="livesum")
 
 
 class RPCError(Exception):
@@ -99,6 +105,22 @@ async def acall(cluster: Cluster | int, op: str, payload: dict[str, Any] | None 
 
 
 async def _call(cluster_id: int, address: str, op: str, payload: dict[str, Any] | None, timeout: float) -> Any:
+    started, outcome = time.perf_counter(), "error"
+    try:
+        result = await _call_once(cluster_id, address, op, payload, timeout)
+        outcome = "ok"
+        return result
+    except AgentOffline:
+        outcome = "offline"
+        raise
+    except AgentTimeout:
+        outcome = "timeout"
+        raise
+    finally:
+        RPC_SECONDS.labels(op, outcome).observe(time.perf_counter() - started)
+
+
+async def _call_once(cluster_id: int, address: str, op: str, payload: dict[str, Any] | None, timeout: float) -> Any:
     if not address:
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
     box = await bus.inbox()
@@ -201,8 +223,10 @@ class AgentStream:
     Flow control: we send at most the credit the agent granted; we grant credit back as we read.
     """
 
-    def __init__(self, session: str, window: int) -> None:
+    def __init__(self, session: str, window: int, op: str = "") -> None:
         self.session = session  # the address of the agent's session
+        self.op = op
+        self._counted = False  # in OPEN_STREAMS, from opened until finished
         self.window = window
         self.address = ""  # ours, in this process's inbox
         self._box: bus.Inbox | None = None
@@ -222,6 +246,9 @@ class AgentStream:
         kind = message["type"]
         if kind == "stream.opened":
             self.id, self.credit = message["id"], message["window"]
+            if not self.closed:
+                OPEN_STREAMS.labels(self.op).inc()
+                self._counted = True
         elif kind == "stream.data":
             self._buffer.append(message["data"])
         elif kind == "stream.credit":
@@ -231,6 +258,9 @@ class AgentStream:
 
     def _finish(self, reason: str) -> None:
         self.closed, self.close_reason = True, reason
+        if self._counted:
+            OPEN_STREAMS.labels(self.op).dec()
+            self._counted = False
         if self._box is not None:
             self._box.unregister(self.address)
 
@@ -272,7 +302,7 @@ async def open_stream(cluster: Cluster | int, op: str, payload: dict[str, Any] |
     session = await database_sync_to_async(session_address)(cluster_id, fresh=True)
     if not session:
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
-    stream = AgentStream(session, window)
+    stream = AgentStream(session, window, op)
     stream._box = await bus.inbox()
     stream.address = stream._box.register(stream._inbox.put_nowait)
     await bus.post(session, {"type": "agent.stream.open", "cluster": cluster_id, "op": op, "payload": payload or {},

@@ -7,6 +7,7 @@ as unset, so a copied .env.example with blank lines behaves like no file at all.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -100,3 +101,14 @@ def env_rate(name: str, default: str) -> str:
     if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
         raise ImproperlyConfigured(f"{name}={value!r} must look like 60/minute (per second, minute, hour or day)")
     return value
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated networks in CIDR form ("10.0.0.0/8, ::1/128"); a bare address is a /32 or /128."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a network like 10.0.0.0/8 or an address") from None
+    return networks

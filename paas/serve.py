@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ AGENT_TOKEN = VAR / "agent-token"
 K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
 # *.localhost is loopback (RFC 6761): Chromium and curl resolve it themselves, with no DNS.
 EMULATED_BASE_DOMAIN = "apps.localhost"
+DJANGO_PROCESSES = ("daphne", "worker", "beat", "ssh")  # the control plane's own, which share its metrics
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -132,10 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             sys.stderr.write(f"bin/run: {exc}\n")
             return 2
+    # The control plane's processes write their metrics to one directory that /metrics sums (prometheus_client's
+    # multiprocess mode); it starts empty so a previous run's counters do not carry over.
+    metrics_dir = VAR / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    django_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     procs: dict[str, subprocess.Popen] = {}
     sel = selectors.DefaultSelector()
     for name, cmd in commands.items():
-        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        child_env = django_env if name in DJANGO_PROCESSES else env
+        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs[name] = proc
         sel.register(proc.stdout, selectors.EVENT_READ, name)
         if name == "kubesim":

@@ -29,4 +29,5 @@ urlpatterns = [
     path("", include("clusters.urls")),
     path("", include("projects.urls")),
     path("", include("audit.urls")),
+    path("", include("ops.urls")),
 ]

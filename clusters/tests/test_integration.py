@@ -358,3 +358,37 @@ def test_a_stream_carries_bytes_both_ways_with_flow_control(plane, agents):
         return received
 
     assert asyncio.run(echo()) == payload
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a Prometheus text page, by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url) as response:  # noqa: S310 (http URL built here)
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_the_agent_reports_its_tunnel_applies_and_reconnects_on_metrics(plane, agents, kubesim):
+    cluster = services.create_cluster("Metrics", "x.example.com")
+    agent = agents.start(services.issue_token(cluster))
+    poll(lambda: online(cluster), what="cluster online")
+    metrics_url = f"http://127.0.0.1:{agent.health_port}/metrics"
+    poll(lambda: scrape(metrics_url)[("paas_agent_tunnel_connected", ())] == 1, 5, "tunnel reported up")
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": {"v": "1"}}
+    rpc.call(cluster, "apply_project", {"namespace": NS, "labels": LABELS, "revision": 1, "objects": [config]},
+             timeout=20)
+    with pytest.raises(rpc.AgentError):  # an older revision is refused, and counted as such
+        rpc.call(cluster, "apply_project", {"namespace": NS, "labels": LABELS, "revision": 0, "objects": [config]},
+                 timeout=20)
+    samples = scrape(metrics_url)
+    assert samples[("paas_agent_apply_seconds_count", (("outcome", "ok"),))] == 1
+    assert samples[("paas_agent_apply_seconds_count", (("outcome", "stale"),))] == 1
+    assert samples[("paas_agent_reconnects_total", ())] == 0
+
+    plane.stop()
+    poll(lambda: scrape(metrics_url)[("paas_agent_tunnel_connected", ())] == 0, 10, "tunnel reported down")
+    poll(lambda: scrape(metrics_url)[("paas_agent_reconnects_total", ())] >= 1, 10, "reconnect attempts counted")
+    plane.start()
+    poll(lambda: scrape(metrics_url)[("paas_agent_tunnel_connected", ())] == 1, 20, "tunnel back up")

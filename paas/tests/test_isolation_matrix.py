@@ -121,6 +121,10 @@ ROUTES: dict[str, str] = {
     "api_variables": TENANT,
     "api_variable": TENANT,
     "api_schema": PUBLIC,
+    # ops: probes answer anyone (failure details only to scrapers); metrics need the token or an allowed network
+    "healthz": PUBLIC,
+    "readyz": PUBLIC,
+    "metrics": OPERATOR,
     # allauth: signing in and up, and the signed-in user's e-mail, password and second factor
     "account_login": PUBLIC,
     "account_logout": PUBLIC,
