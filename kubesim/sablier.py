@@ -240,12 +240,16 @@ class Sablier:
     async def state(self, name: str, *, wake: bool) -> Instance:
         """From memory when known ready (the watch forgets it when it stops); else asked from the cluster."""
         if name in self.ready:
-            _, _, _, desired = parse_instance(name)
-            return Instance(name, "ready", desired, desired)
+            return self._ready_instance(name)
         found = await self.instance(name, wake=wake)
         if found.status == "ready":
             self.ready.add(name)
         return found
+
+    @staticmethod
+    def _ready_instance(name: str) -> Instance:
+        desired = parse_instance(name)[3]
+        return Instance(name, "ready", desired, desired)
 
     async def _watch_loop(self, kind: str, plural: str) -> None:
         """Like the kubernetes provider's informer: groups stay current, and an instance that loses ready
@@ -282,7 +286,10 @@ class Sablier:
                     self.ready.discard(name)
 
     async def request_session(self, names: list[str], duration: float) -> Session:
-        session = Session(await asyncio.gather(*(self.state(n, wake=True) for n in names)))
+        if all(n in self.ready for n in names):  # the awake path: from memory, no task per instance
+            session = Session([self._ready_instance(n) for n in names])
+        else:
+            session = Session(await asyncio.gather(*(self.state(n, wake=True) for n in names)))
         deadline = time.monotonic() + duration
         for name in names:
             self.expires[name] = max(self.expires.get(name, 0.0), deadline)
@@ -319,21 +326,23 @@ class Sablier:
                 raise GroupNotFound(group)
         return names
 
+    async def _bind(self, request: web.Request, option: str, default: float) -> tuple[list[str], float, float]:
+        """The instances, the session duration and the strategy's own duration (`option`), bound and refused
+        (a `Refusal`) before any workload is looked up or woken, as in Sablier."""
+        q = request.query
+        duration = parse_duration(q["session_duration"]) if q.get("session_duration") else DEFAULT_SESSION
+        value = parse_duration(q[option]) if q.get(option) else default
+        return await self._names(request), duration, value
+
     async def dynamic(self, request: web.Request) -> web.Response:
         q = request.query
-        try:  # the query is bound (and refused) before any workload is looked up, as in Sablier
-            duration = parse_duration(q.get("session_duration", "")) if q.get("session_duration") else DEFAULT_SESSION
-            refresh = parse_duration(q["refresh_frequency"]) if q.get("refresh_frequency") else DEFAULT_REFRESH
-            names = await self._names(request)
-            theme = q.get("theme", "hacker-terminal")
-            if theme not in THEMES:
-                return problem(404, "Theme not found", f"theme {theme!r} not found; available: {', '.join(THEMES)}")
-        except BadRequest as err:
-            return problem(400, "Validation error", str(err))
-        except GroupNotFound as err:
-            return problem(404, "Group not found", f"group {err.args[0]!r} not found")
-        except ApiFailure as err:
-            return problem(500, "Kubernetes API error", err.message)
+        try:
+            names, duration, refresh = await self._bind(request, "refresh_frequency", DEFAULT_REFRESH)
+        except REFUSALS as err:
+            return refusal(err)
+        theme = q.get("theme", "hacker-terminal")
+        if theme not in THEMES:
+            return problem(404, "Theme not found", f"theme {theme!r} not found; available: {', '.join(THEMES)}")
         session = await self.request_session(names, duration)
         page = render_page(session, display_name=q.get("display_name") or "", theme=theme, refresh=refresh,
                            show_details=q.get("show_details", "true").lower() != "false")
@@ -341,17 +350,10 @@ class Sablier:
             "X-Sablier-Session-Status": session.status, "Cache-Control": "no-cache"})
 
     async def blocking(self, request: web.Request) -> web.Response:
-        q = request.query
         try:
-            duration = parse_duration(q.get("session_duration", "")) if q.get("session_duration") else DEFAULT_SESSION
-            timeout = parse_duration(q["timeout"]) if q.get("timeout") else DEFAULT_BLOCKING_TIMEOUT
-            names = await self._names(request)
-        except BadRequest as err:
-            return problem(400, "Validation error", str(err))
-        except GroupNotFound as err:
-            return problem(404, "Group not found", f"group {err.args[0]!r} not found")
-        except ApiFailure as err:
-            return problem(500, "Kubernetes API error", err.message)
+            names, duration, timeout = await self._bind(request, "timeout", DEFAULT_BLOCKING_TIMEOUT)
+        except REFUSALS as err:
+            return refusal(err)
         deadline = time.monotonic() + timeout
         session = await self.request_session(names, duration)
         while session.status != "ready":
@@ -359,7 +361,7 @@ class Sablier:
             if failure:
                 return problem(500, "Instance cannot start", f"{failure.name}: {failure.message}")
             if time.monotonic() >= deadline:
-                return problem(500, "Timeout", f"session was not ready after {q.get('timeout') or '1m'}")
+                return problem(500, "Timeout", f"session was not ready after {request.query.get('timeout') or '1m'}")
             await asyncio.sleep(self.poll_interval)
             session = Session(await asyncio.gather(*(self.state(n, wake=False) for n in names)))
         body = {"session": {"instances": [{"instance": i.as_json(), "error": None} for i in session.instances],
@@ -375,6 +377,18 @@ class ApiFailure(Exception):
 
 class GroupNotFound(Exception):
     pass
+
+
+REFUSALS = (BadRequest, GroupNotFound, ApiFailure)
+
+
+def refusal(err: Exception) -> web.Response:
+    """The problem document Sablier answers for a request it refuses while binding it."""
+    if isinstance(err, GroupNotFound):
+        return problem(404, "Group not found", f"group {err.args[0]!r} not found")
+    if isinstance(err, ApiFailure):
+        return problem(500, "Kubernetes API error", err.message)
+    return problem(400, "Validation error", str(err))
 
 
 def parse_instance(name: str) -> tuple[str, str, str, int]:
