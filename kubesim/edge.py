@@ -11,7 +11,9 @@ It reads the emulated cluster directly (as Traefik reads it through watches) and
 * The Sablier plugin middleware (`spec.plugin.sablier`): calls Sablier's `/api/strategies/dynamic` or
   `/blocking` with the middleware's config; `X-Sablier-Session-Status: ready` passes the request on, anything else
   returns Sablier's response (the starting page, or its error) to the client, as the plugin does. `sablierUrl`
-  names an in-cluster address, so the edge sends the calls to the Sablier stand-in it was given instead.
+  names an in-cluster address, so the edge sends the calls to the Sablier stand-in it was given instead. The call
+  is made on every request, as the plugin makes it (it is what extends the session), with the request built once
+  per Middleware version over pooled keep-alive connections, as the plugin's New() and Go's client do.
 * The `redirectRegex` middleware (the control plane's "suspended" page): a matching URL gets a redirect.
 * `allowEmptyServices: true` (K3s's chart default): a Service with no ready endpoint answers 503 instead of
   the route disappearing; a missing Service is 404.

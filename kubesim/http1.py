@@ -9,10 +9,17 @@ edge sends the plugin's prebuilt request bytes over pooled connections here inst
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from multidict import CIMultiDict
+from aiohttp import web
+from multidict import CIMultiDict, MultiDictProxy
+from yarl import URL
+
+log = logging.getLogger("kubesim.http1")
 
 MAX_IDLE = 16  # idle connections kept per pool; more concurrent calls open more, as Go's transport does
 MAX_HEAD = 64 * 1024
@@ -183,3 +190,119 @@ class Pool:
         for conn in self.idle:
             conn.close()
         self.idle.clear()
+
+
+# --- server ----------------------------------------------------------------------------------------
+
+@dataclass
+class Request:
+    """What the Sablier stand-in's handlers read of a request (a subset of aiohttp's web.Request)."""
+
+    method: str
+    path: str
+    query: MultiDictProxy[str]
+    headers: CIMultiDict[str]
+
+
+Handler = Callable[[Request], Awaitable[web.Response]]
+
+
+class _ServerConnection(asyncio.Protocol):
+    """Serves requests one after the other on one connection (keep-alive unless the client says close)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.busy: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.busy is not None:
+            self.busy.cancel()  # the client left: a held (blocking) request stops waiting
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.busy is None:
+            self._next()
+
+    def _next(self) -> None:
+        assert self.transport is not None
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                self._answer(web.Response(status=431, text="request head too long\n"), close=True)
+            return
+        try:
+            lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            method, target, version = lines[0].split(" ")
+            headers: CIMultiDict[str] = CIMultiDict()
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise ValueError(line)
+                headers.add(name.strip(), value.strip())
+            length = int(headers.get("Content-Length", "0"))
+        except ValueError:
+            self._answer(web.Response(status=400, text="malformed request\n"), close=True)
+            return
+        if len(self.buf) < end + 4 + length:
+            return  # the body (which no endpoint reads) has not all arrived
+        del self.buf[:end + 4 + length]
+        close = version != "HTTP/1.1" or headers.get("Connection", "").lower() == "close"
+        url = URL(target)
+        request = Request(method, url.path, url.query, headers)
+        handler = self.server.routes.get(url.path) if method in ("GET", "HEAD") else None
+        self.busy = asyncio.get_running_loop().create_task(self._serve(handler, request, close))
+
+    async def _serve(self, handler: Handler | None, request: Request, close: bool) -> None:
+        try:
+            response = await handler(request) if handler else web.Response(status=404, text="404 page not found\n")
+        except Exception:  # noqa: BLE001 - a handler bug answers 500, as a server would, and is logged
+            log.exception("http1: %s %s failed", request.method, request.path)
+            response = web.Response(status=500, text="internal error\n")
+        self.busy = None
+        self._answer(response, close=close, head_only=request.method == "HEAD")
+        if not close and self.buf:
+            self._next()
+
+    def _answer(self, response: web.Response, *, close: bool, head_only: bool = False) -> None:
+        assert self.transport is not None
+        body = response.body if isinstance(response.body, bytes) else b""
+        head = [f"HTTP/1.1 {response.status} {response.reason}", f"Content-Length: {len(body)}",
+                *(f"{k}: {v}" for k, v in response.headers.items() if k.lower() != "content-length")]
+        if close:
+            head.append("Connection: close")
+        self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
+        if close:
+            self.transport.close()
+
+
+class Server:
+    """`await Server({path: handler}).start(host, port)` -> base URL; GET/HEAD routes by exact path."""
+
+    def __init__(self, routes: dict[str, Handler]) -> None:
+        self.routes = routes
+        self.connections: set[_ServerConnection] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> str:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        self._server = await asyncio.get_running_loop().create_server(lambda: _ServerConnection(self), sock=sock)
+        bound = sock.getsockname()[1]
+        return f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
