@@ -11,7 +11,9 @@ It reads the emulated cluster directly (as Traefik reads it through watches) and
 * The Sablier plugin middleware (`spec.plugin.sablier`): calls Sablier's `/api/strategies/dynamic` or
   `/blocking` with the middleware's config; `X-Sablier-Session-Status: ready` passes the request on, anything else
   returns Sablier's response (the starting page, or its error) to the client, as the plugin does. `sablierUrl`
-  names an in-cluster address, so the edge sends the calls to the Sablier stand-in it was given instead.
+  names an in-cluster address, so the edge sends the calls to the Sablier stand-in it was given instead. The call
+  is made on every request, as the plugin makes it (it is what extends the session), with the request built once
+  per Middleware version over pooled keep-alive connections, as the plugin's New() and Go's client do.
 * The `redirectRegex` middleware (the control plane's "suspended" page): a matching URL gets a redirect.
 * `allowEmptyServices: true` (K3s's chart default): a Service with no ready endpoint answers 503 instead of
   the route disappearing; a missing Service is 404.
@@ -30,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
 
+from kubesim import http1
 from kubesim.cluster import Cluster
 from kubesim.selectors import parse_label_selector
 from kubesim.serving import serve
@@ -45,6 +47,7 @@ TRAEFIK_CONTROLLER = "traefik.io/ingress-controller"
 REVISION_KEYS = ("paas.dev/revision", "app.kubernetes.io/version", "deployment.kubernetes.io/revision",
                  "pod-template-hash")
 SABLIER_READY = "ready"
+SABLIER_PASSED_HEADERS = ("content-type", "cache-control", "x-sablier-session-status")  # of a not-ready answer
 
 
 @dataclass
@@ -86,14 +89,14 @@ class Edge:
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner: web.AppRunner | None = None
-        self.http: aiohttp.ClientSession | None = None
+        self._pools: dict[str, http1.Pool] = {}  # Sablier base URL -> keep-alive connections
+        self._plugin_requests: dict[tuple[str, str, str], tuple[http1.Pool, bytes]] = {}
         self.port = 0
         self.url = ""
         self._turns: dict[tuple[str, str], itertools.count[int]] = {}
         self._announced: dict[tuple[str, str], tuple[str, ...]] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         self.runner, self.url = await serve(self.app, host, port)
         self.port = int(self.url.rsplit(":", 1)[1])
         self.cluster.store.listeners.append(self._announce)
@@ -104,12 +107,13 @@ class Edge:
             self.cluster.store.listeners.remove(self._announce)
         if self.runner is not None:
             await self.runner.cleanup()
-        if self.http is not None:
-            await self.http.close()
+        for pool in self._pools.values():
+            pool.close()
 
     def reset(self) -> None:
         self._turns.clear()
         self._announced.clear()
+        self._plugin_requests.clear()
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -181,38 +185,41 @@ class Edge:
             if "redirectRegex" in mw["spec"]:
                 answer = _redirect(mw["spec"]["redirectRegex"], request)
             else:
-                answer = await self._sablier(mw["spec"]["plugin"]["sablier"])
+                answer = await self._sablier(mw)
             if answer is not None:
                 return answer
         return self.forward(router, request)
 
-    async def _sablier(self, config: dict[str, Any]) -> web.Response | None:
-        """The Sablier plugin: None lets the request through; otherwise Sablier's answer goes to the client."""
-        assert self.http is not None
-        strategy = "blocking" if "blocking" in config else "dynamic"
-        params: list[tuple[str, str]] = []
-        if config.get("group"):
-            params.append(("group", config["group"]))
-        params += [("names", n.strip()) for n in str(config.get("names") or "").split(",") if n.strip()]
-        if config.get("sessionDuration"):
-            params.append(("session_duration", str(config["sessionDuration"])))
-        options = config.get(strategy) or {}
-        keys = {"timeout": "timeout"} if strategy == "blocking" else {
-            "displayName": "display_name", "showDetails": "show_details", "theme": "theme",
-            "refreshFrequency": "refresh_frequency"}
-        params += [(q, str(options[k]).lower() if isinstance(options[k], bool) else str(options[k]))
-                   for k, q in keys.items() if options.get(k) not in (None, "")]
-        base = self.sablier_url or str(config.get("sablierUrl") or "http://sablier:10000").rstrip("/")
+    async def _sablier(self, middleware: dict[str, Any]) -> web.Response | None:
+        """The Sablier plugin: None lets the request through; otherwise Sablier's answer goes to the client.
+
+        Like the plugin, it asks Sablier on every request (that call is what extends the session), with a request
+        built once per middleware version over pooled keep-alive connections."""
+        pool, request = self._plugin_request(middleware)
         try:
-            async with self.http.get(f"{base}/api/strategies/{strategy}?{urlencode(params)}") as resp:
-                if resp.headers.get("X-Sablier-Session-Status") == SABLIER_READY:
-                    return None
-                body = await resp.read()
-                return web.Response(status=resp.status, body=body, headers={
-                    k: v for k, v in resp.headers.items()
-                    if k.lower() in ("content-type", "cache-control", "x-sablier-session-status")})
-        except aiohttp.ClientError as err:
+            reply = await pool.send(request)
+        except OSError as err:  # refused, reset, or a bad answer: the plugin answers 500 with the error
             return web.Response(status=500, text=f"{err}\n")
+        if reply.headers.get("X-Sablier-Session-Status") == SABLIER_READY:
+            return None
+        return web.Response(status=reply.status, body=reply.body, headers={
+            k: v for k, v in reply.headers.items() if k.lower() in SABLIER_PASSED_HEADERS})
+
+    def _plugin_request(self, middleware: dict[str, Any]) -> tuple[http1.Pool, bytes]:
+        """The plugin's request to Sablier, built once per middleware version (the plugin's New() does it once)."""
+        meta = middleware["metadata"]
+        key = (meta["namespace"], meta["name"], meta.get("resourceVersion", ""))
+        built = self._plugin_requests.get(key)
+        if built is None:
+            config = middleware["spec"]["plugin"]["sablier"]
+            base = self.sablier_url or str(config.get("sablierUrl") or "http://sablier:10000").rstrip("/")
+            pool = self._pools.get(base) or self._pools.setdefault(base, http1.Pool(base))
+            strategy = "blocking" if "blocking" in config else "dynamic"
+            built = pool, pool.request_bytes(f"/api/strategies/{strategy}?{urlencode(_plugin_query(config, strategy))}",
+                                             {"User-Agent": "sablier-traefik-plugin (kubesim edge)"})
+            self._plugin_requests = {k: v for k, v in self._plugin_requests.items() if k[:2] != key[:2]}
+            self._plugin_requests[key] = built
+        return built
 
     def endpoints(self, namespace: str, service: dict[str, Any]) -> list[dict[str, Any]]:
         """Ready, not terminating pods the Service selects (what its EndpointSlices would list as ready)."""
@@ -259,6 +266,23 @@ class Edge:
             suffix = "" if self.port == 80 else f":{self.port}"
             for h in hosts:
                 print(f"edge: http://{h}{suffix}/ serves {key[0]}/{key[1]}", flush=True)
+
+
+def _plugin_query(config: dict[str, Any], strategy: str) -> list[tuple[str, str]]:
+    """The query the plugin sends Sablier for its config (its BuildRequest)."""
+    params: list[tuple[str, str]] = []
+    if config.get("group"):
+        params.append(("group", config["group"]))
+    params += [("names", n.strip()) for n in str(config.get("names") or "").split(",") if n.strip()]
+    if config.get("sessionDuration"):
+        params.append(("session_duration", str(config["sessionDuration"])))
+    options = config.get(strategy) or {}
+    keys = {"timeout": "timeout"} if strategy == "blocking" else {
+        "displayName": "display_name", "showDetails": "show_details", "theme": "theme",
+        "refreshFrequency": "refresh_frequency"}
+    params += [(q, str(options[k]).lower() if isinstance(options[k], bool) else str(options[k]))
+               for k, q in keys.items() if options.get(k) not in (None, "")]
+    return params
 
 
 def _redirect(config: dict[str, Any], request: web.Request) -> web.Response | None:

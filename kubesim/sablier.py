@@ -21,6 +21,7 @@ blocking fails fast instead of waiting out its timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
@@ -34,7 +35,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from kubesim.serving import serve
+from kubesim import http1
 
 log = logging.getLogger("kubesim.sablier")
 
@@ -64,6 +65,7 @@ class BadRequest(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=256)  # the plugin sends the same few strings on every request
 def parse_duration(value: str) -> float:
     """Seconds in a Go duration string ("15m", "1h30m", "500ms"), as Sablier's query binding parses them."""
     text = value.strip()
@@ -74,7 +76,7 @@ def parse_duration(value: str) -> float:
     return sum(float(n) * _UNITS[u] for n, u in _DURATION_RE.findall(text))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Instance:
     """One workload's state, shaped like Sablier's instance.State."""
 
@@ -124,13 +126,12 @@ class Sablier:
         self.expires: dict[str, float] = {}  # instance name -> monotonic expiry of its session
         self.ready: set[str] = set()  # instances known ready: answered from memory, as Sablier's session store does
         self.groups: dict[str, set[str]] = {}  # instance name -> its groups (Sablier's auto-discovery)
-        self.app = web.Application()
-        self.app.router.add_get("/health", self.health)
-        self.app.router.add_get("/api/health", self.health)
-        self.app.router.add_get("/api/strategies/dynamic", self.dynamic)
-        self.app.router.add_get("/api/strategies/blocking", self.blocking)
+        # A lean HTTP/1.1 server, not aiohttp's: Sablier (Go, gin) answers an awake session in microseconds, and
+        # aiohttp's request handling alone cost more than the edge's whole no-middleware request.
+        self.server = http1.Server({"/health": self.health, "/api/health": self.health,
+                                    "/api/strategies/dynamic": self.dynamic,
+                                    "/api/strategies/blocking": self.blocking})
         self.http: aiohttp.ClientSession | None = None
-        self.runner: web.AppRunner | None = None
         self.url = ""
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -140,7 +141,7 @@ class Sablier:
         context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else None
         self.http = aiohttp.ClientSession(headers={"User-Agent": "sablier (kubesim stand-in)"},
                                           connector=aiohttp.TCPConnector(ssl=context) if context else None)
-        self.runner, self.url = await serve(self.app, host, port)
+        self.url = await self.server.start(host, port)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._expire_loop())] + [
             loop.create_task(self._watch_loop(kind, plural)) for kind, plural in KINDS.items()]
@@ -149,8 +150,7 @@ class Sablier:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.runner is not None:
-            await self.runner.cleanup()
+        await self.server.stop()
         if self.http is not None:
             await self.http.close()
 
@@ -240,12 +240,16 @@ class Sablier:
     async def state(self, name: str, *, wake: bool) -> Instance:
         """From memory when known ready (the watch forgets it when it stops); else asked from the cluster."""
         if name in self.ready:
-            _, _, _, desired = parse_instance(name)
-            return Instance(name, "ready", desired, desired)
+            return self._ready_instance(name)
         found = await self.instance(name, wake=wake)
         if found.status == "ready":
             self.ready.add(name)
         return found
+
+    @staticmethod
+    def _ready_instance(name: str) -> Instance:
+        desired = parse_instance(name)[3]
+        return Instance(name, "ready", desired, desired)
 
     async def _watch_loop(self, kind: str, plural: str) -> None:
         """Like the kubernetes provider's informer: groups stay current, and an instance that loses ready
@@ -282,7 +286,10 @@ class Sablier:
                     self.ready.discard(name)
 
     async def request_session(self, names: list[str], duration: float) -> Session:
-        session = Session(await asyncio.gather(*(self.state(n, wake=True) for n in names)))
+        if all(n in self.ready for n in names):  # the awake path: from memory, no task per instance
+            session = Session([self._ready_instance(n) for n in names])
+        else:
+            session = Session(await asyncio.gather(*(self.state(n, wake=True) for n in names)))
         deadline = time.monotonic() + duration
         for name in names:
             self.expires[name] = max(self.expires.get(name, 0.0), deadline)
@@ -300,10 +307,10 @@ class Sablier:
 
     # --- HTTP handlers ---------------------------------------------------------------------------
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: http1.Request) -> web.Response:
         return web.Response(text="OK")
 
-    async def _names(self, request: web.Request) -> list[str]:
+    async def _names(self, request: http1.Request) -> list[str]:
         q = request.query
         names = [n.strip() for v in q.getall("names", []) for n in v.split(",") if n.strip()]
         group = q.get("group", "")
@@ -319,39 +326,34 @@ class Sablier:
                 raise GroupNotFound(group)
         return names
 
-    async def dynamic(self, request: web.Request) -> web.Response:
+    async def _bind(self, request: http1.Request, option: str, default: float) -> tuple[list[str], float, float]:
+        """The instances, the session duration and the strategy's own duration (`option`), bound and refused
+        (a `Refusal`) before any workload is looked up or woken, as in Sablier."""
         q = request.query
-        try:  # the query is bound (and refused) before any workload is looked up, as in Sablier
-            duration = parse_duration(q.get("session_duration", "")) if q.get("session_duration") else DEFAULT_SESSION
-            refresh = parse_duration(q["refresh_frequency"]) if q.get("refresh_frequency") else DEFAULT_REFRESH
-            names = await self._names(request)
-            theme = q.get("theme", "hacker-terminal")
-            if theme not in THEMES:
-                return problem(404, "Theme not found", f"theme {theme!r} not found; available: {', '.join(THEMES)}")
-        except BadRequest as err:
-            return problem(400, "Validation error", str(err))
-        except GroupNotFound as err:
-            return problem(404, "Group not found", f"group {err.args[0]!r} not found")
-        except ApiFailure as err:
-            return problem(500, "Kubernetes API error", err.message)
+        duration = parse_duration(q["session_duration"]) if q.get("session_duration") else DEFAULT_SESSION
+        value = parse_duration(q[option]) if q.get(option) else default
+        return await self._names(request), duration, value
+
+    async def dynamic(self, request: http1.Request) -> web.Response:
+        q = request.query
+        try:
+            names, duration, refresh = await self._bind(request, "refresh_frequency", DEFAULT_REFRESH)
+        except REFUSALS as err:
+            return refusal(err)
+        theme = q.get("theme", "hacker-terminal")
+        if theme not in THEMES:
+            return problem(404, "Theme not found", f"theme {theme!r} not found; available: {', '.join(THEMES)}")
         session = await self.request_session(names, duration)
         page = render_page(session, display_name=q.get("display_name") or "", theme=theme, refresh=refresh,
                            show_details=q.get("show_details", "true").lower() != "false")
         return web.Response(text=page, content_type="text/html", headers={
             "X-Sablier-Session-Status": session.status, "Cache-Control": "no-cache"})
 
-    async def blocking(self, request: web.Request) -> web.Response:
-        q = request.query
+    async def blocking(self, request: http1.Request) -> web.Response:
         try:
-            duration = parse_duration(q.get("session_duration", "")) if q.get("session_duration") else DEFAULT_SESSION
-            timeout = parse_duration(q["timeout"]) if q.get("timeout") else DEFAULT_BLOCKING_TIMEOUT
-            names = await self._names(request)
-        except BadRequest as err:
-            return problem(400, "Validation error", str(err))
-        except GroupNotFound as err:
-            return problem(404, "Group not found", f"group {err.args[0]!r} not found")
-        except ApiFailure as err:
-            return problem(500, "Kubernetes API error", err.message)
+            names, duration, timeout = await self._bind(request, "timeout", DEFAULT_BLOCKING_TIMEOUT)
+        except REFUSALS as err:
+            return refusal(err)
         deadline = time.monotonic() + timeout
         session = await self.request_session(names, duration)
         while session.status != "ready":
@@ -359,7 +361,7 @@ class Sablier:
             if failure:
                 return problem(500, "Instance cannot start", f"{failure.name}: {failure.message}")
             if time.monotonic() >= deadline:
-                return problem(500, "Timeout", f"session was not ready after {q.get('timeout') or '1m'}")
+                return problem(500, "Timeout", f"session was not ready after {request.query.get('timeout') or '1m'}")
             await asyncio.sleep(self.poll_interval)
             session = Session(await asyncio.gather(*(self.state(n, wake=False) for n in names)))
         body = {"session": {"instances": [{"instance": i.as_json(), "error": None} for i in session.instances],
@@ -377,6 +379,18 @@ class GroupNotFound(Exception):
     pass
 
 
+REFUSALS = (BadRequest, GroupNotFound, ApiFailure)
+
+
+def refusal(err: Exception) -> web.Response:
+    """The problem document Sablier answers for a request it refuses while binding it."""
+    if isinstance(err, GroupNotFound):
+        return problem(404, "Group not found", f"group {err.args[0]!r} not found")
+    if isinstance(err, ApiFailure):
+        return problem(500, "Kubernetes API error", err.message)
+    return problem(400, "Validation error", str(err))
+
+
 def parse_instance(name: str) -> tuple[str, str, str, int]:
     """`<kind>_<namespace>_<name>_<replicas>` (Sablier's kubernetes provider naming)."""
     parts = name.split("_")
@@ -387,6 +401,13 @@ def parse_instance(name: str) -> tuple[str, str, str, int]:
 
 def render_page(session: Session, *, display_name: str, theme: str, refresh: float, show_details: bool) -> str:
     """Sablier's "starting" page: the instances and their state, reloading itself every `refresh` seconds."""
+    return _render_page(tuple(session.instances), display_name, theme, refresh, show_details)
+
+
+@functools.lru_cache(maxsize=256)  # an awake service's page is the same on every request (the plugin drops it)
+def _render_page(instances: tuple[Instance, ...], display_name: str, theme: str, refresh: float,
+                 show_details: bool) -> str:
+    session = Session(list(instances))
     failure = session.failure
     title = html.escape(display_name or "your service")
     heading = f"{title} could not start" if failure else f"Starting {title}…"
