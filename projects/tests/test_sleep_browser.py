@@ -29,10 +29,11 @@ def edge_browser(chromium_path):
 def test_a_sleeping_service_wakes_in_the_browser_and_goes_back_to_sleep(
         sleepy, daphne_server, connected, kubesim, personas, project, monkeypatch, edge_browser):  # noqa: F811
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    kubesim.set_pod_start_delay(1.5)  # long enough for the starting page to show
-    # Sleeps after 4 s idle (the UI's minimum is a minute; tests lower it): longer than the pod's start, as a
+    # Long enough for the starting page to show even when the browser takes a while to load it (a loaded machine).
+    kubesim.set_pod_start_delay(4)
+    # Sleeps after 8 s idle (the UI's minimum is a minute; tests lower it): longer than the pod's start, as a
     # session shorter than the start would put it back to sleep before it could serve.
-    short_idle(project, 4)
+    short_idle(project, 8)
     base = daphne_server
     listing = logged_in_page(edge_browser, base, personas.member)
     listing.goto(f"{base}/o/acme/projects/")
