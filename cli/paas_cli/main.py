@@ -631,15 +631,18 @@ def exec_(state: State, service: str, command: tuple[str, ...], stdin: bool, pod
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("service")
-@click.argument("ssh_args", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="OPTION",
+              help="An ssh -o option, e.g. -o IdentityFile=~/.ssh/id_paas (repeatable).")
 @click.option("--print", "print_only", is_flag=True, help="Print the ssh command instead of running it.")
 @common
-def ssh(state: State, service: str, ssh_args: tuple[str, ...], print_only: bool) -> None:
-    """Open a shell in SERVICE over SSH with the system `ssh` (your key must be on your SSH keys page).
-    Arguments after `--` go to ssh: paas ssh web -- 'ls /app'"""
+def ssh(state: State, service: str, command: tuple[str, ...], ssh_options: tuple[str, ...], print_only: bool) -> None:
+    """Open a shell in SERVICE over SSH with the system `ssh` (your key must be on your SSH keys page), or run
+    COMMAND there: paas ssh web -- 'ls /app'. ssh's exit status (the command's) is paas's."""
     gateway = state.client.get("ssh/")
     target = f"{state.org_slug()}.{state.project_slug()}.{service}@{gateway['host']}"
-    argv = ["ssh", "-p", str(gateway["port"]), target, *ssh_args]
+    options = [part for option in ssh_options for part in ("-o", option)]
+    argv = ["ssh", "-p", str(gateway["port"]), *options, target, *command]
     if print_only or state.json:
         state.emit({**gateway, "argv": argv}, lambda: click.echo(" ".join(argv)))
         return

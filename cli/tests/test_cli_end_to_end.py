@@ -15,13 +15,16 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import asyncssh
 import pytest
 from django.utils import timezone
 
 from accounts.services import create_api_token, revoke_api_token
 from billing.models import UsageRecord
 from billing.services import record_usage
+from conftest import skip_or_fail
 from kubesim.pytest_plugin import _kubesim_server, kubesim  # noqa: F401
+from paas.testing.processes import start_daphne
 from projects.models import Project
 from projects.tests.conftest import cluster, connected  # noqa: F401
 
@@ -75,8 +78,9 @@ def paas(tmp_path):
         env.pop(name, None)
 
     def run(*args: str, input: str | None = None, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        result = subprocess.run([PAAS, *args], cwd=work, env=env, input=input, capture_output=True, text=True,
-                                timeout=timeout)
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        result = subprocess.run([PAAS, *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
+                                **stdin)
         assert "Traceback" not in result.stderr, result.stderr
         if ok:
             assert result.returncode == 0, f"paas {' '.join(args)}: {result.returncode}\n{result.stdout}{result.stderr}"
@@ -251,3 +255,34 @@ def test_a_revoked_token_closes_its_open_log_stream(
         assert "your access to this project ended" in follow.proc.stderr.read()
     finally:
         follow.stop()
+
+
+def test_ssh_runs_the_system_ssh_against_the_gateway_the_api_names(paas, connected, kubesim,  # noqa: F811
+                                                                   personas, tmp_path):
+    from sshgateway.tests.test_gateway import SSH, Gateway
+
+    if SSH is None:
+        skip_or_fail("the OpenSSH client is not installed (apt-get install -y openssh-client)")
+    gateway = Gateway(tmp_path).start()
+    # A daphne that tells clients where this gateway listens (it reaches the agent over Redis).
+    proc, url = start_daphne(SSH_PUBLIC_HOST="127.0.0.1", SSH_PUBLIC_PORT=str(gateway.port),
+                             SSH_HOST_KEY_PATH=str(gateway.host_key))
+    try:
+        key = gateway.key_for(personas.member)
+        _, token = create_api_token(personas.member, "laptop")
+        paas("login", "--url", url, "--token", token)
+        paas("projects", "create", "Shop", "--link")
+        (paas.work / "compose.yml").write_text(COMPOSE)
+        paas("deploy", "--wait")
+
+        where = json.loads(paas("ssh", "web", "--json").stdout)
+        assert (where["host"], where["port"]) == ("127.0.0.1", gateway.port)
+        assert where["host_key_fingerprint"] == asyncssh.read_private_key(gateway.host_key).get_fingerprint("sha256")
+
+        options = ["-o", f"IdentityFile={key}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                   "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={gateway.known_hosts}"]
+        result = paas("ssh", "web", *options, "--", "echo $GREETING from ssh; exit 5", ok=False)
+        assert (result.returncode, result.stdout) == (5, "hello from ssh\n"), result.stderr
+    finally:
+        proc.stop()
+        gateway.stop()
