@@ -6,7 +6,7 @@ from allauth.account.signals import user_signed_up
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
-from accounts.models import Membership, User
+from accounts.models import APIToken, Membership, User
 from paas.realtime import access_changed
 
 # Sent inside the transaction that creates an organization; kwargs: organization, user (its creator).
@@ -40,3 +40,14 @@ def membership_changed(sender, instance: Membership, created: bool, **kwargs) ->
 def user_changed(sender, instance: User, created: bool, update_fields=None, **kwargs) -> None:
     if not created and (update_fields is None or ACCESS_FIELDS & set(update_fields)):
         access_changed(instance.pk)
+
+
+@receiver(post_save, sender=APIToken, dispatch_uid="accounts.api_token_revoked_closes_sockets")
+def api_token_revoked(sender, instance: APIToken, created: bool, **kwargs) -> None:
+    if not created and instance.revoked_at is not None:  # sockets opened with it (the CLI's) close
+        access_changed(instance.user_id)
+
+
+@receiver(post_delete, sender=APIToken, dispatch_uid="accounts.api_token_deleted_closes_sockets")
+def api_token_deleted(sender, instance: APIToken, **kwargs) -> None:
+    access_changed(instance.user_id)

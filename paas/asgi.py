@@ -2,7 +2,9 @@
 
 Browser sockets are origin-checked and session-authenticated. Agents are not browsers
 (no Origin header, no session): their sockets authenticate with a cluster token inside
-the consumer, so they are routed around the browser stack by path prefix.
+the consumer, so they are routed around the browser stack by path prefix. The same browser
+routes opened with a personal API token (`Authorization: Bearer`, the CLI) authenticate with it
+instead of the session (accounts/ws_auth.py).
 
 The routing functions here are plain functions that return the chosen application's coroutine:
 an `async def` router would stay suspended, with its frame and scope, for the whole life of every
@@ -20,9 +22,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from accounts.ws_auth import APITokenWebSocketAuth, bearer_token  # noqa: E402
 from paas.routing import AGENT_PREFIX, agent_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
 
 browser_sockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns)))
+token_sockets = APITokenWebSocketAuth(URLRouter(browser_websocket_urlpatterns))
 
 
 def agent_sockets(scope, receive, send):
@@ -36,7 +40,9 @@ def agent_sockets(scope, receive, send):
 
 
 def websocket_app(scope, receive, send):
-    app = agent_sockets if scope["path"].startswith(AGENT_PREFIX) else browser_sockets
+    if scope["path"].startswith(AGENT_PREFIX):
+        return agent_sockets(scope, receive, send)
+    app = browser_sockets if bearer_token(scope) is None else token_sockets
     return app(scope, receive, send)
 
 

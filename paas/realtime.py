@@ -91,6 +91,9 @@ class AccessCheckedConsumer(AsyncJsonWebsocketConsumer):
             user.refresh_from_db()  # the copy loaded at connect is stale: staff or active may have changed
         except ObjectDoesNotExist:
             return False
+        token = self.scope.get("api_token")  # a socket opened with an API token lives as long as the token
+        if token is not None and not type(token).objects.active().filter(pk=token.pk).exists():
+            return False
         return user.is_active and self.authorize() is not None
 
     async def live_event(self, message: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""A project's browser sockets: live logs (LogConsumer) and the terminal (TerminalConsumer).
+"""A project's browser sockets: live logs (LogConsumer), the terminal (TerminalConsumer) and one command
+(ExecConsumer, for the CLI).
 
 Terminal, browser -> server: binary frames are keystrokes; text frames are JSON {"type": "resize", "cols", "rows"}.
 Terminal, server -> browser: binary frames are the terminal's output; text frames are JSON events:
@@ -161,7 +162,7 @@ class TerminalConsumer(AccessCheckedConsumer):
                 self.scope["user"], kwargs["org_slug"], kwargs["project_slug"], kwargs["name"],
                 pod=(query.get("pod") or [None])[0] or None, container=(query.get("container") or [None])[0] or None,
                 cols=_size(query, "cols", 80), rows=_size(query, "rows", 24), client_ip=ip_from_scope(self.scope),
-                channel="terminal")
+                channel="terminal", **self.process(query))
         except ShellRefused as exc:
             await self._event(type="error", message=exc.message)
             await self.close(code=4000)
@@ -169,6 +170,10 @@ class TerminalConsumer(AccessCheckedConsumer):
         self.last_activity = time.monotonic()
         await self._event(type="ready", pod=self.session.pod, container=self.session.container)
         self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._watch_idle())]
+
+    def process(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """What runs: an interactive shell in a TTY (ExecConsumer runs a command)."""
+        return {}
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is None or self.session.ended:
@@ -182,6 +187,8 @@ class TerminalConsumer(AccessCheckedConsumer):
                 message = json.loads(text_data)
                 if message.get("type") == "resize":
                     await self.session.resize(int(message["cols"]), int(message["rows"]))
+                elif message.get("type") == "eof":
+                    await self.session.eof()
 
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)
@@ -192,11 +199,14 @@ class TerminalConsumer(AccessCheckedConsumer):
 
     async def _forward(self) -> None:
         session = self.session
-        async for _channel, data in session:  # with a TTY, stderr is already merged into stdout
+        async for channel, data in session:  # with a TTY, stderr is already merged into stdout
             self.last_activity = time.monotonic()
-            await self.send(bytes_data=data)
+            await self.send(bytes_data=self.output(channel, data))
         await self._event(type="exit", exit_code=session.exit_code, message=session.message)
         await self._end()
+
+    def output(self, channel: int, data: bytes) -> bytes:
+        return data  # xterm.js shows one stream
 
     async def _watch_idle(self) -> None:
         timeout = settings.TERMINAL_IDLE_TIMEOUT
@@ -214,3 +224,17 @@ class TerminalConsumer(AccessCheckedConsumer):
 
     async def _event(self, **event: Any) -> None:
         await self.send(text_data=json.dumps(event))
+
+
+class ExecConsumer(TerminalConsumer):
+    """One command in a service's container, for `paas exec` and scripts: the terminal's access, audit and idle
+    timeout, with the command as repeated `?cmd=` arguments (argv, no shell) and `tty=1` for a TTY.
+    Server -> client binary frames carry a channel byte first (agent.protocol EXEC_STDOUT 1, EXEC_STDERR 2);
+    client -> server binary frames are stdin, and the text frame {"type": "eof"} closes it."""
+
+    def process(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        command = query.get("cmd") or None  # none: the shell, as in the terminal
+        return {"command": command, "tty": (query.get("tty") or ["0"])[0] == "1"}
+
+    def output(self, channel: int, data: bytes) -> bytes:
+        return bytes([channel]) + data

@@ -60,6 +60,7 @@ ROUTES: dict[str, str] = {
     "api_tokens": PERSONAL,
     "api_token_revoke": PERSONAL,
     "api_me": PERSONAL,
+    "api_ssh_gateway": PERSONAL,
     "api_organizations": PERSONAL,
     "api_organization": TENANT,
     # billing

@@ -36,6 +36,7 @@ WS_ROUTES: dict[str, str] = {
     "ws/clusters/<slug:slug>/": OPERATOR,
     "agent/ws": AGENT,
     "ws/o/<slug:org_slug>/projects/<slug:project_slug>/services/<str:name>/terminal/": SHELL,
+    "ws/o/<slug:org_slug>/projects/<slug:project_slug>/services/<str:name>/exec/": SHELL,
     "ws/o/<slug:org_slug>/projects/<slug:project_slug>/logs/": STREAM,
     "ws/o/<slug:org_slug>/projects/<slug:project_slug>/services/<str:service>/logs/": STREAM,
 }
@@ -89,19 +90,30 @@ async def victim_event_reaches(ws: WebsocketCommunicator, world: World) -> bool:
     return not await ws.receive_nothing(timeout=0.3)
 
 
+def api_token_header(user: Any) -> bytes:
+    from accounts.services import create_api_token
+
+    return b"Bearer " + (create_api_token(user, "cli")[1].encode() if user is not None else b"paas_not-a-token")
+
+
+@pytest.mark.parametrize("auth", ["session", "api_token"])
 @pytest.mark.parametrize("route", ALL_WS_ROUTES, ids=[r.pattern for r in ALL_WS_ROUTES])
-async def test_no_persona_listens_across_the_tenant_boundary(route: WsRoute, world: World):
+async def test_no_persona_listens_across_the_tenant_boundary(route: WsRoute, auth: str, world: World):
     personas = {"anonymous": None, "outsider": world.outsider, "viewer": world.viewer, "member": world.member}
     problems = []
     for persona, user in personas.items():
-        cookie = await database_sync_to_async(session_cookie)(user)
+        if auth == "session":  # a browser
+            headers = [(b"origin", b"http://testserver"), (b"host", b"testserver"),
+                       (b"cookie", await database_sync_to_async(session_cookie)(user))]
+        else:  # the CLI: no Origin, a personal API token (anonymous: an invalid one)
+            headers = [(b"host", b"testserver"),
+                       (b"authorization", await database_sync_to_async(api_token_header)(user))]
         home = world.home_org(user)
         for variant, org in [("foreign", world.victim.org), ("own", home)]:
             if org is None or (variant == "own" and "org_slug" not in route.arguments):
                 continue
             path = "/" + route.template.format(**{a: WS_ARGUMENTS[a](org, world) for a in route.arguments})
-            ws = WebsocketCommunicator(application, path, headers=[
-                (b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", cookie)])
+            ws = WebsocketCommunicator(application, path, headers=headers)
             connected, _ = await ws.connect(timeout=5)
             if persona == "member" and variant == "own" and WS_ROUTES[route.pattern] == TENANT:
                 # the control: a member hears their own organization
