@@ -24,6 +24,7 @@ from accounts.access import (
 )
 from accounts.forms import APITokenForm, InviteForm, OrganizationForm, RoleForm, SSHKeyForm
 from accounts.models import Role
+from paas.pagination import page_of, search
 
 
 def _error(request: HttpRequest, exc: ValidationError) -> None:
@@ -79,10 +80,12 @@ def members(request: HttpRequest, org_slug: str) -> HttpResponse:
             else:
                 messages.success(request, f"Invitation sent to {issued.invitation.email}.")
                 return redirect("members", org_slug=org.slug)
+    memberships, q = search(request, org.memberships.select_related("user").order_by("user__email"), "user__email")
     context = {
         "org": org,
         "membership": membership,
-        "memberships": org.memberships.select_related("user").order_by("user__email"),
+        "memberships": page_of(request, memberships),
+        "q": q,
         "invitations": org.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True),
         "form": form,
         "roles": Role.choices,

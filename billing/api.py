@@ -91,7 +91,8 @@ DATE_RANGE = [
 
 
 @extend_schema_view(get=extend_schema(parameters=[
-    OpenApiParameter("kind", str, enum=EntryKind.values, description="Only entries of this kind."), *DATE_RANGE,
+    OpenApiParameter("kind", str, enum=EntryKind.values, description="Only entries of this kind."),
+    OpenApiParameter("q", str, description="Part of the reference, reason or author's e-mail."), *DATE_RANGE,
 ]))
 class LedgerView(generics.ListAPIView):
     """The ledger, newest first: ?kind=top_up&since=2026-01-01&until=2026-01-31"""

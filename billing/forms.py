@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, time, timedelta
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from billing.models import CreditEntry, EntryKind, UsageRecord
@@ -39,11 +39,18 @@ class DateRangeForm(forms.Form):
 
 class LedgerFilterForm(DateRangeForm):
     kind = forms.ChoiceField(required=False, choices=[("", "All kinds"), *EntryKind.choices])
+    q = forms.CharField(required=False, max_length=100, label="Search",
+                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Reference, reason or e-mail"}))
 
     def filter(self, qs: QuerySet[CreditEntry]) -> QuerySet[CreditEntry]:
         qs = self._range(qs, "created_at")
-        kind = self.cleaned_data.get("kind") if self.is_bound and self.is_valid() else None
-        return qs.filter(kind=kind) if kind else qs
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        if data.get("kind"):
+            qs = qs.filter(kind=data["kind"])
+        if data.get("q"):
+            qs = qs.filter(Q(reference__icontains=data["q"]) | Q(reason__icontains=data["q"])
+                           | Q(created_by_email__icontains=data["q"]))
+        return qs
 
 
 class UsageFilterForm(DateRangeForm):

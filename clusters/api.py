@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,6 +19,7 @@ from clusters import infrastructure, services
 from clusters.access import get_cluster_for_operator, require_operator
 from clusters.models import Cluster
 from clusters.views import install_context
+from paas.pagination import paginated_response
 
 
 def cluster_dict(cluster: Cluster) -> dict[str, Any]:
@@ -74,14 +76,14 @@ class ClusterCreateSerializer(serializers.Serializer):
     ssh_endpoint = serializers.CharField(max_length=260, required=False, allow_blank=True, default="")
 
 
-class ClusterListView(APIView):
+class ClusterListView(GenericAPIView):
     serializer_class = ClusterCreateSerializer
 
     @extend_schema(responses=ClusterSerializer(many=True))
     def get(self, request):
         require_operator(request.user)
         clusters = Cluster.objects.prefetch_related("bootstrap_components").order_by("name")
-        return Response({"results": [cluster_dict(c) for c in clusters]})
+        return paginated_response(self, clusters, cluster_dict)
 
     @extend_schema(request=ClusterCreateSerializer, responses={201: InstallSerializer})
     def post(self, request):

@@ -1,7 +1,10 @@
 """Run daphne, a Celery worker, Celery beat and the SSH gateway together in the foreground (bin/run).
 
-Their output is interleaved line by line with a coloured name prefix. Ctrl-C (or SIGTERM)
-stops all of them; if one dies, the others are stopped too so nothing half-runs.
+Their output is interleaved line by line with a coloured name prefix. Ctrl-C (or SIGTERM, or SIGHUP when
+the terminal closes) stops all of them; if one dies, the others are stopped too so nothing half-runs. If the
+supervisor itself is killed, its children get the parent-death signal (paas.lifeline), and the next start
+stops any recorded in var/pids/ that still run. One supervisor runs per var/ directory: a second one says
+which pid runs and exits with 1.
 
 --emulated-cluster also runs kubesim (the Kubernetes API emulator, with its HTTP edge and Sablier stand-in)
 and an agent connected to it, registered as the cluster "local (simulated)" with the base domain
@@ -14,6 +17,8 @@ against it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import selectors
 import shutil
@@ -22,6 +27,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
+
+from paas.lifeline import PidFiles, die_with_parent
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 COLOURS = {"daphne": 36, "worker": 33, "beat": 35, "redis": 32, "kubesim": 34, "agent": 31, "ssh": 92}
@@ -39,6 +47,57 @@ K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
 # *.localhost is loopback (RFC 6761): Chromium and curl resolve it themselves, with no DNS.
 EMULATED_BASE_DOMAIN = "apps.localhost"
 DJANGO_PROCESSES = ("daphne", "worker", "beat", "ssh")  # the control plane's own, which share its metrics
+LOCK = VAR / "run.lock"  # held (flock) by the running supervisor; the kernel drops it however that ends
+PIDS = PidFiles(VAR / "pids")
+
+
+def out(data: bytes) -> None:
+    """Write to our terminal, which may be gone (SIGHUP): stopping the children matters more than saying so."""
+    with contextlib.suppress(OSError):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+def running_pid() -> int | None:
+    """The pid of the supervisor running on this var/ directory, if one runs."""
+    if not LOCK.exists():
+        return None
+    with LOCK.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            return int(lock.read().strip() or 0)
+        return None
+
+
+def already_running(pid: int) -> str:
+    return (f"bin/run: already running, pid {pid} (with {VAR}); stop it with Ctrl-C in its terminal or "
+            f"`kill {pid}`, or give this one another PAAS_VAR_DIR and ports.\n")
+
+
+def take_lock() -> TextIO | None:
+    """Hold the var/ directory's lock for as long as this process lives (None when another one holds it)."""
+    VAR.mkdir(parents=True, exist_ok=True)
+    lock = LOCK.open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A child in a process group of its own (the terminal's signals reach the supervisor only, which stops
+    the children in order), which the kernel signals if the supervisor dies, recorded for the next start."""
+    proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, process_group=0, preexec_fn=die_with_parent())
+    PIDS.record(name, proc.pid)
+    return proc
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -105,8 +164,37 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds an emulated pod takes to start, so waking a sleeping service shows (default 2)")
     parser.add_argument("--ssh-port", type=int, default=int(os.environ.get("SSH_PORT", "2222")),
                         help="the SSH gateway's port (default 2222)")
+    parser.add_argument("--check", action="store_true",
+                        help="only say whether a supervisor already runs on this var/ directory (exit 1 if so)")
     args = parser.parse_args(argv)
+    if args.check:
+        pid = running_pid()
+        if pid:
+            sys.stderr.write(already_running(pid))
+        return 1 if pid else 0
+    lock = take_lock()
+    if lock is None:
+        sys.stderr.write(already_running(running_pid() or 0))
+        return 1
+    for stale in PIDS.reclaim():
+        out(f"bin/run: stopped {stale}, left running by a previous bin/run\n".encode())
+    try:
+        return supervise(args)
+    finally:
+        PIDS.forget("redis")
+        lock.close()
 
+
+def supervise(args: argparse.Namespace) -> int:
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)  # the terminal closed: stop as for Ctrl-C, not die and leave them
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas.settings")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if not os.environ.get("REDIS_URL"):
@@ -115,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         from paas import embedded_redis
 
         url = embedded_redis.start(settings.EMBEDDED_REDIS_PORT, VAR / "redis")
+        PIDS.record("redis", embedded_redis.pid())
         env["REDIS_URL"] = url
-        sys.stdout.buffer.write(prefix("redis") + f"embedded Redis listening at {url}\n".encode())
+        out(prefix("redis") + f"embedded Redis listening at {url}\n".encode())
 
     py = sys.executable
     commands = {
@@ -143,30 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     procs: dict[str, subprocess.Popen] = {}
     sel = selectors.DefaultSelector()
     for name, cmd in commands.items():
-        child_env = django_env if name in DJANGO_PROCESSES else env
-        proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        procs[name] = proc
+        proc = procs[name] = spawn(name, cmd, django_env if name in DJANGO_PROCESSES else env)
         sel.register(proc.stdout, selectors.EVENT_READ, name)
         if name == "kubesim":
             wait_for_file(KUBESIM_KUBECONFIG, proc)  # the agent's install needs the kubeconfig kubesim writes
             if register_after_kubesim:
                 subprocess.run(register_after_kubesim, cwd=BASE_DIR, env=env, check=True)
 
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
-    sys.stdout.buffer.write(f"\n  Open http://{host}:{args.port}/  (Ctrl-C stops everything)\n".encode())
+    out(f"\n  Open http://{host}:{args.port}/  (Ctrl-C stops everything)\n".encode())
     if args.emulated_cluster:
-        sys.stdout.buffer.write(f"  Deployed services answer at http://<name>.{EMULATED_BASE_DOMAIN}:{args.edge_port}/ "
-                                f"(each URL is printed by an 'edge:' line when its route appears)\n".encode())
-    sys.stdout.buffer.write(b"\n")
-    sys.stdout.flush()
+        out(f"  Deployed services answer at http://<name>.{EMULATED_BASE_DOMAIN}:{args.edge_port}/ "
+            f"(each URL is printed by an 'edge:' line when its route appears)\n".encode())
+    out(b"\n")
 
     exit_code = 0
     partial = {name: b"" for name in procs}  # a line's start, until its newline arrives
@@ -175,18 +253,17 @@ def main(argv: list[str] | None = None) -> int:
             # Raw reads: a buffered readline() would keep further lines of one chunk out of the selector's sight.
             chunk = os.read(key.fileobj.fileno(), 65536)
             *lines, partial[key.data] = (partial[key.data] + chunk).split(b"\n")
-            for line in lines:
-                sys.stdout.buffer.write(prefix(key.data) + line + b"\n")
-            sys.stdout.flush()
+            out(b"".join(prefix(key.data) + line + b"\n" for line in lines))
         for name, proc in list(procs.items()):
             if proc.poll() is not None:
                 if name == "agent":
                     # The local agent exits on its own only when its token was revoked: keep the rest up.
-                    sys.stdout.buffer.write(prefix(name) + f"exited with {proc.returncode}\n".encode())
+                    out(prefix(name) + f"exited with {proc.returncode}\n".encode())
                     sel.unregister(proc.stdout)
                     procs.pop(name)
+                    PIDS.forget(name)
                     continue
-                sys.stdout.buffer.write(prefix(name) + f"exited with {proc.returncode}; stopping\n".encode())
+                out(prefix(name) + f"exited with {proc.returncode}; stopping\n".encode())
                 exit_code = proc.returncode or 1
                 stopping = True
 
@@ -198,12 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own children too (the worker's pool)
+            proc.wait()
+        PIDS.forget(name)
         if partial[name]:
-            sys.stdout.buffer.write(prefix(name) + partial[name] + b"\n")
-        for line in proc.stdout:
-            sys.stdout.buffer.write(prefix(name) + line)
-    sys.stdout.flush()
+            out(prefix(name) + partial[name] + b"\n")
+        out(b"".join(prefix(name) + line for line in proc.stdout))
     return exit_code
 
 

@@ -325,7 +325,7 @@ REST_FRAMEWORK = {
     # The client IP of per-IP throttles: X-Forwarded-For is believed only as far as TRUSTED_PROXY_COUNT says.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "paas.pagination.Pagination",  # every list: numbered pages, `next` links
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {

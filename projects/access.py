@@ -83,7 +83,11 @@ def get_service_for_login(user: User, login: str, permission: str = "deploy") ->
 
 def ssh_login(user: User, project: Project, service_name: str) -> str:
     """The shortest SSH user name that names this service for this user."""
+    return ssh_login_prefix(user, project) + service_name
+
+
+def ssh_login_prefix(user: User, project: Project) -> str:
+    """"<project>." or, when the user has another project of that slug, "<org>.<project>."."""
     others = Project.objects.active().filter(slug=project.slug, organization__memberships__user=user).exclude(
         pk=project.pk)
-    short = f"{project.slug}.{service_name}"
-    return f"{project.organization.slug}.{short}" if others.exists() else short
+    return f"{project.organization.slug}.{project.slug}." if others.exists() else f"{project.slug}."

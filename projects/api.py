@@ -9,11 +9,13 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
+from paas.pagination import paginated_response
 from projects import logs, services
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project
@@ -93,10 +95,6 @@ class ProjectSerializer(serializers.Serializer):
     latest_release = LatestReleaseSerializer(allow_null=True)
 
 
-class ProjectListSerializer(serializers.Serializer):
-    results = ProjectSerializer(many=True)
-
-
 class ServiceSerializer(serializers.Serializer):
     name = serializers.CharField()
     kind = serializers.CharField()
@@ -139,20 +137,12 @@ class ReleaseDetailSerializer(ReleaseSerializer):
                                       help_text="With ?manifests=1: the applied objects, Secret data as hashes.")
 
 
-class ReleaseListSerializer(serializers.Serializer):
-    results = ReleaseSerializer(many=True)
-
-
 class VariableOutSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     service = serializers.CharField(allow_blank=True)
     secret = serializers.BooleanField()
     value = serializers.CharField(allow_null=True, allow_blank=True, help_text="null for a secret (write-only).")
-
-
-class VariableListSerializer(serializers.Serializer):
-    results = VariableOutSerializer(many=True)
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -177,14 +167,14 @@ class ValidationResultSerializer(serializers.Serializer):
     services = ValidatedServiceSerializer(many=True)
 
 
-class ProjectListView(APIView):
+class ProjectListView(GenericAPIView):
     serializer_class = ProjectCreateSerializer
 
-    @extend_schema(operation_id="projects_list", responses=ProjectListSerializer)
+    @extend_schema(operation_id="projects_list", responses=ProjectSerializer(many=True))
     def get(self, request, org_slug: str):
         org, _ = get_organization_for_user(request.user, org_slug, "view")
-        projects = Project.objects.active().filter(organization=org).select_related("cluster")
-        return Response({"results": [project_dict(p) for p in projects]})
+        projects = Project.objects.active().filter(organization=org).select_related("cluster").with_latest_release()
+        return paginated_response(self, projects, project_dict)
 
     @extend_schema(operation_id="projects_create", request=ProjectCreateSerializer,
                    responses={201: ProjectDetailSerializer})
@@ -243,14 +233,15 @@ class ValidateView(APIView):
         return Response(services.validate(project, form.validated_data.get("compose", project.compose_text)))
 
 
-class ReleaseListView(APIView):
+class ReleaseListView(GenericAPIView):
     serializer_class = ComposeSerializer
 
-    @extend_schema(operation_id="releases_list", responses=ReleaseListSerializer)
+    @extend_schema(operation_id="releases_list", responses=ReleaseSerializer(many=True))
     def get(self, request, org_slug: str, project_slug: str):
+        """The project's releases, newest first."""
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
-        releases = project.releases.select_related("created_by", "rollback_of", "project")[:50]
-        return Response({"results": [r.as_dict() for r in releases]})
+        releases = project.releases.select_related("created_by", "rollback_of", "project")
+        return paginated_response(self, releases, lambda release: release.as_dict())
 
     @extend_schema(operation_id="releases_create", request=ComposeSerializer, responses={202: ReleaseSerializer})
     def post(self, request, org_slug: str, project_slug: str):
@@ -289,13 +280,13 @@ class RollbackView(APIView):
         return Response(release.as_dict(), status=status.HTTP_202_ACCEPTED)
 
 
-class VariableListView(APIView):
+class VariableListView(GenericAPIView):
     serializer_class = VariableSerializer
 
-    @extend_schema(operation_id="variables_list", responses=VariableListSerializer)
+    @extend_schema(operation_id="variables_list", responses=VariableOutSerializer(many=True))
     def get(self, request, org_slug: str, project_slug: str):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
-        return Response({"results": [v.as_dict() for v in project.variables.all()]})
+        return paginated_response(self, project.variables.all(), lambda variable: variable.as_dict())
 
     @extend_schema(operation_id="variables_create", request=VariableSerializer, responses={201: VariableOutSerializer})
     def post(self, request, org_slug: str, project_slug: str):

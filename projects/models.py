@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -18,6 +18,12 @@ from projects import crypto
 class ProjectQuerySet(models.QuerySet["Project"]):
     def active(self) -> ProjectQuerySet:
         return self.filter(deleted_at__isnull=True)
+
+    def with_latest_release(self) -> ProjectQuerySet:
+        """Read every listed project's newest release in one query, not one per project (latest_release())."""
+        newest = Release.objects.filter(project=OuterRef("project")).order_by("-revision").values("pk")[:1]
+        return self.prefetch_related(Prefetch("releases", Release.objects.filter(pk=Subquery(newest)),
+                                              to_attr="prefetched_latest"))
 
 
 class Project(models.Model):
@@ -63,6 +69,8 @@ class Project(models.Model):
                 labels.PROJECT_UID: str(self.uid)}
 
     def latest_release(self) -> Release | None:
+        if hasattr(self, "prefetched_latest"):  # ProjectQuerySet.with_latest_release()
+            return self.prefetched_latest[0] if self.prefetched_latest else None
         return self.releases.order_by("-revision").first()
 
     def live_release(self) -> Release | None:

@@ -22,6 +22,7 @@ urlpatterns = [
     path("suspended/<uuid:uid>/", views.project_suspended, name="project_suspended"),
     path(P + "variables/", views.variables, name="project_variables"),
     path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),
+    path(P + "releases/", views.release_list, name="release_list"),
     path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
     path(P + "releases/<int:revision>/rollback/", views.rollback, name="release_rollback"),
     path(P + "data/<str:service>/reveal/", views.reveal_data_credentials, name="project_data_reveal"),

@@ -11,7 +11,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -19,9 +18,12 @@ from django.views.decorators.http import require_POST
 from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
+from paas.pagination import page_of, search
 from projects import services, terminal
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release
+
+RECENT_RELEASES = 30  # on the project page; the rest on the releases page
 
 STARTER_COMPOSE = """services:
   web:
@@ -61,21 +63,40 @@ def project_list(request: HttpRequest, org_slug: str) -> HttpResponse:
             else:
                 return redirect("project_detail", org.slug, project.slug)
     return render(request, "projects/project_list.html", {
-        "org": org, "membership": membership, "projects": _projects(org), "clusters": clusters,
-        "can_deploy": membership.can("deploy")})
+        "org": org, "membership": membership, "clusters": clusters, "can_deploy": membership.can("deploy"),
+        **_project_page(request, org)})
 
 
 @login_required
 def project_detail(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
     project, membership = get_project_for_user(request.user, org_slug, project_slug, "view")
-    releases = list(project.releases.select_related("created_by", "rollback_of")[:30])
+    releases = list(project.releases.select_related("created_by", "rollback_of")[:RECENT_RELEASES + 1])
+    more_releases = len(releases) > RECENT_RELEASES  # one more than shown: no count query
+    releases = releases[:RECENT_RELEASES]
     for release in releases:
         release.project = project
     return render(request, "projects/project_detail.html", {
         "org": project.organization, "project": project, "membership": membership,
         "services": project.services.all(), "releases": releases, "latest": releases[0] if releases else None,
+        "more_releases": more_releases,
         "variables": project.variables.all(), "can_deploy": membership.can("deploy"),
         "can_delete": membership.can("manage_organization"), "compose_json": json.dumps(project.compose_text)})
+
+
+@login_required
+def release_list(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    """Every release of the project, newest first, a page at a time; the search box takes a revision
+    ("12" or "r12"), a status, a kind or part of the deployer's e-mail."""
+    project, membership = get_project_for_user(request.user, org_slug, project_slug, "view")
+    releases, q = search(request, project.releases.all(), "status", "kind", "created_by__email")
+    if q.lower().removeprefix("r").isdigit():
+        releases = project.releases.filter(revision=int(q.lower().removeprefix("r")))
+    page = page_of(request, releases.select_related("created_by", "rollback_of").defer("manifests"))
+    for release in page:
+        release.project = project
+    return render(request, "projects/release_list.html", {
+        "org": project.organization, "project": project, "membership": membership, "page": page, "q": q,
+        "latest": project.latest_release(), "can_deploy": membership.can("deploy")})
 
 
 @login_required
@@ -313,13 +334,16 @@ def project_suspended(request: HttpRequest, uid: str) -> HttpResponse:
 
 @login_required
 def project_rows(request: HttpRequest, org_slug: str) -> HttpResponse:
-    """The project list's rows, re-fetched by the page on live events."""
+    """The project list's rows (the same page and search), re-fetched by the page on live events."""
     org, _ = get_organization_for_user(request.user, org_slug, "view")
-    return render(request, "projects/_project_rows.html", {"org": org, "projects": _projects(org)})
+    return render(request, "projects/_project_rows.html", {"org": org, **_project_page(request, org)})
 
 
-def _projects(org: Organization) -> QuerySet[Project]:
-    return Project.objects.active().filter(organization=org).select_related("cluster").prefetch_related("services")
+def _project_page(request: HttpRequest, org: Organization) -> dict:
+    """One page of the organization's projects, searched by name or slug, in a constant number of queries."""
+    projects, q = search(request, Project.objects.active().filter(organization=org), "name", "slug")
+    page = page_of(request, projects.select_related("cluster").prefetch_related("services").with_latest_release())
+    return {"page": page, "projects": page.object_list, "q": q}
 
 
 @login_required

@@ -19,6 +19,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from paas.lifeline import die_with_parent
+
 BASE_DIR = Path(settings.BASE_DIR)
 # Child processes write e-mail here (file backend), so tests can follow links in them.
 MAIL_DIR = Path(tempfile.mkdtemp(prefix="paas-test-mail-"))
@@ -75,7 +77,9 @@ class ManagedProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.argv, cwd=BASE_DIR, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                # Its own group, so stop() reaches its children too; the parent-death signal, so a killed
+                # pytest leaves no daphne or worker behind to eat the next run's tasks.
+                start_new_session=True, preexec_fn=die_with_parent(),
             )
         return self
 

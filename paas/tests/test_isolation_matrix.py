@@ -107,6 +107,7 @@ ROUTES: dict[str, str] = {
     "project_service_terminal": TENANT,
     "project_variables": TENANT,
     "project_variable_delete": TENANT,
+    "release_list": TENANT,
     "release_detail": TENANT,
     "release_rollback": TENANT,
     "project_data_reveal": TENANT,

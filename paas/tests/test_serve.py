@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import kubernetes
+import psutil
 import pytest
 
 from clusters.models import Cluster, ClusterStatus
@@ -87,3 +90,60 @@ def test_k3s_option_without_a_kubeconfig_says_what_to_do(tmp_path, redis_url):
     proc, _ = serve(tmp_path, redis_url, "--k3s", KUBECONFIG=str(tmp_path / "missing.yaml"))
     assert proc.proc.wait(60) == 2
     assert "no kubeconfig at" in proc.output() and "set KUBECONFIG" in proc.output()
+
+
+def embedded(tmp_path: Path, redis_port: int, *args: str) -> tuple[ManagedProcess, int]:
+    """paas.serve with its own embedded Redis (REDIS_URL unset), on fixed ports so a restart reuses them."""
+    env = child_env(PAAS_VAR_DIR=str(tmp_path), EMBEDDED_REDIS_PORT=str(redis_port),
+                    SSH_HOST_KEY_PATH=str(tmp_path / "ssh_host_key"))
+    env.pop("REDIS_URL")
+    return ManagedProcess("serve", [sys.executable, "-m", "paas.serve", *args], env).start(), int(args[1])
+
+
+def still_running(pids: list[int], timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process = psutil.Process(pid)
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{pid} {' '.join(process.cmdline()[:4])}")
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
+def test_children_end_with_the_supervisor_and_the_next_run_starts_cleanly(tmp_path, sig):
+    ports = {name: free_port() for name in ("port", "kubesim", "edge", "sablier", "ssh", "redis")}
+    args = ("--port", str(ports["port"]), "--emulated-cluster", "--kubesim-port", str(ports["kubesim"]),
+            "--edge-port", str(ports["edge"]), "--sablier-port", str(ports["sablier"]), "--ssh-port", str(ports["ssh"]))
+    first, port = embedded(tmp_path, ports["redis"], *args)
+    second = third = None
+    try:
+        first.wait_for(lambda: online("local (simulated)") and port_open(ports["ssh"]), 120, "start everything")
+        children = psutil.Process(first.proc.pid).children(recursive=True)
+        started = {" ".join(c.cmdline()) for c in children}
+        for part in ("redis-server", "daphne", "worker", "beat", "ssh_gateway", "-m kubesim", "-m agent"):
+            assert any(part in cmdline for cmdline in started), f"no {part} among {started}"
+
+        first.proc.send_signal(sig)  # to the supervisor only, as the terminal or `kill -9 <pid>` would
+        first.proc.wait(30)
+        assert still_running([c.pid for c in children], 20) == []
+        assert not any(port_open(p) for p in ports.values())
+
+        second, _ = embedded(tmp_path, ports["redis"], *args)
+        second.wait_for(lambda: port_open(port) and port_open(ports["ssh"]), 120, "start again")
+        assert "already in use" not in second.output()
+
+        # A second supervisor on the same var/ directory says who runs instead of half-starting.
+        third, _ = embedded(tmp_path, ports["redis"], *args)
+        assert third.proc.wait(30) == 1
+        assert f"already running, pid {second.proc.pid}" in third.output()
+        assert f"kill {second.proc.pid}" in third.output()
+        assert port_open(port) and second.proc.poll() is None
+    finally:
+        for proc in (third, second, first):
+            if proc:
+                proc.stop()

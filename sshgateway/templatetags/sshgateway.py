@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.conf import settings
 
-from projects.access import ssh_login
+from projects.access import ssh_login_prefix
 from projects.models import Project
 from sshgateway.hostkey import host_key_fingerprint
 
@@ -19,7 +19,11 @@ def command_for(login: str) -> str:
 
 @register.simple_tag(takes_context=True)
 def ssh_command(context: template.Context, project: Project, service_name: str) -> str:
-    return command_for(ssh_login(context["request"].user, project, service_name))
+    # One query per page, not one per service: the prefix depends on the user and the project only.
+    key = ("ssh_login_prefix", project.pk)
+    if key not in context.render_context:
+        context.render_context[key] = ssh_login_prefix(context["request"].user, project)
+    return command_for(context.render_context[key] + service_name)
 
 
 @register.simple_tag
