@@ -8,7 +8,6 @@ superseded it, in which case it stops quietly.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -26,8 +25,6 @@ from projects import manifests, releases, wake
 from projects.models import Release, ReleaseStatus
 from projects.services import data_ops_available
 from projects.status import QUOTA_PATTERN, Verdict, assess, live_message, quota_message
-
-log = logging.getLogger(__name__)
 
 
 class Superseded(Exception):

@@ -6,7 +6,6 @@ per release.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -25,8 +24,6 @@ from projects import manifests
 from projects.compose import ComposeRefusal, labels
 from projects.models import IN_FLIGHT, Exposure, Project, Release, ReleaseKind, ReleaseStatus, Service
 from projects.services import interpolation_variables, update_settings
-
-log = logging.getLogger(__name__)
 
 
 class DeployError(ValidationError):
