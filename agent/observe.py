@@ -16,6 +16,7 @@ from typing import Any
 import urllib3
 
 from agent.k8s import DEPLOYMENT, EVENT, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, Kind, Kube, KubeError
+from agent.protocol import REVISION_LABEL
 
 log = logging.getLogger("agent.observe")
 
@@ -39,14 +40,18 @@ def deployment_summary(d: dict[str, Any]) -> dict[str, Any]:
     elif desired == 0:
         rollout = "scaled-to-zero"
     elif (status.get("observedGeneration", 0) >= d["metadata"].get("generation", 0)
-          and updated >= desired and ready >= desired and available >= desired):
+          and updated >= desired and status.get("replicas", 0) <= updated
+          and ready >= desired and available >= desired):
+        # As `kubectl rollout status`: while old pods remain (status.replicas > updated), the old ReplicaSet is
+        # what is ready and available, and the new pods may still fail (an image that cannot be pulled).
         rollout = "complete"
     else:
         rollout = "progressing"
+    labels = d["metadata"].get("labels") or {}
     # Sablier owns the replicas of a sleeping-enabled Deployment: at zero it is asleep, not stopped.
-    sleeps = (d["metadata"].get("labels") or {}).get("sablier.enable") == "true"
+    sleeps = labels.get("sablier.enable") == "true"
     return {"replicas": desired, "ready": ready, "updated": updated, "available": available, "rollout": rollout,
-            "sleeps": sleeps}
+            "sleeps": sleeps, "revision": labels.get(REVISION_LABEL)}
 
 
 def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,9 @@ ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED,
 ORGANIZATION_LABEL = "paas.dev/organization"
 PROJECT_LABEL = "paas.dev/project"
 PROJECT_UID_LABEL = "paas.dev/project-uid"
+# Every object of a release carries its revision; observed Deployments report it, so the control plane can
+# tell a state of this release's rollout from one of the previous release's.
+REVISION_LABEL = "paas.dev/revision"
 
 # Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
 #   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)

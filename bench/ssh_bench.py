@@ -180,7 +180,7 @@ def main() -> int:
     from clusters.models import ClusterStatus
     from conftest import make_user
     from paas.testing.processes import ManagedProcess, child_env, free_port, port_open, start_daphne
-    from projects import services
+    from projects import releases, services
     from projects.models import ReleaseStatus
 
     workdir = Path(tempfile.mkdtemp(prefix="ssh-bench-"))
@@ -212,7 +212,7 @@ def main() -> int:
         user = make_user(f"bench-{os.getpid()}@example.com")
         org = create_organization(user, f"Bench {os.getpid()}")
         project = services.create_project(org, user, "Echo", cluster, compose_text=COMPOSE)
-        release = services.deploy(project, user)
+        release = releases.deploy(project, user)
         wait(lambda: type(release).objects.get(pk=release.pk).status == ReleaseStatus.LIVE, 60, "deploy live")
         pods = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(kube_config)).list_namespaced_pod(
             project.namespace).items

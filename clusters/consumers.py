@@ -19,6 +19,7 @@ from django.http import Http404
 from agent import protocol as p
 from clusters import bus, infrastructure, services
 from clusters.access import get_cluster_for_operator
+from clusters.converge import aconverge
 from clusters.models import DesiredProject
 from paas.realtime import AccessCheckedConsumer
 
@@ -113,7 +114,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.last_rx = time.monotonic()
         self.rpc_ids = itertools.count(1)
         self.stream_ids = itertools.count(1)
-        self.pending: dict[int, str | asyncio.Future] = {}
+        self.pending: dict[int, str] = {}  # rpc id -> the caller's address
         self.streams: dict[int, str] = {}  # stream id -> owner's channel
         self.tasks: set[asyncio.Task] = set()
         await self.accept()
@@ -138,7 +139,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         for task in list(self.tasks):
             task.cancel()
         for waiter in list(self.pending.values()):
-            await self._reply(waiter, {"type": "rpc.error", "code": "offline", "message": "the agent disconnected"})
+            await bus.post(waiter, {"type": "rpc.error", "code": "offline", "message": "the agent disconnected"})
         self.pending.clear()
         for sid, owner in list(self.streams.items()):
             await bus.post(owner, {"type": "stream.closed", "id": sid, "reason": "agent disconnected"})
@@ -177,7 +178,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         elif kind in ("rpc.reply", "rpc.error"):
             waiter = self.pending.pop(message.get("id"), None)
             if waiter is not None:
-                await self._reply(waiter, message)
+                await bus.post(waiter, message)
         elif kind == "event":
             await self._event(message)
         elif kind in ("stream.credit", "stream.close"):
@@ -266,48 +267,18 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    async def _reply(self, waiter: str | asyncio.Future, message: dict[str, Any]) -> None:
-        if isinstance(waiter, asyncio.Future):
-            if not waiter.done():
-                waiter.set_result(message)
-        else:
-            await bus.post(waiter, message)
-
     def _acknowledge(self, rid: int) -> None:
-        waiter = self.pending.get(rid)
-        if isinstance(waiter, str):
+        if waiter := self.pending.get(rid):
             self._spawn(bus.post(waiter, {"type": "rpc.accepted", "id": rid}))
 
-    async def _local_call(self, op: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
-        rid = next(self.rpc_ids)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.pending[rid] = future
-        await self.send(text_data=p.encode({"type": "rpc", "id": rid, "op": op, "payload": payload}))
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        finally:
-            self.pending.pop(rid, None)
-
     async def _resync(self) -> None:
-        """After every (re)connect, re-send the latest revision of every project on this cluster."""
+        """After every (re)connect, converge every namespace of this cluster to its latest desired revision."""
         desired = await database_sync_to_async(
             lambda: list(DesiredProject.objects.filter(cluster_id=self.cluster_id)))()
         if desired:
             log.info("cluster %s: re-sending %d desired project(s)", self.cluster_slug, len(desired))
         for project in desired:
-            try:
-                reply = await self._local_call("apply_project", project.rpc_payload(), RESYNC_TIMEOUT)
-            except TimeoutError:
-                reply = {"type": "rpc.error", "code": "timeout", "message": "no answer to apply_project"}
-            if reply["type"] == "rpc.reply":
-                result = reply.get("result") or {}
-                failed = [r for r in result.get("results", []) if r.get("action") == "failed"]
-                error = "; ".join(f"{r['kind']}/{r['name']}: {r.get('message', '')}" for r in failed)
-                await database_sync_to_async(services.record_apply_result)(project.pk, project.revision, result, error)
-            else:
-                await database_sync_to_async(services.record_apply_result)(
-                    project.pk, project.revision, None, reply.get("message", ""))
+            await aconverge(project, timeout=RESYNC_TIMEOUT)
 
     async def heartbeat_tick(self, now: float) -> None:
         """Called by `heartbeats` each interval: ping, or drop an agent silent for too long (or without hello)."""

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from clusters import rpc
 from clusters.models import BootstrapComponent, Cluster, ClusterStatus, ComponentState, EventKind
-from clusters.services import _status_payload, cluster_group, record_event
+from clusters.services import cluster_group, record_event, status_payload
 from paas.realtime import publish
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def record_bootstrap_progress(cluster_id: int, data: dict[str, Any]) -> Bootstra
         })
         changed = derive_status(cluster)
         payload = component_payload(component)
-        status = _status_payload(cluster) if changed else None
+        status = status_payload(cluster) if changed else None
     group = cluster_group(cluster_id)
     transaction.on_commit(lambda: publish(group, "cluster.bootstrap", payload))
     if status is not None:

@@ -6,12 +6,11 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from accounts.models import Organization
+from clusters import sealing
 
 
 def hash_secret(raw: str) -> str:
@@ -163,11 +162,9 @@ class DesiredProject(models.Model):
         return self.applied_revision == self.revision and not self.last_error
 
     def rpc_payload(self) -> dict:
-        payload = {"namespace": self.namespace, "labels": self.labels, "revision": self.revision,
-                   "objects": self.manifests}
-        # The projects app stores Secret data sealed (encrypted); its filter opens it just before sending.
-        hook = getattr(settings, "PAAS_DESIRED_PAYLOAD_FILTER", "")
-        return import_string(hook)(payload) if hook else payload
+        # Secret data is stored sealed (encrypted); it is opened only here, just before sending.
+        return {"namespace": self.namespace, "labels": self.labels, "revision": self.revision,
+                "objects": sealing.unseal_objects(self.manifests)}
 
 
 class ObservedProject(models.Model):

@@ -21,6 +21,7 @@ from django.utils.text import slugify
 from accounts.models import Organization, User
 from agent import protocol
 from audit import services as audit
+from clusters import observed
 from clusters.models import (
     Cluster,
     ClusterEvent,
@@ -166,7 +167,7 @@ def authenticate_agent(raw_token: str) -> Cluster | None:
 # --- the live session (called by clusters.consumers.AgentConsumer) ------------------------------
 
 
-def _status_payload(cluster: Cluster) -> dict[str, Any]:
+def status_payload(cluster: Cluster) -> dict[str, Any]:
     return {
         "status": cluster.status, "label": cluster.get_status_display(), "connected": cluster.is_connected,
         "last_seen": cluster.last_seen.isoformat() if cluster.last_seen else None,
@@ -197,7 +198,7 @@ def agent_connected(cluster_id: int, session_id: str, channel_name: str, hello: 
             record_event(cluster, EventKind.REPLACED, "a newer agent connection took over")
         record_event(cluster, EventKind.CONNECTED,
                      f"agent {cluster.agent_version}, Kubernetes {cluster.kubernetes_version or 'unreachable'}")
-        payload = _status_payload(cluster)
+        payload = status_payload(cluster)
     transaction.on_commit(lambda: publish(cluster_group(cluster_id), "cluster.status", payload))
     return previous
 
@@ -220,7 +221,7 @@ def agent_disconnected(cluster_id: int, session_id: str, reason: str) -> bool:
         cluster.session_id = cluster.channel_name = ""
         cluster.save(update_fields=["status", "session_id", "channel_name"])
         record_event(cluster, EventKind.DISCONNECTED, reason)
-        payload = _status_payload(cluster)
+        payload = status_payload(cluster)
     transaction.on_commit(lambda: publish(cluster_group(cluster_id), "cluster.status", payload))
     return True
 
@@ -250,11 +251,12 @@ def record_rejected_connection(cluster_id: int | None, reason: str, now: datetim
 
 
 def set_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str], revision: int,
-                        objects: list[dict[str, Any]]) -> DesiredProject:
-    """Record what `namespace` on `cluster` should hold and push it to the agent (after commit).
+                        objects: list[dict[str, Any]], *, push: bool = True) -> DesiredProject:
+    """Record what `namespace` on `cluster` should hold and, with `push`, converge it (a task, after commit).
 
     Revisions only move forward: an older revision than the stored one is refused. The projects
-    app calls this for every release; if the agent is offline, the reconnect re-sends it.
+    app calls this for every release and converges it itself (push=False, see clusters.converge);
+    if the agent is offline, the reconnect re-sends it.
     """
     from clusters.tasks import push_desired_project
 
@@ -266,8 +268,16 @@ def set_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str]
             desired = DesiredProject(cluster=cluster, namespace=namespace)
         desired.labels, desired.revision, desired.manifests = labels, revision, objects
         desired.save()
-    transaction.on_commit(lambda: push_desired_project.delay(desired.pk, revision))
+    if push:
+        transaction.on_commit(lambda: push_desired_project.delay(desired.pk, revision))
     return desired
+
+
+def desired_revision(cluster: Cluster | int, namespace: str) -> int:
+    """The namespace's desired revision (0 when none): new revisions must be above it."""
+    cluster_id = cluster if isinstance(cluster, int) else cluster.pk
+    return DesiredProject.objects.filter(cluster_id=cluster_id, namespace=namespace).values_list(
+        "revision", flat=True).first() or 0
 
 
 def delete_desired_project(cluster: Cluster, namespace: str, labels: dict[str, str]) -> None:
@@ -301,5 +311,6 @@ def record_observed(cluster_id: int, namespace: str, state: dict[str, Any] | Non
         ObservedProject.objects.update_or_create(cluster_id=cluster_id, namespace=namespace,
                                                  defaults={"state": state})
     observed_changed.send(sender=ObservedProject, cluster_id=cluster_id, namespace=namespace, state=state)
+    transaction.on_commit(lambda: observed.poke(cluster_id, namespace))  # a deploy task following a rollout
     transaction.on_commit(lambda: publish(cluster_group(cluster_id), "cluster.observed",
                                           {"namespace": namespace, "state": state}))

@@ -6,8 +6,8 @@ import logging
 
 from celery import shared_task
 
-from agent import protocol
 from clusters import infrastructure, rpc, services
+from clusters.converge import converge
 from clusters.models import DesiredProject, EventKind
 
 log = logging.getLogger(__name__)
@@ -20,22 +20,12 @@ def push_desired_project(desired_pk: int, revision: int) -> None:
     desired = DesiredProject.objects.filter(pk=desired_pk).first()
     if desired is None or desired.revision != revision:
         return  # deleted, or a newer revision was queued and will be pushed by its own task
-    if desired.applied_revision == revision and not desired.last_error and desired.last_result:
-        return  # already applied inline (the projects deploy task does), nothing new to send
-    try:
-        result = rpc.call(desired.cluster_id, "apply_project", desired.rpc_payload(), timeout=APPLY_TIMEOUT)
-    except (rpc.AgentOffline, rpc.AgentTimeout) as exc:
-        # Not an error for the project: the agent's next (re)connect re-sends every desired project.
-        log.info("apply of %s r%s deferred: %s", desired.namespace, revision, exc)
-        return
-    except rpc.AgentError as exc:
-        if exc.code == protocol.ERR_STALE_REVISION:
-            log.warning("agent refused %s r%s as stale: %s", desired.namespace, revision, exc.message)
-        services.record_apply_result(desired_pk, revision, None, exc.message)
-        return
-    failed = [r for r in result.get("results", []) if r.get("action") == "failed"]
-    error = "; ".join(f"{r['kind']}/{r['name']}: {r.get('message', '')}" for r in failed)
-    services.record_apply_result(desired_pk, revision, result, error)
+    if desired.in_sync and desired.last_result:
+        return  # this revision is applied already (a second run of the task): nothing new to send
+    applied = converge(desired, timeout=APPLY_TIMEOUT)
+    if applied.code:
+        # Offline is not an error for the project: the agent's next (re)connect re-sends every desired project.
+        log.info("apply of %s r%s not done (%s): %s", desired.namespace, revision, applied.code, applied.error)
 
 
 @shared_task(ignore_result=True)

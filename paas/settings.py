@@ -270,13 +270,14 @@ if not PAAS_ENCRYPTION_KEY:
     import hashlib as _hl
 
     PAAS_ENCRYPTION_KEY = _b64.urlsafe_b64encode(_hl.sha256(f"paas-encryption:{SECRET_KEY}".encode()).digest()).decode()
-PAAS_DESIRED_PAYLOAD_FILTER = "projects.crypto.unseal_payload"  # opens sealed Secrets just before sending
 # Plan limits for every organization (projects.compose.PlanLimits fields), as JSON, e.g. {"max_services": 50}.
 PAAS_PLAN_DEFAULTS = json.loads(env_str("PAAS_PLAN_DEFAULTS", "{}"))
 PROJECTS_ROLLOUT_TIMEOUT = env_int("PROJECTS_ROLLOUT_TIMEOUT", 300, minimum=1)  # seconds until a deploy fails
 # Seconds without input or output after which a browser terminal session is closed.
 TERMINAL_IDLE_TIMEOUT = env_int("TERMINAL_IDLE_TIMEOUT", 900, minimum=1)
-PROJECTS_ROLLOUT_POLL = 0.05  # seconds between looks at the observed state while following a rollout
+# A rollout is followed by waiting for the agent's next observed state (clusters.observed); this is only the
+# safety net: seconds after which the deploy task looks again even if no notification came.
+PROJECTS_ROLLOUT_RECHECK = 2.0
 PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)
 PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)
 # Shortest idle timeout a service may be given (seconds); 1 minute in the product, less in tests.

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from paas.pagination import paginated_response
-from projects import logs, services
+from projects import deletion, logs, manifests, releases, services, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project
 
@@ -216,7 +216,7 @@ class ProjectDetailView(APIView):
         form = DeleteSerializer(data=request.query_params)
         form.is_valid(raise_exception=True)
         try:
-            services.delete_project(project, request.user, form.validated_data["confirm"])
+            deletion.delete_project(project, request.user, form.validated_data["confirm"])
         except ValidationError as exc:
             return refused(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -230,7 +230,7 @@ class ValidateView(APIView):
         project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
         form = ComposeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        return Response(services.validate(project, form.validated_data.get("compose", project.compose_text)))
+        return Response(manifests.validate(project, form.validated_data.get("compose", project.compose_text)))
 
 
 class ReleaseListView(GenericAPIView):
@@ -250,7 +250,7 @@ class ReleaseListView(GenericAPIView):
         form = ComposeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            release = services.deploy(project, request.user, form.validated_data.get("compose"))
+            release = releases.deploy(project, request.user, form.validated_data.get("compose"))
         except ValidationError as exc:
             return refused(exc)
         return Response(release.as_dict(), status=status.HTTP_202_ACCEPTED)
@@ -274,7 +274,7 @@ class RollbackView(APIView):
     def post(self, request, org_slug: str, project_slug: str, revision: int):
         target, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "deploy")
         try:
-            release = services.rollback(target.project, request.user, target)
+            release = releases.rollback(target.project, request.user, target)
         except ValidationError as exc:
             return refused(exc)
         return Response(release.as_dict(), status=status.HTTP_202_ACCEPTED)
@@ -404,6 +404,6 @@ class ServiceWakeView(APIView):
     def post(self, request, org_slug: str, project_slug: str, name: str):
         service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
         try:
-            return Response(services.wake_service(service))
+            return Response(wake.wake_service(service))
         except ValidationError as exc:
             return refused(exc)

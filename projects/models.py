@@ -11,8 +11,8 @@ from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization
+from clusters import sealing
 from clusters.models import Cluster
-from projects import crypto
 
 
 class ProjectQuerySet(models.QuerySet["Project"]):
@@ -265,12 +265,12 @@ class Variable(models.Model):
 
     def set_value(self, raw: str) -> None:
         if self.is_secret:
-            self.value, self.encrypted_value = "", crypto.encrypt(raw)
+            self.value, self.encrypted_value = "", sealing.encrypt(raw)
         else:
             self.value, self.encrypted_value = raw, ""
 
     def plain_value(self) -> str:
-        return crypto.decrypt(self.encrypted_value) if self.is_secret else self.value
+        return sealing.decrypt(self.encrypted_value) if self.is_secret else self.value
 
     def as_dict(self) -> dict[str, Any]:
         # Secret values are write-only: never returned, not even masked-by-length.

@@ -7,14 +7,14 @@ import logging
 from django.dispatch import receiver
 
 from clusters.signals import observed_changed
-from projects import services
+from projects import status, suspension
 
 log = logging.getLogger(__name__)
 
 
 @receiver(observed_changed, dispatch_uid="projects.observed")
 def fold_observed_state(sender, cluster_id: int, namespace: str, state, **kwargs) -> None:
-    services.on_observed(cluster_id, namespace, state)
+    status.fold_observed_state(cluster_id, namespace, state)
 
 
 try:
@@ -26,10 +26,10 @@ if organization_suspended is not None:
 
     @receiver(organization_suspended, dispatch_uid="projects.suspend")
     def scale_organization_to_zero(sender, organization, **kwargs) -> None:
-        count = services.suspend_organization(organization)
+        count = suspension.suspend_organization(organization)
         log.info("organization %s suspended: %d project(s) scaled to zero", organization.slug, count)
 
     @receiver(organization_resumed, dispatch_uid="projects.resume")
     def restore_organization(sender, organization, **kwargs) -> None:
-        count = services.resume_organization(organization)
+        count = suspension.resume_organization(organization)
         log.info("organization %s resumed: %d project(s) restored", organization.slug, count)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from projects import pipeline, services
+from projects import deletion, pipeline
 
 
 @shared_task(ignore_result=True)
@@ -14,12 +14,12 @@ def deploy_release(release_pk: int) -> str:
 
 @shared_task(ignore_result=True)
 def purge_project(project_pk: int) -> bool:
-    return services.purge_project(project_pk)
+    return deletion.purge_project(project_pk)
 
 
 @shared_task(ignore_result=True)
 def purge_due_projects() -> int:
-    return services.purge_due_projects()
+    return deletion.purge_due_projects()
 
 
 @shared_task(name="projects.record_usage", ignore_result=True)

@@ -19,7 +19,7 @@ from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from paas.pagination import page_of, search
-from projects import services, terminal
+from projects import deletion, manifests, releases, services, terminal, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release
 
@@ -121,7 +121,7 @@ def validate(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResp
         text = (json.loads(request.body or b"{}") or {}).get("compose", "")
     else:
         text = request.POST.get("compose", "")
-    return JsonResponse(services.validate(project, text))
+    return JsonResponse(manifests.validate(project, text))
 
 
 @login_required
@@ -130,7 +130,7 @@ def deploy(request: HttpRequest, org_slug: str, project_slug: str) -> HttpRespon
     project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
     compose = request.POST.get("compose")
     try:
-        release = services.deploy(project, request.user, compose)
+        release = releases.deploy(project, request.user, compose)
     except ValidationError as exc:
         if _wants_json(request):
             return JsonResponse({"detail": " ".join(exc.messages), "problems": getattr(exc, "problems", [])},
@@ -148,7 +148,7 @@ def deploy(request: HttpRequest, org_slug: str, project_slug: str) -> HttpRespon
 def redeploy(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
     project, _ = get_project_for_user(request.user, org_slug, project_slug, "deploy")
     try:
-        release = services.redeploy(project, request.user)
+        release = releases.redeploy(project, request.user)
         messages.success(request, f"Revision {release.revision} is deploying.")
     except ValidationError as exc:
         _error(request, exc)
@@ -160,7 +160,7 @@ def redeploy(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResp
 def rollback(request: HttpRequest, org_slug: str, project_slug: str, revision: int) -> HttpResponse:
     target, _ = get_release_for_user(request.user, org_slug, project_slug, revision, "deploy")
     try:
-        release = services.rollback(target.project, request.user, target)
+        release = releases.rollback(target.project, request.user, target)
         messages.success(request, f"Rolling back to revision {target.revision} as revision {release.revision}.")
     except ValidationError as exc:
         _error(request, exc)
@@ -233,7 +233,7 @@ def project_delete(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
     project, membership = get_project_for_user(request.user, org_slug, project_slug, "manage_organization")
     if request.method == "POST":
         try:
-            services.delete_project(project, request.user, request.POST.get("confirm", ""))
+            deletion.delete_project(project, request.user, request.POST.get("confirm", ""))
         except ValidationError as exc:
             _error(request, exc)
         else:
@@ -315,7 +315,7 @@ def service_wake(request: HttpRequest, org_slug: str, project_slug: str, name: s
     # Waking is harmless (the service would wake on its next request anyway): members may, viewers may not.
     service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
     try:
-        result = services.wake_service(service)
+        result = wake.wake_service(service)
     except ValidationError as exc:
         _error(request, exc)
     else:

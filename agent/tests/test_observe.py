@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from agent import reconcile
-from agent.observe import Observer
+from agent.observe import Observer, deployment_summary
 from agent.tests.test_reconcile import LABELS, NS, deployment
 
 
@@ -51,3 +51,17 @@ async def test_it_reports_rollouts_and_waiting_reasons(kube):
                                     == "scaled-to-zero" and "broken" not in s["deployments"])
     finally:
         task.cancel()
+
+
+def test_a_rollout_is_not_complete_while_old_pods_still_serve_and_new_ones_are_not_ready():
+    # kubesim's (and Kubernetes') status while a new ReplicaSet's pod is still Pending: the old pod is the
+    # ready and available one. Counting it made a release whose new image cannot be pulled go live.
+    mid = {"metadata": {"name": "web", "generation": 2, "labels": {"paas.dev/revision": "2"}},
+           "spec": {"replicas": 1},
+           "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1,
+                      "availableReplicas": 1}}
+    summary = deployment_summary(mid)
+    assert summary["rollout"] == "progressing" and summary["revision"] == "2"
+    done = {**mid, "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+                              "availableReplicas": 1}}
+    assert deployment_summary(done)["rollout"] == "complete"

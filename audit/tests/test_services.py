@@ -16,6 +16,7 @@ from audit import services as audit
 from audit.models import Action, AuditEvent
 from clusters import services as clusters
 from conftest import make_user
+from projects import deletion, releases
 from projects import services as projects
 from projects.models import Release
 
@@ -103,17 +104,17 @@ def test_project_services_record_variables_by_name_deploys_rollbacks_and_deletio
     stored = everything_stored()
     assert "sk_live" not in stored and "hello there" not in stored
 
-    first = projects.deploy(project, personas.member)
+    first = releases.deploy(project, personas.member)
     Release.objects.filter(pk=first.pk).update(sealed_manifests=[{"kind": "ConfigMap"}])
-    projects.redeploy(project, personas.member)
-    rolled = projects.rollback(project, personas.owner, Release.objects.get(pk=first.pk))
+    releases.redeploy(project, personas.member)
+    rolled = releases.rollback(project, personas.owner, Release.objects.get(pk=first.pk))
     deployed = AuditEvent.objects.filter(action=Action.PROJECT_DEPLOYED).order_by("id")
     assert [e.details for e in deployed] == [{"revision": 1, "kind": "deploy"}, {"revision": 2, "kind": "redeploy"}]
     back = last(Action.PROJECT_ROLLED_BACK)
     assert back.details == {"revision": rolled.revision, "kind": "rollback", "to_revision": 1}
     assert (back.actor, back.organization, back.target_label) == (personas.owner, personas.org, "acme/shop")
 
-    projects.delete_project(project, personas.owner, "shop")
+    deletion.delete_project(project, personas.owner, "shop")
     deleted = last(Action.PROJECT_DELETED)
     assert deleted.target_id == str(project.pk) and deleted.details["namespace"] == project.namespace
 

@@ -74,16 +74,17 @@ class World:
 def _tenant(owner: User, org: Organization, *, project_name: str, web: str, image: str, var: tuple[str, str],
             secret: tuple[str, str], invitee: str, key_comment: str, token_name: str, cluster: Any) -> Tenant:
     from accounts import services as accounts
+    from projects import manifests, releases
     from projects import services as projects
 
     project = projects.create_project(org, owner, project_name, cluster,
                                       compose_text=COMPOSE.format(web=web, image=image))
     variable = projects.set_variable(project, *var)
     projects.set_variable(project, *secret, secret=True)
-    release = projects.deploy(project, owner)  # its pipeline task would run after commit; render it here instead
-    release.manifests, _ = projects.render_release(project, release)
+    release = releases.deploy(project, owner)  # its pipeline task would run after commit; render it here instead
+    release.manifests, _ = manifests.render_release(project, release)
     release.save(update_fields=["manifests"])
-    projects.sync_services(project, release.manifests)
+    releases.sync_services(project, release.manifests)
     membership = Membership.objects.get(user=owner, organization=org)
     invitation = accounts.invite(membership, invitee).invitation
     key_text = asyncssh.generate_private_key("ssh-ed25519", comment=key_comment).export_public_key("openssh")

@@ -6,7 +6,7 @@ select on exactly the same keys.
 
 from __future__ import annotations
 
-from agent.protocol import ORGANIZATION_LABEL, PROJECT_LABEL, PROJECT_UID_LABEL
+from agent.protocol import ORGANIZATION_LABEL, PROJECT_LABEL, PROJECT_UID_LABEL, REVISION_LABEL
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "paas"
@@ -15,7 +15,7 @@ PROJECT = PROJECT_LABEL
 # The project's stable identity (Project.uid); the agent's ownership mark on the project's namespace.
 PROJECT_UID = PROJECT_UID_LABEL
 SERVICE = "paas.dev/service"
-REVISION = "paas.dev/revision"
+REVISION = REVISION_LABEL
 # Marks tenant namespaces so shared services (CNPG, Garage) can allow ingress from them.
 TENANT = "paas.dev/tenant"
 # Every project namespace starts with this, and no Kubernetes or platform namespace does (they are

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from accounts.models import Membership
 from paas.realtime import CLOSE_NO_ACCESS
-from projects import services
+from projects import releases
 from projects.consumers import BROWSER_WINDOW
 from projects.tests.test_projects_deploy import finished
 
@@ -27,7 +27,7 @@ NS = "tenant-acme-shop"
 
 @pytest.fixture
 def deployed(connected, kubesim, personas, project):
-    release = finished(services.deploy(project, personas.owner))
+    release = finished(releases.deploy(project, personas.owner))
     assert release.status == "live", release.error
     return project
 

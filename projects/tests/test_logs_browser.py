@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from clusters import services as cluster_services
 from clusters.tests.test_integration import Agents, ControlPlane, online, poll
 from conftest import logged_in_page
-from projects import services
+from projects import releases
 from projects.tests.test_projects_deploy import finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,7 +32,7 @@ def live(plane, celery_worker, kubesim, tmp_path, personas, project):
     agents = Agents(plane, kubesim.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path)
     agents.start(cluster_services.issue_token(project.cluster))
     poll(lambda: online(project.cluster), 30, "agent online")
-    assert finished(services.deploy(project, personas.owner)).status == "live"
+    assert finished(releases.deploy(project, personas.owner)).status == "live"
     yield project
     agents.stop_all()
 

@@ -13,12 +13,12 @@ from accounts.services import create_organization
 from agent import charts, infra
 from clusters import manifest
 from clusters import services as cluster_services
-from projects import services
+from projects import manifests, releases, services
 from projects.compose import RenderContext, namespace_for
 from projects.compose.convert import public_host
 from projects.compose.labels import TENANT_NAMESPACE_PREFIX
 from projects.models import Service
-from projects.services import DeployError
+from projects.releases import DeployError
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 WEB = "services:\n  web:\n    image: nginx:1.27\n    ports: ['8080:80']\n"
@@ -112,15 +112,15 @@ def shops(personas, cluster):
 def deployed_host(project) -> str:
     """What the deploy pipeline's render step stores for the project's web service."""
     release = project.releases.create(revision=1, compose_text=project.compose_text)
-    objects, _ = services.render_release(project, release)
-    services.sync_services(project, objects)
+    objects, _ = manifests.render_release(project, release)
+    releases.sync_services(project, objects)
     return project.services.get(name="web").public_host
 
 
 @pytest.mark.django_db
 def test_the_acme_collision_gives_two_hosts_and_the_editor_shows_the_deployed_one(shops) -> None:
     acme, shop_acme = shops
-    previews = [services.validate(p, WEB)["services"][0]["public_host"] for p in shops]
+    previews = [manifests.validate(p, WEB)["services"][0]["public_host"] for p in shops]
     assert previews[0] != previews[1]
     assert [deployed_host(acme), deployed_host(shop_acme)] == previews
 
@@ -143,11 +143,11 @@ def test_the_database_refuses_one_public_host_twice_on_a_cluster(shops, personas
 @pytest.mark.django_db
 def test_a_release_whose_host_is_taken_fails_with_a_message_and_changes_nothing(shops) -> None:
     acme, shop_acme = shops
-    objects, _ = services.render_release(acme, acme.releases.create(revision=1, compose_text=WEB))
-    services.sync_services(acme, objects)
+    objects, _ = manifests.render_release(acme, acme.releases.create(revision=1, compose_text=WEB))
+    releases.sync_services(acme, objects)
     # As if the other project's render had produced acme's host (a hash collision: the database's backstop).
     with pytest.raises(DeployError, match=r"public host web-my-shop-acme-\w+\.apps\.example\.com of service 'web' "
                                           "is already used by another project") as taken:
-        services.sync_services(shop_acme, objects)
+        releases.sync_services(shop_acme, objects)
     assert taken.value.code == "host_taken"
     assert not shop_acme.services.exists()

@@ -11,7 +11,7 @@ import pytest
 
 from clusters.models import ClusterEvent, DesiredProject, EventKind
 from clusters.tests.test_integration import poll
-from projects import services
+from projects import deletion, releases, services
 from projects.models import Project, Release, ReleaseStatus
 from projects.tests.conftest import THREE_SERVICES
 
@@ -29,7 +29,7 @@ def finished(release: Release, timeout: float = 30.0) -> Release:
 
 def test_it_deploys_fails_with_reasons_rolls_back_and_deletes(connected, kubesim, personas, project):
     started = time.monotonic()
-    first = finished(services.deploy(project, personas.owner))
+    first = finished(releases.deploy(project, personas.owner))
     assert first.status == "live", first.error
     assert [s["status"] for s in first.step_list()] == ["done", "skipped", "done", "done"]
     assert {d["metadata"]["name"] for d in kubesim.list("deployments", "tenant-acme-shop")} == {"web", "api", "worker"}
@@ -38,26 +38,42 @@ def test_it_deploys_fails_with_reasons_rolls_back_and_deletes(connected, kubesim
                     "api": "https://api-shop-acme-b8d0645d.apps.example.com/",
                     "worker": ""}
 
-    broken = finished(services.deploy(project, personas.owner, THREE_SERVICES.replace(
+    broken = finished(releases.deploy(project, personas.owner, THREE_SERVICES.replace(
         "ghcr.io/acme/api:1.0", "ghcr.io/acme/does-not-exist:1.0")))
     assert broken.status == "failed" and broken.error_code == "image_not_found"
     assert "image ghcr.io/acme/does-not-exist:1.0 could not be pulled: check the name and tag" in broken.error
 
-    back = finished(services.rollback(project, personas.owner, first))
+    back = finished(releases.rollback(project, personas.owner, first))
     assert back.status == "live", back.error
     assert back.revision == 3 and back.rollback_of == first
     api = kubesim.get("deployments", "tenant-acme-shop", "api")
     assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/acme/api:1.0"
 
-    crash = finished(services.deploy(project, personas.owner, THREE_SERVICES.replace(
+    crash = finished(releases.deploy(project, personas.owner, THREE_SERVICES.replace(
         "ghcr.io/acme/worker:1.0", "ghcr.io/acme/worker:crash")))
     assert crash.status == "failed" and crash.error_code == "crash_loop"
     assert "'worker' keeps crashing" in crash.error and "simulated crash" in crash.error
     assert time.monotonic() - started < 60
 
-    services.delete_project(project, personas.owner, "shop")
+    deletion.delete_project(project, personas.owner, "shop")
     kubesim.wait_for(lambda: kubesim.get("namespaces", None, "tenant-acme-shop") is None, timeout=15)
     assert not DesiredProject.objects.filter(namespace="tenant-acme-shop").exists()
+
+
+def test_a_new_image_that_cannot_be_pulled_fails_the_release_while_the_old_pods_still_serve(
+        connected, kubesim, personas, project):
+    first = finished(releases.deploy(project, personas.owner))
+    assert first.status == "live", first.error
+    # New pods now stay Pending for a while before kubesim's kubelet finds their image missing. Meanwhile the
+    # old pods are the ready and available ones: the agent once reported that as a complete rollout, and the
+    # release went live (the flake of the browser test, made certain).
+    kubesim.set_pod_start_delay(1.5)
+    broken = finished(releases.deploy(project, personas.owner, THREE_SERVICES.replace("nginx:1.27",
+                                                                                     "nginx:does-not-exist")))
+    assert (broken.status, broken.error_code) == ("failed", "image_not_found"), broken.error
+    assert "image nginx:does-not-exist could not be pulled" in broken.error
+    first.refresh_from_db()
+    assert first.status == "live"  # still the live one
 
 
 def test_it_delivers_secrets_as_kubernetes_secrets_and_never_stores_them_in_clear(connected, kubesim, personas,
@@ -65,7 +81,7 @@ def test_it_delivers_secrets_as_kubernetes_secrets_and_never_stores_them_in_clea
     services.set_variable(project, "GREETING", "bonjour")
     services.set_variable(project, "API_KEY", "s3cr3t-value-42", secret=True)
     services.set_variable(project, "WORKERS", "4", service="worker")
-    release = finished(services.deploy(project, personas.owner))
+    release = finished(releases.deploy(project, personas.owner))
     assert release.status == "live", release.error
 
     secret = kubesim.get("secrets", "tenant-acme-shop", "paas-env")
@@ -96,7 +112,7 @@ def test_a_namespace_that_is_not_the_projects_is_refused_shown_on_the_release_an
     project.refresh_from_db()
     before = kubesim.get("namespaces", None, "paas-data")["metadata"]
 
-    release = finished(services.deploy(project, personas.owner))
+    release = finished(releases.deploy(project, personas.owner))
     assert release.status == "failed" and release.error_code == "namespace_not_owned"
     assert "namespace paas-data exists and is not owned by project acme/shop" in release.error
     assert release.step_list()[2]["status"] == "failed"  # the apply step
@@ -104,7 +120,7 @@ def test_a_namespace_that_is_not_the_projects_is_refused_shown_on_the_release_an
     page = client.get(f"/o/acme/projects/shop/releases/{release.revision}/").content.decode()
     assert "paas-data exists and is not owned by project acme/shop" in page
 
-    services.delete_project(project, personas.owner, "shop")
+    deletion.delete_project(project, personas.owner, "shop")
     poll(lambda: ClusterEvent.objects.filter(cluster=connected, kind=EventKind.APPLY_FAILED,
                                              message__startswith="delete of paas-data refused").exists(),
          15, "the refused delete on the cluster's events")

@@ -7,8 +7,9 @@ import json
 import pytest
 from django.utils import timezone
 
+from clusters import sealing
 from clusters.models import DesiredProject
-from projects import crypto, pipeline, services
+from projects import manifests, pipeline, releases, services, suspension
 from projects.models import Release, ReleaseStatus, Variable
 
 pytestmark = pytest.mark.django_db
@@ -46,28 +47,44 @@ def test_it_keeps_secret_values_write_only_and_encrypted(client, personas, proje
 
 def test_it_seals_secret_objects_for_the_agent_and_redacts_them_for_humans():
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"K": "v4lue"}}
-    sealed, redacted = crypto.seal_objects([secret])
+    sealed, redacted = sealing.seal_objects([secret])
     assert "v4lue" not in json.dumps(sealed) + json.dumps(redacted)
     assert redacted[0]["data"]["K"].startswith("redacted:sha256:")
-    opened = crypto.unseal_payload({"objects": sealed})["objects"][0]
+    opened = sealing.unseal_objects(sealed)[0]
     assert opened["data"] == {"K": "djRsdWU="} and "annotations" not in opened["metadata"]
 
 
 def test_a_newer_release_supersedes_one_still_in_flight(personas, project):
-    first = services.deploy(project, personas.owner)
-    second = services.deploy(project, personas.member)
+    first = releases.deploy(project, personas.owner)
+    second = releases.deploy(project, personas.member)
     first.refresh_from_db()
     assert (first.status, second.status, second.revision) == ("superseded", "pending", 2)
     assert pipeline.run_release(first.pk) == "not pending"  # its task, running late, does nothing
 
 
+def test_a_release_is_rendered_when_it_is_created_and_a_refused_file_changes_nothing(personas, project):
+    first = releases.deploy(project, personas.owner)
+    assert {"Deployment", "Service", "Ingress"} <= {o["kind"] for o in first.manifests}
+    assert first.sealed_manifests and all(o["metadata"]["labels"].get("paas.dev/revision") == "1"
+                                          for o in first.manifests if o["kind"] == "Deployment")
+    privileged = project.compose_text.replace("    image: nginx:1.27\n",
+                                              "    image: nginx:1.27\n    privileged: true\n")
+    with pytest.raises(releases.DeployError) as refused:
+        releases.deploy(project, personas.owner, privileged)
+    assert refused.value.code == "invalid_compose" and refused.value.problems[0]["line"] == 4
+    first.refresh_from_db()
+    project.refresh_from_db()
+    assert (Release.objects.count(), first.status) == (1, "pending")  # nothing superseded, nothing created
+    assert "privileged" not in project.compose_text
+
+
 def _live_release(project, user) -> Release:
-    release = services.deploy(project, user)
+    release = releases.deploy(project, user)
     Release.objects.filter(pk=release.pk).update(status=ReleaseStatus.DEPLOYING)
     release.refresh_from_db()
     pipeline.Run(release).render()
     Release.objects.filter(pk=release.pk).update(status=ReleaseStatus.LIVE)
-    services._reapply_live(project, lambda objects: objects)
+    suspension.reapply_live(project, lambda objects: objects)
     return release
 
 
@@ -90,7 +107,7 @@ def test_it_scales_every_service_to_zero_while_the_organization_is_suspended(per
     # Resumed: the sleepers stay asleep until a request (no Sablier session would put them back to sleep).
     assert not project.suspended and replicas(project) == {"web": 0, "api": 0, "worker": 1}
     # The next deploy's revision comes after the suspension's desired revisions.
-    assert services.deploy(project, personas.owner).revision > DesiredProject.objects.get().revision - 1
+    assert releases.deploy(project, personas.owner).revision > DesiredProject.objects.get().revision - 1
 
 
 def test_it_refuses_to_deploy_for_a_suspended_organization(client, personas, project):
@@ -108,7 +125,7 @@ def test_it_shows_a_diff_between_releases_with_secret_values_hashed(client, pers
     services.set_variable(project, "TOKEN", "first-secret", secret=True)
     _live_release(project, personas.owner)
     services.set_variable(project, "TOKEN", "second-secret", secret=True)
-    second = services.deploy(project, personas.owner, project.compose_text.replace("nginx:1.27", "nginx:1.28"))
+    second = releases.deploy(project, personas.owner, project.compose_text.replace("nginx:1.27", "nginx:1.28"))
     Release.objects.filter(pk=second.pk).update(status=ReleaseStatus.DEPLOYING)
     second.refresh_from_db()
     pipeline.Run(second).render()
@@ -132,11 +149,11 @@ def test_the_organizations_plan_limits_projects_and_shapes_the_quota(personas, p
 
     from projects.compose import render_project
 
-    result = render_project("services:\n  web:\n    image: nginx\n", services.render_context(project, 1, {}))
+    result = render_project("services:\n  web:\n    image: nginx\n", manifests.render_context(project, 1, {}))
     quota = next(o for o in result.objects if o["kind"] == "ResourceQuota")
     assert quota["spec"]["hard"]["pods"] == "7"
     too_many = "services:\n" + "".join(f"  s{i}:\n    image: nginx\n" for i in range(4))
-    assert services.validate(project, too_many)["ok"] is False
+    assert manifests.validate(project, too_many)["ok"] is False
 
 
 def test_members_choose_which_services_are_public(client, personas, viewer, project):
@@ -155,9 +172,9 @@ def test_members_choose_which_services_are_public(client, personas, viewer, proj
     assert client.put(url, {"exposure": "private"}, content_type="application/json").json()["exposure_override"] \
         == "private"
 
-    objects = render_project(project.compose_text, services.render_context(project, 1, {})).objects
+    objects = render_project(project.compose_text, manifests.render_context(project, 1, {})).objects
     assert not [o for o in objects if o["kind"] == "Ingress" and o["metadata"]["name"] == "web"]
     page = client.post("/o/acme/projects/shop/services/web/exposure/", {"exposure": ""}, follow=True)
     assert b"press Redeploy" in page.content
-    objects = render_project(project.compose_text, services.render_context(project, 1, {})).objects
+    objects = render_project(project.compose_text, manifests.render_context(project, 1, {})).objects
     assert [o for o in objects if o["kind"] == "Ingress"]

@@ -8,7 +8,7 @@ import pytest
 
 from billing.models import UsageRecord
 from clusters.models import ClusterStatus, DesiredProject, ObservedProject
-from projects import services
+from projects import manifests
 from projects.compose import render_project
 from projects.usage import closed_window, record_window
 
@@ -35,7 +35,7 @@ volumes:
 def running(project):
     project.cluster.status = ClusterStatus.ONLINE
     project.cluster.save(update_fields=["status"])
-    objects = render_project(COMPOSE, services.render_context(project, 1, {})).objects
+    objects = render_project(COMPOSE, manifests.render_context(project, 1, {})).objects
     DesiredProject.objects.create(cluster=project.cluster, namespace=project.namespace, labels=project.labels,
                                   revision=1, manifests=objects)
     state = {"deployments": {"web": {"replicas": 2, "ready": 2}, "worker": {"replicas": 1, "ready": 0}}}

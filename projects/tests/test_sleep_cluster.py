@@ -15,7 +15,7 @@ from agent.k8s import FIELD_MANAGER
 from clusters.tests.test_integration import poll
 from kubesim.testing import KubeSim
 from kubesim.tests.edge_helpers import Reply, fetch
-from projects import services
+from projects import releases, services, suspension, wake
 from projects.compose import sleep as S
 from projects.models import Service
 from projects.tests.test_projects_deploy import finished
@@ -86,7 +86,7 @@ def short_idle(project, seconds: int = 1, name: str = "web") -> None:
 def test_a_service_sleeps_wakes_on_a_request_and_a_redeploy_leaves_its_replicas_to_sablier(
         sleepy, connected, kubesim, personas, project):
     short_idle(project)
-    first = finished(services.deploy(project, personas.owner, COMPOSE))
+    first = finished(releases.deploy(project, personas.owner, COMPOSE))
     assert first.status == "live", first.error
     web, worker = project.services.get(name="web"), project.services.get(name="worker")
     assert web.sleeps and web.idle_timeout == 1 and not worker.sleeps
@@ -102,7 +102,7 @@ def test_a_service_sleeps_wakes_on_a_request_and_a_redeploy_leaves_its_replicas_
     assert replicas(kubesim, "worker") == 1, "a worker stays at its compose replicas"
 
     # A new release to a sleeping service updates its template without waking it.
-    second = finished(services.deploy(project, personas.owner, COMPOSE.replace("nginx:1.27", "nginx:1.28")))
+    second = finished(releases.deploy(project, personas.owner, COMPOSE.replace("nginx:1.27", "nginx:1.28")))
     assert second.status == "live", second.error
     assert "web is asleep: updated without waking" in second.steps["rollout"]["message"]
     deployment = kubesim.get("deployments", NS, "web")
@@ -119,18 +119,18 @@ def test_a_service_sleeps_wakes_on_a_request_and_a_redeploy_leaves_its_replicas_
 
     # Idle again: Sablier puts it back to sleep; "Wake now" goes through Sablier and returns once ready.
     asleep(kubesim, web)
-    assert services.wake_service(web) == {"woken": True, "ready": True, "message": "web is awake."}
+    assert wake.wake_service(web) == {"woken": True, "ready": True, "message": "web is awake."}
     assert replicas(kubesim, "web") == 1
     asleep(kubesim, web)
 
 
 def test_a_sablier_scale_survives_a_redeploy(sleepy, connected, kubesim, kube_api, personas, project):
-    assert finished(services.deploy(project, personas.owner, COMPOSE)).status == "live"
+    assert finished(releases.deploy(project, personas.owner, COMPOSE)).status == "live"
     # Scale the way Sablier does: the scale subresource, its own field manager.
     kubernetes.client.AppsV1Api(kube_api).patch_namespaced_deployment_scale(
         "web", NS, {"spec": {"replicas": 0}}, field_manager="sablier")
     kubesim.wait_for(lambda: replicas(kubesim, "web") == 0)
-    again = finished(services.redeploy(project, personas.owner))
+    again = finished(releases.redeploy(project, personas.owner))
     assert again.status == "live", again.error
     time.sleep(0.5)  # the agent's observe loop and any late apply
     assert replicas(kubesim, "web") == 0
@@ -138,7 +138,7 @@ def test_a_sablier_scale_survives_a_redeploy(sleepy, connected, kubesim, kube_ap
 
 def test_a_service_that_cannot_start_gets_an_error_page_not_a_hang(sleepy, connected, kubesim, personas, project):
     crashing = COMPOSE.replace("nginx:1.27", "ghcr.io/acme/web:crash")
-    release = finished(services.deploy(project, personas.owner, crashing))
+    release = finished(releases.deploy(project, personas.owner, crashing))
     assert release.status == "failed" and release.error_code == "crash_loop"
     web = project.services.get(name="web")
     # A browser: Sablier's page names the failure instead of refreshing forever.
@@ -146,7 +146,7 @@ def test_a_service_that_cannot_start_gets_an_error_page_not_a_hang(sleepy, conne
     assert reply.headers.get("X-Sablier-Session-Status") == "not-ready"
     # An API client with the blocking strategy: an error at once, not after the timeout.
     services.set_sleep(web, strategy="blocking", blocking_timeout=120)
-    assert finished(services.redeploy(project, personas.owner)).status == "failed"
+    assert finished(releases.redeploy(project, personas.owner)).status == "failed"
     started = time.monotonic()
     reply = poll(lambda: (r := get(kubesim, web)).status == 500 and r, 20, "the blocking error")
     assert "Instance cannot start" in reply.text and "CrashLoopBackOff" in reply.text
@@ -155,10 +155,10 @@ def test_a_service_that_cannot_start_gets_an_error_page_not_a_hang(sleepy, conne
 
 def test_a_suspended_project_shows_the_suspended_page_and_cannot_wake(sleepy, connected, kubesim, client, personas,
                                                                        project):
-    assert finished(services.deploy(project, personas.owner, COMPOSE)).status == "live"
+    assert finished(releases.deploy(project, personas.owner, COMPOSE)).status == "live"
     web = project.services.get(name="web")
-    assert services.suspend_organization(personas.org) == 1
-    page = services.suspended_page_url(project)
+    assert suspension.suspend_organization(personas.org) == 1
+    page = suspension.suspended_page_url(project)
     poll(lambda: status_no_redirect(kubesim, web)[0] == 302, 20, "the suspended redirect")
     assert status_no_redirect(kubesim, web) == (302, page)
     deployment = kubesim.get("deployments", NS, "web")
@@ -166,16 +166,16 @@ def test_a_suspended_project_shows_the_suspended_page_and_cannot_wake(sleepy, co
     assert kubesim.get("deployments", NS, "worker")["spec"]["replicas"] == 0
     time.sleep(0.5)
     assert replicas(kubesim, "web") == 0, "the request woke nothing"
-    with pytest.raises(services.WakeError, match="suspended"):
-        services.wake_service(project.services.get(name="web"))
+    with pytest.raises(wake.WakeError, match="suspended"):
+        wake.wake_service(project.services.get(name="web"))
     shown = client.get(page.removeprefix("http://127.0.0.1:8000"))
     assert shown.status_code == 503
     assert b"Shop is suspended" in shown.content and b"/o/acme/billing/" in shown.content
 
-    assert services.resume_organization(personas.org) == 1
+    assert suspension.resume_organization(personas.org) == 1
     poll(lambda: S.ENABLE in kubesim.get("deployments", NS, "web")["metadata"]["labels"], 20, "sleeping restored")
     assert replicas(kubesim, "web") == 0 and replicas(kubesim, "worker") == 1, "web asleep, worker back"
     poll(lambda: "Hello from web-" in get(kubesim, web).text, 20, "a request wakes it through Sablier")
     # A later release leaves the replicas to Sablier: the awake service is not put back to sleep by it.
-    assert finished(services.redeploy(project, personas.owner)).status == "live"
+    assert finished(releases.redeploy(project, personas.owner)).status == "live"
     assert replicas(kubesim, "web") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from projects import services
+from projects import manifests
 from projects.compose import render_project
 from projects.compose import sleep as S
 from projects.models import Service
@@ -26,7 +26,7 @@ def put(client, name: str, body: dict):
 
 
 def sablier_config(project) -> dict:
-    objects = render_project(project.compose_text, services.render_context(project, 1, {})).objects
+    objects = render_project(project.compose_text, manifests.render_context(project, 1, {})).objects
     middleware = [o for o in objects if S.sleeps_middleware(o) and o["metadata"]["labels"]["paas.dev/service"] == "web"]
     return middleware[0]["spec"]["plugin"]["sablier"] if middleware else {}
 

@@ -1,6 +1,6 @@
 """The tenant fence, proven: generated projects on a K3s-like cluster, decided by kubesim's NetworkPolicy evaluator.
 
-Two organizations' projects are rendered by the control plane (`services.render_release`, the real converter)
+Two organizations' projects are rendered by the control plane (`manifests.render_release`, the real converter)
 and applied by the agent's applier into kubesim with K3s's add-ons (CoreDNS, Traefik), the agent as its install
 manifest deploys it, the shared data plane the agent's bootstrap installs (with stand-ins for what CloudNativePG
 would create) and Sablier. The kubelet starts every pod; the assertions ask `KubeSim.can_connect`.
@@ -22,7 +22,7 @@ from agent.reconcile import apply_project
 from clusters import manifest
 from clusters import services as cluster_services
 from kubesim.testing import KubeSim
-from projects import services
+from projects import manifests, services
 from projects.compose import labels as L
 from projects.models import Project, Release
 
@@ -116,7 +116,7 @@ def _data_plane_stand_ins() -> list[dict[str, Any]]:
 
 def _deploy(sim: KubeSim, kubeconfig: Path, project: Project) -> None:
     release = Release.objects.create(project=project, revision=1, compose_text=project.compose_text)
-    objects, _ = services.render_release(project, release)
+    objects, _ = manifests.render_release(project, release)
     kube = Kube(str(kubeconfig))
     try:
         result = apply_project(kube, project.namespace, project.labels, 1, objects)

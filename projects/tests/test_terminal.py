@@ -10,13 +10,13 @@ import pytest
 from agent import protocol as p
 from audit.models import Action, AuditEvent
 from clusters.tests.test_integration import poll
-from projects import services, terminal
+from projects import releases, terminal
 from projects.models import ReleaseStatus, Service
 from projects.terminal import ShellRefused, Target, choose_pod, open_shell
 
 
 def deployed(project, user) -> None:
-    release = services.deploy(project, user)
+    release = releases.deploy(project, user)
 
     def live() -> bool:
         release.refresh_from_db()

@@ -24,7 +24,7 @@ from accounts.services import add_ssh_key, create_organization
 from audit.models import AuditEvent
 from conftest import skip_or_fail
 from paas.testing.processes import ManagedProcess, child_env, free_port, port_open
-from projects import services
+from projects import releases, services
 from projects.tests.test_projects_deploy import finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -135,7 +135,7 @@ def gateway(tmp_path, redis_url):
 @pytest.fixture
 def deployed(connected, personas, project):
     """Shop deployed to kubesim: web, api and worker each run a pod."""
-    release = finished(services.deploy(project, personas.owner))
+    release = finished(releases.deploy(project, personas.owner))
     assert release.status == "live", release.error
     return project
 

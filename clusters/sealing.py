@@ -1,9 +1,10 @@
 """Encryption at rest for secret values (Fernet), and sealing of Kubernetes Secret objects.
 
-Secret values never sit in clear in the database: variables marked secret are stored encrypted,
-Release.manifests keep only a content hash of each Secret's data, and the desired state handed to
-the clusters app carries the data sealed in an annotation that `unseal_objects` opens just before
-the payload goes to the agent (clusters calls it through settings.PAAS_DESIRED_PAYLOAD_FILTER).
+Secret values never sit in clear in the database: variables marked secret are stored encrypted
+(projects.models.Variable), Release.manifests keep only a content hash of each Secret's data, and a
+DesiredProject's Secrets carry their data sealed in an annotation that `unseal_objects` opens just
+before the payload goes to the agent (DesiredProject.rpc_payload). Sealing is part of the desired-state
+contract, so it lives here and the projects app imports it: the dependency runs one way.
 """
 
 from __future__ import annotations
@@ -102,8 +103,3 @@ def unseal_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         o["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
         out.append(o)
     return out
-
-
-def unseal_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """settings.PAAS_DESIRED_PAYLOAD_FILTER: applied to DesiredProject.rpc_payload() before sending."""
-    return {**payload, "objects": unseal_objects(payload.get("objects") or [])}
