@@ -23,11 +23,11 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization, User
+from agent import protocol
 from audit import services as audit
 from billing import services as billing_services
 from clusters import data
 from clusters import services as cluster_services
-from clusters.data import BUCKET_SECRET, DATABASE_SECRET
 from clusters.models import Cluster
 from paas.realtime import org_group, publish
 from projects.compose import ComposeRefusal, RenderContext, RenderResult, SleepSettings, labels, namespace_for
@@ -214,8 +214,8 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
         org_slug=project.organization.slug, project_slug=project.slug, namespace=project.namespace,
         revision=revision, variables=variables, plan=billing_services.plan_limits(project.organization),
         base_domain=project.cluster.base_domain,
-        database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
-        bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
+        database_secret=protocol.DATABASE_SECRET if project.wants_database and available["database"] else None,
+        bucket_secret=protocol.BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
         allow_internet_egress=project.allow_internet_egress, exposure=exposure, members=members,
         sleep=sleep_settings(project),
         node_addresses=sorted({a for node in project.cluster.nodes for a in node.get("addresses") or []}))
