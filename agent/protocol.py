@@ -62,6 +62,11 @@ ERR_FAILED = "failed"  # the operation raised; message says why
 ERR_NOT_OWNED = "not_owned"  # the namespace exists and does not belong to the project; nothing was changed
 ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED, ERR_NOT_OWNED)
 
+# Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
+#   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
+#   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
+EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
+
 # --- Names on Kubernetes objects ------------------------------------------------------------------------
 
 # Label keys both sides agree on. apply_project/delete_project payloads carry the project's labels;
@@ -120,11 +125,6 @@ PROJECT_KINDS: tuple[tuple[str, str, str], ...] = (
     ("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     ("traefik.io/v1alpha1", "Middleware", "middlewares"),
 )
-
-# Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
-#   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
-#   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
-EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
 
 # --- The agent's permissions ----------------------------------------------------------------------------
 # The install manifest (clusters.manifest) grants the agent's ClusterRole these rules, each with its reason
