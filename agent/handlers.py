@@ -9,13 +9,11 @@ import time
 from typing import Any
 
 import aiohttp
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from agent import charts, infra, logs, metrics, reconcile, shell
 from agent import protocol as p
-from agent.k8s import DEPLOYMENT, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POD, Kube
-from agent.tunnel import OpError, OpHandler, Stream, StreamHandler
+from agent.k8s import DEPLOYMENT, POD, Kube, KubeError
+from agent.ops import OpError, OpHandler, Stream, StreamHandler
 
 
 def _require(payload: dict[str, Any], key: str, kind: type) -> Any:
@@ -112,26 +110,24 @@ def _pod_logs(kube: Kube, namespace: str, pod_name: str, tail: int) -> dict[str,
     """
     pod = kube.get(POD, pod_name, namespace)
     labels = ((pod or {}).get("metadata") or {}).get("labels") or {}
-    if pod is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+    if pod is None or labels.get(p.MANAGED_BY_LABEL) != p.MANAGED_BY_VALUE:
         raise OpError(p.ERR_BAD_REQUEST,
                       f"no managed pod {pod_name} in {namespace}")
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     failing = next((s for s in statuses if (s.get("state") or {}).get("waiting")), statuses[0] if statuses else {})
     container = failing.get("name") or pod["spec"]["containers"][0]["name"]
     image = next((c.get("image", "") for c in pod["spec"]["containers"] if c["name"] == container), "")
-    core = client.CoreV1Api(kube.api)
     lines: list[str] = []
     previous = bool(failing.get("lastState", {}).get("terminated"))
     for attempt in ((True, False) if previous else (False,)):
         try:
-            text = core.read_namespaced_pod_log(pod_name, namespace, container=container, tail_lines=tail,
-                                                previous=attempt, _request_timeout=kube.timeout)
-        except ApiException:
+            text = kube.pod_log(pod_name, namespace, container=container, tail_lines=tail, previous=attempt)
+        except KubeError:
             continue
         lines = text.splitlines()[-tail:]
         previous = attempt
         break
-    return {"pod": pod_name, "container": container, "image": image, "service": labels.get("paas.dev/service", ""),
+    return {"pod": pod_name, "container": container, "image": image, "service": labels.get(p.SERVICE_LABEL, ""),
             "previous": previous, "lines": lines}
 
 
@@ -144,11 +140,11 @@ def _sleep_group(kube: Kube, namespace: str, name: str) -> str:
     """The Sablier group of a managed, sleeping-enabled Deployment: nothing else can be woken through the agent."""
     deployment = kube.get(DEPLOYMENT, name, namespace)
     labels = ((deployment or {}).get("metadata") or {}).get("labels") or {}
-    if deployment is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+    if deployment is None or labels.get(p.MANAGED_BY_LABEL) != p.MANAGED_BY_VALUE:
         raise OpError(p.ERR_BAD_REQUEST, f"no managed deployment {name} in {namespace}")
-    if labels.get("sablier.enable") != "true" or not labels.get("sablier.group"):
+    if labels.get(p.SLEEP_ENABLE_LABEL) != "true" or not labels.get(p.SLEEP_GROUP_LABEL):
         raise OpError(p.ERR_BAD_REQUEST, f"{namespace}/{name} does not sleep when idle")
-    return labels["sablier.group"]
+    return labels[p.SLEEP_GROUP_LABEL]
 
 
 async def wake_group(base_url: str, group: str, session_duration: str, timeout: int) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
     bootstrap          {settings?}                 store the sizing (if given) and (re)run the bootstrap
     bootstrap_status   {}                          every component's state as last seen, the pinned versions
-    ensure_database    {namespace, labels, rotate?} role + database + Secret `paas-database`
+    ensure_database    {namespace, labels, rotate?} role + database + Secret protocol.DATABASE_SECRET
     drop_database      {namespace}
-    ensure_bucket      {namespace, labels}         bucket + key + Secret `paas-bucket`
+    ensure_bucket      {namespace, labels}         bucket + key + Secret protocol.BUCKET_SECRET
     delete_bucket      {namespace}                 empty, delete bucket and key, delete the Secret
     data_credentials   {namespace, service}        the Secret's values, for a member who asked to see them
 
@@ -25,31 +25,13 @@ from typing import Any
 from agent import bootstrap, charts, reconcile
 from agent import protocol as p
 from agent.data import garage, services
-from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
-from agent.tunnel import OpError, OpHandler
+from agent.k8s import Kube
+from agent.ops import OpError, OpHandler
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # Namespaces no project may be: the platform's own and Kubernetes'.
-RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease", "paas-system", charts.DATA_NAMESPACE,
+RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease", p.AGENT_NAMESPACE, charts.DATA_NAMESPACE,
             charts.CNPG.target_namespace, charts.SABLIER.target_namespace}
-
-# What bootstrap and the data services need beyond the project kinds (clusters.manifest adds these to
-# the agent's ClusterRole). Secrets, ConfigMaps, Namespaces, Jobs, Deployments and StatefulSets are
-# already covered by the project kinds' rules.
-RBAC_RULES: list[tuple[str, dict[str, Any]]] = [
-    ("Bootstrap: HelmCharts for CloudNativePG, Sablier and Garage and the HelmChartConfig customising "
-     "K3s's Traefik, applied (get/create/patch) in kube-system.",
-     {"apiGroups": ["helm.cattle.io"], "resources": ["helmcharts", "helmchartconfigs"],
-      "verbs": ["get", "list", "watch", "create", "patch"]}),
-    ("Bootstrap: the shared CloudNativePG Cluster in paas-data.",
-     {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"], "verbs": ["get", "list", "create", "patch"]}),
-    ("Bootstrap: readiness of the DaemonSets a chart installs.",
-     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
-    ("Bootstrap: the last log lines of a failed helm-install Job's pod; pod_logs: a crash-looping project "
-     "pod's last lines for its failed release; the logs stream: a project's live logs (members also get this "
-     "through the project-viewer Role).",
-     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}),
-]
 
 
 def _namespace(payload: dict[str, Any]) -> str:
@@ -121,16 +103,16 @@ def build_ops(kube: Kube, endpoints: services.Endpoints | None = None) -> dict[s
 
     async def data_credentials(payload: dict[str, Any]) -> dict[str, Any]:
         namespace, service = _namespace(payload), payload.get("service")
-        if service not in services.SECRETS:
-            raise OpError(p.ERR_BAD_REQUEST, f"'service' must be one of {sorted(services.SECRETS)}")
-        secret = await asyncio.to_thread(kube.get, services.SECRET, services.SECRETS[service], namespace)
+        if service not in p.DATA_SECRETS:
+            raise OpError(p.ERR_BAD_REQUEST, f"'service' must be one of {sorted(p.DATA_SECRETS)}")
+        secret = await asyncio.to_thread(kube.get, services.SECRET, p.DATA_SECRETS[service], namespace)
         labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
         # Only Secrets this agent wrote: never a way to read arbitrary Secrets of a namespace.
-        if secret is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE \
-                or labels.get(services.SERVICE_LABEL) != service:
+        if secret is None or labels.get(p.MANAGED_BY_LABEL) != p.MANAGED_BY_VALUE \
+                or labels.get(p.DATA_SERVICE_LABEL) != service:
             raise OpError(p.ERR_FAILED, f"no {service} provisioned in {namespace}")
         values = await asyncio.to_thread(services.credentials, kube, namespace, service)
-        return {"namespace": namespace, "service": service, "secret": services.SECRETS[service], "values": values}
+        return {"namespace": namespace, "service": service, "secret": p.DATA_SECRETS[service], "values": values}
 
     return {"bootstrap": run_bootstrap, "bootstrap_status": bootstrap_status, "ensure_database": ensure_database,
             "drop_database": drop_database, "ensure_bucket": ensure_bucket, "delete_bucket": delete_bucket,

@@ -1,4 +1,4 @@
-"""The agent's only door to Kubernetes, over the official client.
+"""The agent's door to Kubernetes, over the official client: no other agent module imports the client.
 
 Calls are blocking (urllib3 underneath); async callers run them with `asyncio.to_thread`.
 Objects travel as plain dicts, exactly as the apiserver sends them, so nothing is lost in
@@ -16,18 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream as websocket_stream
 from websocket import ABNF, WebSocketException
 
+from agent import protocol as p
+
 log = logging.getLogger("agent.k8s")
 
 FIELD_MANAGER = "paas-agent"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "paas"
-# On the Secrets the data services write into a project's namespace (database, bucket credentials).
-DATA_SERVICE_LABEL = "paas.dev/data-service"
 
 
 @dataclass(frozen=True)
@@ -47,28 +46,8 @@ class Kind:
         return f"{self.collection(namespace)}/{quote(name, safe='')}"
 
 
-# Every kind a project may contain. The same list is what pruning looks at: an explicit list,
-# so a kind the agent was never told about is never deleted by accident.
-PROJECT_KINDS: tuple[Kind, ...] = (
-    Kind("v1", "ConfigMap", "configmaps"),
-    Kind("v1", "Secret", "secrets"),
-    Kind("v1", "Service", "services"),
-    Kind("v1", "ServiceAccount", "serviceaccounts"),
-    Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-    Kind("v1", "ResourceQuota", "resourcequotas"),
-    Kind("v1", "LimitRange", "limitranges"),
-    Kind("apps/v1", "Deployment", "deployments"),
-    Kind("apps/v1", "StatefulSet", "statefulsets"),
-    Kind("batch/v1", "Job", "jobs"),
-    Kind("batch/v1", "CronJob", "cronjobs"),
-    Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
-    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-    Kind("rbac.authorization.k8s.io/v1", "Role", "roles"),
-    Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
-    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-    Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-    Kind("traefik.io/v1alpha1", "Middleware", "middlewares"),
-)
+# Every kind a project may contain (protocol.PROJECT_KINDS); pruning looks at exactly these.
+PROJECT_KINDS: tuple[Kind, ...] = tuple(Kind(*kind) for kind in p.PROJECT_KINDS)
 _BY_TYPE = {(k.api_version, k.kind): k for k in PROJECT_KINDS}
 
 NAMESPACE = Kind("v1", "Namespace", "namespaces", namespaced=False)
@@ -76,6 +55,11 @@ NODE = Kind("v1", "Node", "nodes", namespaced=False)
 DEPLOYMENT = _BY_TYPE[("apps/v1", "Deployment")]
 POD = Kind("v1", "Pod", "pods")
 EVENT = Kind("v1", "Event", "events")
+
+
+# What a call raises when the connection to the apiserver fails or breaks (no Status to read): the client's
+# transport error, named here so that callers need not import the client's transport.
+ConnectionFailed = urllib3.exceptions.HTTPError
 
 
 def kind_of(obj: dict[str, Any]) -> Kind | None:
@@ -239,12 +223,14 @@ class Kube:
         finally:
             response.response.release_conn()
 
-    def pod_log(self, name: str, namespace: str, *, tail_lines: int = 20, container: str | None = None) -> str:
-        """The last lines of a container's log, as text (the one read that does not answer JSON)."""
+    def pod_log(self, name: str, namespace: str, *, tail_lines: int = 20, container: str | None = None,
+                previous: bool = False) -> str:
+        """The last lines of a container's log (of its previous run with `previous`), as text."""
         method, url, headers, _, _ = self.api.param_serialize("GET", POD.item(name, namespace) + "/log",
                                                               auth_settings=["BearerToken"],
                                                               header_params={"Accept": "text/plain"})
-        url += "?" + urlencode({k: v for k, v in {"tailLines": tail_lines, "container": container}.items() if v})
+        query = {"tailLines": tail_lines, "container": container, "previous": "true" if previous else None}
+        url += "?" + urlencode({k: v for k, v in query.items() if v})
         try:
             response = self.api.call_api(method, url, headers, _request_timeout=self.timeout)
             data = response.read()

@@ -23,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, Kube, KubeError, PodLog
-from agent.protocol import PROJECT_UID_LABEL
+from agent.k8s import NAMESPACE, POD, Kube, KubeError, PodLog
+from agent.protocol import MANAGED_BY_LABEL, MANAGED_BY_VALUE, PROJECT_UID_LABEL, SERVICE_LABEL
 
-SERVICE_LABEL = "paas.dev/service"  # projects.compose.labels.SERVICE (the agent does not import Django code)
 BUFFER_BYTES = 512 * 1024  # per stream: the most a slow reader can make the agent hold
 MAX_LINE = 16 * 1024  # longer lines are cut: one line never holds more than this
 MAX_TAIL = 100_000

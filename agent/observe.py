@@ -13,10 +13,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import urllib3
-
-from agent.k8s import DEPLOYMENT, EVENT, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, Kind, Kube, KubeError
-from agent.protocol import REVISION_LABEL
+from agent.k8s import DEPLOYMENT, EVENT, NAMESPACE, POD, ConnectionFailed, Kind, Kube, KubeError
+from agent.protocol import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, SLEEP_ENABLE_LABEL
 
 log = logging.getLogger("agent.observe")
 
@@ -49,7 +47,7 @@ def deployment_summary(d: dict[str, Any]) -> dict[str, Any]:
         rollout = "progressing"
     labels = d["metadata"].get("labels") or {}
     # Sablier owns the replicas of a sleeping-enabled Deployment: at zero it is asleep, not stopped.
-    sleeps = labels.get("sablier.enable") == "true"
+    sleeps = labels.get(SLEEP_ENABLE_LABEL) == "true"
     return {"replicas": desired, "ready": ready, "updated": updated, "available": available, "rollout": rollout,
             "sleeps": sleeps, "revision": labels.get(REVISION_LABEL)}
 
@@ -190,7 +188,7 @@ class Observer:
                     resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                     if event.get("type") != "BOOKMARK":
                         emit(event["type"], obj)
-            except (KubeError, OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+            except (KubeError, ConnectionFailed, OSError, ValueError) as exc:
                 log.warning("watch of %s failed (%s); retrying", kind.plural, exc)
                 resource_version = None
                 self._stop.wait(2.0)

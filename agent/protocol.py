@@ -1,7 +1,10 @@
-"""The agent <-> control plane wire protocol, shared by both sides.
+"""The agent <-> control plane wire contract: every name both sides must agree on, in one place.
 
-Imported by Django (clusters.consumers, clusters.rpc) and by the agent, so it depends on the
-standard library only.
+Imported by the control plane (clusters, projects and projects.compose, sshgateway) and by every layer
+of the agent, so it depends on the standard library only (import-linter checks this; pyproject.toml).
+It holds the tunnel's messages and codes below, and the names on Kubernetes objects that one side
+writes and the other reads: labels, the tenant namespace prefix, the data services' Secrets, the kinds
+a project may contain and the RBAC rules the install manifest grants the agent.
 
 Control messages are JSON text frames with a "type":
 
@@ -59,6 +62,13 @@ ERR_FAILED = "failed"  # the operation raised; message says why
 ERR_NOT_OWNED = "not_owned"  # the namespace exists and does not belong to the project; nothing was changed
 ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED, ERR_NOT_OWNED)
 
+# Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
+#   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
+#   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
+EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
+
+# --- Names on Kubernetes objects ------------------------------------------------------------------------
+
 # Label keys both sides agree on. apply_project/delete_project payloads carry the project's labels;
 # PROJECT_UID is its stable identity, and on a namespace it is the ownership mark: the agent only
 # applies into, prunes or deletes a namespace whose mark is that project's uid.
@@ -68,11 +78,118 @@ PROJECT_UID_LABEL = "paas.dev/project-uid"
 # Every object of a release carries its revision; observed Deployments report it, so the control plane can
 # tell a state of this release's rollout from one of the previous release's.
 REVISION_LABEL = "paas.dev/revision"
+# On everything the platform makes for a project: the agent reads, execs into and logs only pods carrying it.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "paas"
+# The compose service an object or pod belongs to (logs, terminal and pod_logs select on it).
+SERVICE_LABEL = "paas.dev/service"
+# Scale to zero: a Deployment Sablier may put to sleep, and the group it wakes with (compose renders them,
+# the agent's wake and observed state read them; the names are Sablier's own).
+SLEEP_ENABLE_LABEL = "sablier.enable"
+SLEEP_GROUP_LABEL = "sablier.group"
 
-# Stream op "exec": every data frame, both ways, starts with one channel byte (Kubernetes' channel numbers).
-#   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
-#   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
-EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
+# Where the install manifest puts the agent; never a project's namespace.
+AGENT_NAMESPACE = "paas-system"
+# Every project namespace starts with this, and no Kubernetes or platform namespace does (they are
+# `default`, `kube-*`, `paas-*` and the `*-system` namespaces of the components), so no organization or
+# project name can make a tenant namespace one of theirs.
+TENANT_NAMESPACE_PREFIX = "tenant-"
+
+# The data services' credentials: Secrets the agent writes into a project's namespace (labelled
+# DATA_SERVICE_LABEL=<service>, never pruned by a release) and releases read through env references.
+DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names, not secrets)
+BUCKET_SECRET = "paas-bucket"  # noqa: S105
+DATA_SECRETS = {"database": DATABASE_SECRET, "bucket": BUCKET_SECRET}
+DATA_SERVICE_LABEL = "paas.dev/data-service"
+DATABASE_PASSWORD_KEY = "PGPASSWORD"  # noqa: S105 (a key's name; kept across ensure_database calls)
+DATABASE_SECRET_KEYS = ("DATABASE_URL", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", DATABASE_PASSWORD_KEY)
+BUCKET_SECRET_KEYS = ("S3_ENDPOINT", "S3_REGION", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+
+# Every kind a project may contain, as (apiVersion, kind, plural). The agent applies, and prunes, these and
+# nothing else (an explicit list, so a kind it was never told about is never deleted by accident); the
+# install manifest grants it exactly these.
+PROJECT_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("v1", "ConfigMap", "configmaps"),
+    ("v1", "Secret", "secrets"),
+    ("v1", "Service", "services"),
+    ("v1", "ServiceAccount", "serviceaccounts"),
+    ("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    ("v1", "ResourceQuota", "resourcequotas"),
+    ("v1", "LimitRange", "limitranges"),
+    ("apps/v1", "Deployment", "deployments"),
+    ("apps/v1", "StatefulSet", "statefulsets"),
+    ("batch/v1", "Job", "jobs"),
+    ("batch/v1", "CronJob", "cronjobs"),
+    ("networking.k8s.io/v1", "Ingress", "ingresses"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    ("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+    ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    ("traefik.io/v1alpha1", "Middleware", "middlewares"),
+)
+
+# --- The agent's permissions ----------------------------------------------------------------------------
+# The install manifest (clusters.manifest) grants the agent's ClusterRole these rules, each with its reason
+# as a comment, and nothing else: what the agent does today. A feature that makes the agent call Kubernetes
+# in a new way adds its rule here.
+
+RECONCILE_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+READ_VERBS = ("get", "list", "watch")
+
+# Read permissions the agent holds only to grant them in the project-viewer Role (projects.compose.namespace).
+_VIEWER_ONLY_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Service endpoints", {"apiGroups": [""], "resources": ["endpoints"], "verbs": [*READ_VERBS]}),
+    ("Deployments' ReplicaSets", {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": [*READ_VERBS]}),
+    ("events.k8s.io Events", {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": [*READ_VERBS]}),
+)
+
+# What bootstrap and the data services need beyond the project kinds. Secrets, ConfigMaps, Namespaces, Jobs,
+# Deployments and StatefulSets are already covered by the project kinds' rules.
+_INFRASTRUCTURE_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Bootstrap: HelmCharts for CloudNativePG, Sablier and Garage and the HelmChartConfig customising "
+     "K3s's Traefik, applied (get/create/patch) in kube-system.",
+     {"apiGroups": ["helm.cattle.io"], "resources": ["helmcharts", "helmchartconfigs"],
+      "verbs": ["get", "list", "watch", "create", "patch"]}),
+    ("Bootstrap: the shared CloudNativePG Cluster in paas-data.",
+     {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"], "verbs": ["get", "list", "create", "patch"]}),
+    ("Bootstrap: readiness of the DaemonSets a chart installs.",
+     {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
+    ("Bootstrap: the last log lines of a failed helm-install Job's pod; pod_logs: a crash-looping project "
+     "pod's last lines for its failed release; the logs stream: a project's live logs (members also get this "
+     "through the project-viewer Role).",
+     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}),
+)
+
+
+def _rbac_rules() -> tuple[tuple[str, dict[str, Any]], ...]:
+    by_group: dict[str, list[str]] = {}
+    for api_version, _, plural in PROJECT_KINDS:
+        by_group.setdefault(api_version.split("/", 1)[0] if "/" in api_version else "", []).append(plural)
+    return (
+        ("Project namespaces: created on first apply (server-side apply = patch, create when missing), "
+         "deleted by delete_project, watched for observed state.",
+         {"apiGroups": [""], "resources": ["namespaces"], "verbs": [*RECONCILE_VERBS]}),
+        ("Node names, roles, ingress-ready labels and capacity for the handshake.",
+         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
+        ("Pods and Events are read for observed state (waiting reasons, restarts, warnings).",
+         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": [*READ_VERBS]}),
+        ("Terminal and SSH sessions: exec into a project's pod (the agent checks the pod carries the project's "
+         "labels). The WebSocket upgrade is a GET, authorized as create since Kubernetes 1.30.",
+         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}),
+        *((f"{why}: only so that the project-viewer Role can grant it to members. Kubernetes lets the agent "
+           "create a Role and bind it only with permissions it holds itself.", rule)
+          for why, rule in _VIEWER_ONLY_RULES),
+        *((f"Project objects in API group {group or 'core'!r}: server-side apply (get/create/patch), "
+           "pruning (list/delete) and, for Deployments, observed rollout state (watch).",
+           {"apiGroups": [group], "resources": sorted(plurals), "verbs": [*RECONCILE_VERBS]})
+          for group, plurals in by_group.items()),
+        *_INFRASTRUCTURE_RULES,
+    )
+
+
+# (why, rule) pairs, in the order the manifest lists them (docs/agent.md, "Permissions", lists them too).
+RBAC_RULES = _rbac_rules()
 
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone

@@ -17,19 +17,15 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agent.k8s import (
+from agent.k8s import NAMESPACE, POD, PROJECT_KINDS, Kind, Kube, KubeError, kind_of
+from agent.protocol import (
     DATA_SERVICE_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
-    NAMESPACE,
-    POD,
-    PROJECT_KINDS,
-    Kind,
-    Kube,
-    KubeError,
-    kind_of,
+    ORGANIZATION_LABEL,
+    PROJECT_LABEL,
+    PROJECT_UID_LABEL,
 )
-from agent.protocol import ORGANIZATION_LABEL, PROJECT_LABEL, PROJECT_UID_LABEL
 
 log = logging.getLogger("agent.reconcile")
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import protocol as p
-from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, POD, ExecConnection, Kube, KubeError
+from agent.k8s import NAMESPACE, POD, ExecConnection, Kube, KubeError
+from agent.ops import Stream
+from agent.protocol import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SERVICE_LABEL
 from agent.reconcile import require_identity
-from agent.tunnel import Stream
 
 log = logging.getLogger("agent.shell")
 
-SERVICE_LABEL = "paas.dev/service"  # projects.compose.labels.SERVICE (the agent imports no Django code)
 SHELLS = (["bash"], ["sh"])  # an interactive session tries them in order
 # How a container runtime says the command does not exist (containerd/runc, CRI-O, kubesim).
 NOT_FOUND = ("executable file not found", "no such file or directory", "not found in $path")

@@ -20,13 +20,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from agent import metrics
 from agent import protocol as p
+from agent.ops import OpError, OpHandler, StreamHandler
 
 log = logging.getLogger("agent.tunnel")
 
 EXIT_TOKEN_REJECTED = 3
-
-OpHandler = Callable[[dict[str, Any]], Awaitable[Any]]
-StreamHandler = Callable[["Stream", dict[str, Any]], Awaitable[None]]
 
 
 class Fatal(Exception):
@@ -35,15 +33,6 @@ class Fatal(Exception):
     def __init__(self, message: str, code: int = EXIT_TOKEN_REJECTED) -> None:
         super().__init__(message)
         self.code = code
-
-
-class OpError(Exception):
-    """Raised by an operation to answer with a specific protocol error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -69,7 +58,7 @@ class Backoff:
 
 
 class Stream:
-    """One multiplexed byte stream with credit-based flow control in both directions."""
+    """One multiplexed byte stream with credit-based flow control in both directions (an ops.Stream)."""
 
     def __init__(self, tunnel: Tunnel, stream_id: int, send_window: int, recv_window: int) -> None:
         self.id = stream_id

@@ -2,7 +2,7 @@
 
 Each function calls the cluster's agent and returns an `Outcome` the caller records; none of them
 stores or logs a password or secret key. Credentials live in the project namespace's Secrets
-(`paas-database`, `paas-bucket`); `reveal_credentials` reads them live for a member who asked, and
+(protocol.DATA_SECRETS); `reveal_credentials` reads them live for a member who asked, and
 the caller shows them without storing them.
 
     outcome = data.ensure_database(cluster, namespace)      # safe to call again: keeps the password
@@ -19,8 +19,6 @@ from clusters import rpc
 from clusters.models import Cluster
 
 DATA_TIMEOUT = 120.0  # emptying a bucket before deleting it can take a while
-DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names; agent.data.services agrees)
-BUCKET_SECRET = "paas-bucket"  # noqa: S105
 
 
 @dataclass(frozen=True)

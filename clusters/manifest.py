@@ -1,7 +1,7 @@
 """The install manifest `kubectl apply -f <control plane>/clusters/<id>/agent.yaml?secret=...` fetches.
 
 Built as Python dicts (so tests can validate each object against the Kubernetes schemas) and
-rendered as multi-document YAML with the RBAC rules commented one by one.
+rendered as multi-document YAML with the RBAC rules (agent.protocol.RBAC_RULES) commented one by one.
 """
 
 from __future__ import annotations
@@ -13,58 +13,14 @@ from typing import Any
 import yaml
 from django.conf import settings
 
-from agent.infra import RBAC_RULES as INFRA_RBAC_RULES
-from agent.k8s import PROJECT_KINDS, Kind, Kube
+from agent import protocol
+from agent.k8s import Kind, Kube
 from clusters.models import Cluster
 
-NAMESPACE = "paas-system"
+NAMESPACE = protocol.AGENT_NAMESPACE
 NAME = "paas-agent"
 HEALTH_PORT = 8080
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "paas"}
-ALL_VERBS_TO_RECONCILE = ["get", "list", "watch", "create", "patch", "delete"]
-
-
-# Read permissions the agent holds only to grant them in the project-viewer Role (projects.compose.namespace).
-VIEWER_ONLY_RULES: list[tuple[str, dict[str, Any]]] = [
-    ("Service endpoints", {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]}),
-    ("Deployments' ReplicaSets", {"apiGroups": ["apps"], "resources": ["replicasets"],
-                                  "verbs": ["get", "list", "watch"]}),
-    ("events.k8s.io Events", {"apiGroups": ["events.k8s.io"], "resources": ["events"],
-                              "verbs": ["get", "list", "watch"]}),
-]
-
-
-def _group(api_version: str) -> str:
-    return api_version.split("/", 1)[0] if "/" in api_version else ""
-
-
-def rbac_rules() -> list[tuple[str, dict[str, Any]]]:
-    """(why, rule) pairs: only what the agent does today. Later features add their own rules."""
-    by_group: dict[str, list[str]] = {}
-    for kind in PROJECT_KINDS:
-        by_group.setdefault(_group(kind.api_version), []).append(kind.plural)
-    rules: list[tuple[str, dict[str, Any]]] = [
-        ("Project namespaces: created on first apply (server-side apply = patch, create when missing), "
-         "deleted by delete_project, watched for observed state.",
-         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ALL_VERBS_TO_RECONCILE}),
-        ("Node names, roles, ingress-ready labels and capacity for the handshake.",
-         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}),
-        ("Pods and Events are read for observed state (waiting reasons, restarts, warnings).",
-         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]}),
-        ("Terminal and SSH sessions: exec into a project's pod (the agent checks the pod carries the project's "
-         "labels). The WebSocket upgrade is a GET, authorized as create since Kubernetes 1.30.",
-         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}),
-        *[(f"{why}: only so that the project-viewer Role can grant it to members. Kubernetes lets the agent "
-           "create a Role and bind it only with permissions it holds itself.", rule)
-          for why, rule in VIEWER_ONLY_RULES],
-    ]
-    for group, plurals in by_group.items():
-        rules.append((
-            f"Project objects in API group {group or 'core'!r}: server-side apply (get/create/patch), "
-            "pruning (list/delete) and, for Deployments, observed rollout state (watch).",
-            {"apiGroups": [group], "resources": sorted(plurals), "verbs": ALL_VERBS_TO_RECONCILE},
-        ))
-    return rules + INFRA_RBAC_RULES
 
 
 def objects(cluster: Cluster | None, token: str, server_url: str, image: str | None = None) -> list[dict[str, Any]]:
@@ -75,7 +31,7 @@ def objects(cluster: Cluster | None, token: str, server_url: str, image: str | N
          "metadata": {"name": NAMESPACE, "labels": {**LABELS, "pod-security.kubernetes.io/enforce": "restricted"}}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, **meta}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": NAME, "labels": LABELS}, "rules": [rule for _, rule in rbac_rules()]},
+         "metadata": {"name": NAME, "labels": LABELS}, "rules": [rule for _, rule in protocol.RBAC_RULES]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": NAME, "labels": LABELS},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
@@ -134,7 +90,7 @@ def render(cluster: Cluster, token: str, server_url: str, image: str | None = No
             # Dump the rules one by one so each carries its reason.
             head = yaml.safe_dump({k: v for k, v in obj.items() if k != "rules"}, sort_keys=False)
             body = "rules:\n"
-            for why, rule in rbac_rules():
+            for why, rule in protocol.RBAC_RULES:
                 dumped = yaml.safe_dump([rule], sort_keys=False, default_flow_style=None).rstrip("\n")
                 body += f"# {why}\n{dumped}\n"
             docs.append(head + body)

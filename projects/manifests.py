@@ -9,8 +9,8 @@ import base64
 import copy
 from typing import Any
 
+from agent.protocol import BUCKET_SECRET, DATABASE_SECRET
 from billing import services as billing_services
-from clusters.data import BUCKET_SECRET, DATABASE_SECRET
 from projects.compose import ComposeRefusal, RenderContext, RenderResult, SleepSettings, labels, render_project
 from projects.compose import validate_compose as _validate_compose
 from projects.models import Project, Release

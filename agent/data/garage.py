@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from agent.protocol import BUCKET_SECRET_KEYS
+
 log = logging.getLogger("agent.data.garage")
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -40,9 +42,9 @@ class BucketCredentials:
     created: bool
 
     def secret_data(self, endpoint: str, region: str) -> dict[str, str]:
-        """The keys of the project's Secret (projects.compose.labels.BUCKET_SECRET_KEYS)."""
-        return {"S3_ENDPOINT": endpoint, "S3_REGION": region, "S3_BUCKET": self.bucket,
-                "S3_ACCESS_KEY_ID": self.access_key_id, "S3_SECRET_ACCESS_KEY": self.secret_access_key}
+        """The project's Secret: protocol.BUCKET_SECRET_KEYS (endpoint, region, bucket, key id, secret key)."""
+        values = (endpoint, region, self.bucket, self.access_key_id, self.secret_access_key)
+        return dict(zip(BUCKET_SECRET_KEYS, values, strict=True))
 
 
 def bucket_name_for(key: str) -> str:

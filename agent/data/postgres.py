@@ -22,6 +22,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from agent.protocol import DATABASE_SECRET_KEYS
+
 log = logging.getLogger("agent.data.postgres")
 
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1 bytes
@@ -46,9 +48,9 @@ class DatabaseCredentials:
                 f"{quote(self.name, safe='')}")
 
     def secret_data(self, host: str, port: int) -> dict[str, str]:
-        """The keys of the project's Secret (projects.compose.labels.DATABASE_SECRET_KEYS)."""
-        return {"DATABASE_URL": self.url(host, port), "PGHOST": host, "PGPORT": str(port),
-                "PGDATABASE": self.name, "PGUSER": self.user, "PGPASSWORD": self.password}
+        """The project's Secret: protocol.DATABASE_SECRET_KEYS (URL, host, port, database, user, password)."""
+        values = (self.url(host, port), host, str(port), self.name, self.user, self.password)
+        return dict(zip(DATABASE_SECRET_KEYS, values, strict=True))
 
 
 def names_for(key: str) -> str:

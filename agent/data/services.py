@@ -18,16 +18,13 @@ from typing import Any
 import psycopg
 
 from agent import charts, reconcile
+from agent import protocol as p
 from agent.data import garage, postgres
-from agent.k8s import DATA_SERVICE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, Kind, Kube
+from agent.k8s import NAMESPACE, Kind, Kube
 
 log = logging.getLogger("agent.data")
 
 SECRET = Kind("v1", "Secret", "secrets")
-DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names)
-BUCKET_SECRET = "paas-bucket"  # noqa: S105
-SERVICE_LABEL = DATA_SERVICE_LABEL
-SECRETS = {"database": DATABASE_SECRET, "bucket": BUCKET_SECRET}
 
 
 class NotReady(Exception):
@@ -74,13 +71,13 @@ def secret_object(namespace: str, name: str, data: dict[str, str], labels: dict[
 def _write_project_secret(kube: Kube, namespace: str, service: str, data: dict[str, str]) -> None:
     # Labelled managed-by but without the project's labels: a release's prune (which selects on the
     # project labels) leaves it alone, and deleting the namespace removes it.
-    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SERVICE_LABEL: service}
-    kube.apply(SECRET, secret_object(namespace, SECRETS[service], data, labels), namespace)
+    labels = {p.MANAGED_BY_LABEL: p.MANAGED_BY_VALUE, p.DATA_SERVICE_LABEL: service}
+    kube.apply(SECRET, secret_object(namespace, p.DATA_SECRETS[service], data, labels), namespace)
 
 
 def credentials(kube: Kube, namespace: str, service: str) -> dict[str, str] | None:
     """The project's credentials as stored in its Secret, for a member who asked to reveal them."""
-    return read_secret(kube, namespace, SECRETS[service])
+    return read_secret(kube, namespace, p.DATA_SECRETS[service])
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------
@@ -105,10 +102,10 @@ def ensure_database(kube: Kube, namespace: str, endpoints: Endpoints, *, labels:
     """`labels` are the project's (with its uid): nothing is made for a namespace that is not the project's."""
     connect = connect or superuser_connect(kube, endpoints)
     reconcile.claim_namespace(kube, namespace, labels)
-    existing = read_secret(kube, namespace, DATABASE_SECRET) or {}
-    creds = postgres.ensure_database(connect, namespace, password=existing.get("PGPASSWORD"), rotate=rotate)
+    existing = read_secret(kube, namespace, p.DATABASE_SECRET) or {}
+    creds = postgres.ensure_database(connect, namespace, password=existing.get(p.DATABASE_PASSWORD_KEY), rotate=rotate)
     _write_project_secret(kube, namespace, "database", creds.secret_data(charts.POSTGRES_HOST, charts.POSTGRES_PORT))
-    return {"namespace": namespace, "secret": DATABASE_SECRET, "database": creds.name, "user": creds.user,
+    return {"namespace": namespace, "secret": p.DATABASE_SECRET, "database": creds.name, "user": creds.user,
             "host": charts.POSTGRES_HOST, "port": charts.POSTGRES_PORT, "created": creds.created,
             "rotated": creds.rotated}
 
@@ -117,7 +114,7 @@ def drop_database(kube: Kube, namespace: str, endpoints: Endpoints, *,
                   connect: postgres.Connect | None = None) -> dict[str, Any]:
     connect = connect or superuser_connect(kube, endpoints)
     result = postgres.drop_database(connect, namespace)
-    secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, DATABASE_SECRET, namespace)
+    secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, p.DATABASE_SECRET, namespace)
     return {"namespace": namespace, **result, "secret_deleted": bool(secret_deleted)}
 
 
@@ -138,7 +135,7 @@ def ensure_bucket(kube: Kube, namespace: str, endpoints: Endpoints, *, labels: d
     reconcile.claim_namespace(kube, namespace, labels)
     creds = admin.ensure_bucket(garage.bucket_name_for(namespace))
     _write_project_secret(kube, namespace, "bucket", creds.secret_data(charts.GARAGE_S3_URL, charts.GARAGE_REGION))
-    return {"namespace": namespace, "secret": BUCKET_SECRET, "bucket": creds.bucket, "bucket_id": creds.bucket_id,
+    return {"namespace": namespace, "secret": p.BUCKET_SECRET, "bucket": creds.bucket, "bucket_id": creds.bucket_id,
             "access_key_id": creds.access_key_id, "endpoint": charts.GARAGE_S3_URL, "region": charts.GARAGE_REGION,
             "created": creds.created}
 
@@ -173,6 +170,6 @@ def delete_bucket(kube: Kube, namespace: str, endpoints: Endpoints, *,
         objects_deleted = empty(endpoints.garage_s3_url, charts.GARAGE_REGION, alias, key["accessKeyId"],
                                 key["secretAccessKey"])
     result = admin.delete_bucket(alias)
-    secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, BUCKET_SECRET, namespace)
+    secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, p.BUCKET_SECRET, namespace)
     return {"namespace": namespace, "bucket": alias, "objects_deleted": objects_deleted, **result,
             "secret_deleted": bool(secret_deleted)}

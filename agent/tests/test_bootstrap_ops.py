@@ -14,6 +14,7 @@ from agent import charts
 from agent import protocol as p
 from agent.data import services
 from agent.handlers import build_ops
+from agent.ops import OpError
 from agent.tests.test_bootstrap import (  # noqa: F401 (bare_k3s, boot, local_postgres: fixtures)
     all_ready,
     bare_k3s,
@@ -27,7 +28,6 @@ from agent.tests.test_data_garage import (
     s3_server,  # noqa: F401 (fixture)
 )
 from agent.tests.test_reconcile import LABELS
-from agent.tunnel import OpError
 
 
 @pytest.fixture
@@ -132,12 +132,12 @@ async def test_after_bootstrap_a_project_gets_a_database_and_a_bucket(ops, boot,
     finally:
         await call(ops, "drop_database", namespace="acme-shop")
         await call(ops, "delete_bucket", namespace="acme-shop")
-    assert kubesim.get("Secret", "acme-shop", services.DATABASE_SECRET) is None
+    assert kubesim.get("Secret", "acme-shop", p.DATABASE_SECRET) is None
 
 
 async def test_credentials_are_only_read_from_secrets_the_agent_wrote(ops, kubesim, bare_k3s):  # noqa: F811
     bare_k3s.apply(b.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "acme-shop"}})
-    bare_k3s.apply(services.SECRET, services.secret_object("acme-shop", services.DATABASE_SECRET,
+    bare_k3s.apply(services.SECRET, services.secret_object("acme-shop", p.DATABASE_SECRET,
                                                            {"PGPASSWORD": "planted"}, {}), "acme-shop")
     with pytest.raises(OpError, match="no database provisioned"):
         await call(ops, "data_credentials", namespace="acme-shop", service="database")

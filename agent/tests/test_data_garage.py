@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from agent import charts, reconcile
+from agent import protocol as p
 from agent.data import garage, services
 from agent.protocol import PROJECT_UID_LABEL
 from agent.tests.garage_double import GarageDouble
@@ -176,15 +177,15 @@ def test_it_writes_the_s3_secret_into_the_project_namespace(admin, double, kube,
     put_admin_token(kubesim, kube, double.token)
     endpoints = services.Endpoints(garage_admin_url=double.url)
     result = services.ensure_bucket(kube, "acme-shop", endpoints, labels=LABELS)
-    secret = services.read_secret(kube, "acme-shop", services.BUCKET_SECRET)
+    secret = services.read_secret(kube, "acme-shop", p.BUCKET_SECRET)
     assert secret == {"S3_ENDPOINT": "http://garage.paas-data.svc.cluster.local:3900", "S3_REGION": "garage",
                       "S3_BUCKET": "acme-shop", "S3_ACCESS_KEY_ID": result["access_key_id"],
                       "S3_SECRET_ACCESS_KEY": next(iter(double.keys.values()))["secret"]}
     assert secret["S3_SECRET_ACCESS_KEY"] not in repr(result)
-    stored = kubesim.get("Secret", "acme-shop", services.BUCKET_SECRET)
+    stored = kubesim.get("Secret", "acme-shop", p.BUCKET_SECRET)
     assert base64.b64decode(stored["data"]["S3_BUCKET"]) == b"acme-shop"
     services.ensure_bucket(kube, "acme-shop", endpoints, labels=LABELS)
-    assert services.read_secret(kube, "acme-shop", services.BUCKET_SECRET) == secret
+    assert services.read_secret(kube, "acme-shop", p.BUCKET_SECRET) == secret
 
 
 def test_the_namespace_it_creates_is_the_projects_so_the_first_release_applies_into_it(admin, double, kube, kubesim):
@@ -193,7 +194,7 @@ def test_the_namespace_it_creates_is_the_projects_so_the_first_release_applies_i
     # The data step runs before a project's first apply: the namespace it made must be the project's.
     assert kubesim.get("Namespace", None, NS)["metadata"]["labels"][PROJECT_UID_LABEL] == LABELS[PROJECT_UID_LABEL]
     result = reconcile.apply_project(kube, NS, LABELS, 1, [])
-    assert result["results"] == [] and kubesim.get("Secret", NS, services.BUCKET_SECRET) is not None
+    assert result["results"] == [] and kubesim.get("Secret", NS, p.BUCKET_SECRET) is not None
 
 
 def test_it_makes_nothing_for_a_namespace_that_is_not_the_projects(admin, double, kube, kubesim):
@@ -201,7 +202,7 @@ def test_it_makes_nothing_for_a_namespace_that_is_not_the_projects(admin, double
     reconcile.apply_project(kube, NS, OTHER, 1, [])
     with pytest.raises(reconcile.NotOwned, match=f"namespace {NS} belongs to another project"):
         services.ensure_bucket(kube, NS, services.Endpoints(garage_admin_url=double.url), labels=LABELS)
-    assert kubesim.get("Secret", NS, services.BUCKET_SECRET) is None and double.buckets == {}
+    assert kubesim.get("Secret", NS, p.BUCKET_SECRET) is None and double.buckets == {}
 
 
 def test_it_reports_not_ready_before_garage_is_bootstrapped(kube):
@@ -227,7 +228,7 @@ def test_delete_bucket_empties_it_through_s3_then_removes_it(admin, double, kube
     put_admin_token(kubesim, kube, double.token)
     endpoints = services.Endpoints(garage_admin_url=double.url, garage_s3_url=s3_server)
     services.ensure_bucket(kube, "going-away", endpoints, labels=LABELS)
-    secret = services.read_secret(kube, "going-away", services.BUCKET_SECRET)
+    secret = services.read_secret(kube, "going-away", p.BUCKET_SECRET)
     s3 = s3_client(s3_server, secret)
     s3.create_bucket(Bucket="going-away", CreateBucketConfiguration={"LocationConstraint": "garage"})
     for i in range(3):

@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from agent import charts
+from agent import protocol as p
 from agent.data import postgres, services
 from agent.tests.test_reconcile import LABELS
 from conftest import skip_or_fail
@@ -178,7 +179,7 @@ def test_it_puts_the_credentials_in_a_secret_of_the_project_namespace(keys, kube
     namespace = new_key(keys, "acme-shop")
     endpoints = services.Endpoints(postgres_host=PG_HOST, postgres_port=PG_PORT)
     result = services.ensure_database(kube, namespace, endpoints, labels=LABELS, connect=superuser)
-    secret = services.read_secret(kube, namespace, services.DATABASE_SECRET)
+    secret = services.read_secret(kube, namespace, p.DATABASE_SECRET)
     assert secret is not None
     assert secret["PGHOST"] == charts.POSTGRES_HOST == "paas-postgres-rw.paas-data.svc.cluster.local"
     assert (secret["PGPORT"], secret["PGDATABASE"], secret["PGUSER"]) == ("5432", result["database"], result["user"])
@@ -192,9 +193,9 @@ def test_it_puts_the_credentials_in_a_secret_of_the_project_namespace(keys, kube
     # A second call reads the password back from the Secret and keeps it.
     again = services.ensure_database(kube, namespace, endpoints, labels=LABELS, connect=superuser)
     assert not again["rotated"] and not again["created"]
-    assert services.read_secret(kube, namespace, services.DATABASE_SECRET) == secret
-    stored = kubesim.get("Secret", namespace, services.DATABASE_SECRET)
+    assert services.read_secret(kube, namespace, p.DATABASE_SECRET) == secret
+    stored = kubesim.get("Secret", namespace, p.DATABASE_SECRET)
     assert stored["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "paas"
     dropped = services.drop_database(kube, namespace, endpoints, connect=superuser)
     assert dropped["database_dropped"] and dropped["secret_deleted"]
-    assert kubesim.get("Secret", namespace, services.DATABASE_SECRET) is None
+    assert kubesim.get("Secret", namespace, p.DATABASE_SECRET) is None

@@ -14,7 +14,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from agent import protocol as p
-from agent.tunnel import EXIT_TOKEN_REJECTED, Backoff, OpError, Tunnel
+from agent.ops import OpError
+from agent.tunnel import EXIT_TOKEN_REJECTED, Backoff, Tunnel
 
 TOKEN = "1.secret"
 

@@ -11,8 +11,8 @@ import pytest
 
 from agent import reconcile
 from agent.handlers import build_ops
+from agent.ops import OpError
 from agent.tests.test_reconcile import LABELS, NS, deployment
-from agent.tunnel import OpError
 from kubesim.testing import KubeSim
 
 

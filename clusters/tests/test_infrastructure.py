@@ -223,5 +223,5 @@ async def test_a_successful_answer_is_returned_as_the_outcome(cluster):
     call = asyncio.create_task(in_thread(data.ensure_bucket, cluster.pk, "acme-shop", LABELS))
     await answer_one_call(ws, {"type": "rpc.reply", "result": {"bucket": "acme-shop", "secret": "paas-bucket"}})
     outcome = await asyncio.wait_for(call, 10)
-    assert outcome.ok and outcome.result["secret"] == data.BUCKET_SECRET
+    assert outcome.ok and outcome.result["secret"] == p.BUCKET_SECRET
     await ws.disconnect()

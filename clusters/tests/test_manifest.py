@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent import protocol as p
 from agent.k8s import PROJECT_KINDS, Kube, KubeError
 from clusters import manifest
 from clusters.manifest import INSTALL_KINDS
@@ -36,7 +37,7 @@ def test_it_comments_every_rbac_rule(cluster):
     role = next(d for d in text.split("---\n") if "kind: ClusterRole\n" in d)
     rules = [line for line in role.splitlines() if line.startswith("- apiGroups")]
     comments = [line for line in role.splitlines() if line.startswith("# ")]
-    assert len(rules) == len(comments) == len(manifest.rbac_rules())
+    assert len(rules) == len(comments) == len(p.RBAC_RULES)
     assert "escalate" not in role and "'*'" not in role and '"*"' not in role
 
 
@@ -81,7 +82,7 @@ def test_the_agent_pod_passes_its_namespaces_restricted_pod_security(cluster):
 def test_the_agent_holds_every_permission_of_the_roles_it_creates():
     """kube-apiserver refuses a Role (and a binding to it) granting more than its writer holds: the agent has no
     escalate/bind, so its ClusterRole must cover the project-viewer Role of every release."""
-    held = [rule for _, rule in manifest.rbac_rules()]
+    held = [rule for _, rule in p.RBAC_RULES]
     assert uncovered(held, viewer_rules()) == []
     assert not any(verb in rule["verbs"] for rule in held for verb in ("escalate", "bind", "impersonate", "*"))
 
@@ -90,7 +91,7 @@ def test_the_docs_table_lists_exactly_the_agents_rules():
     section = DOCS.read_text().split("## Permissions", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| API group")]
     expected = []
-    for why, rule in manifest.rbac_rules():
+    for why, rule in p.RBAC_RULES:
         groups = ", ".join(f"`{g}`" if g else "core" for g in rule["apiGroups"])
         expected.append(f"| {groups} | {', '.join(rule['resources'])} | {', '.join(rule['verbs'])} | {why} |")
     assert rows == expected

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from accounts.services import create_api_token, create_organization
+from agent import protocol
 from agent.data.postgres import names_for
 from clusters.infrastructure import COMPONENT_ORDER
-from clusters.manifest import rbac_rules
 from clusters.models import Cluster, ClusterStatus
 from clusters.tests.test_integration import plane  # noqa: F401 (fixture: daphne with SITE_URL set)
 from conftest import make_user, skip_or_fail
@@ -66,7 +66,7 @@ def test_the_dry_run_passes_every_step_against_kubesim(plane, celery_worker):  #
         expected["5a fetch public URL"] = "skipped (kubesim pods serve no HTTP; not fetched: http://"
         expected["5b wake from zero"] = "skipped (kubesim's dry run has no edge or Sablier"
         # Exec runs as the agent once its ClusterRole grants pods/exec (or kubesim checks no tokens at all).
-        exec_granted = any("pods/exec" in rule["resources"] for _, rule in rbac_rules())
+        exec_granted = any("pods/exec" in rule["resources"] for _, rule in protocol.RBAC_RULES)
         if not exec_granted and "has no TokenRequest" not in run.stdout:
             expected["6b pod exec as the agent"] = "skipped (the agent's ClusterRole does not grant pods/exec yet"
         for step, result in expected.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.charts import SABLIER_URL
@@ -34,20 +34,6 @@ class PlanLimits:
     quota_pods: int = 20
     quota_storage: str = "20Gi"
     quota_volumes: int = 10
-
-    @classmethod
-    def from_settings(cls) -> PlanLimits:
-        """Defaults overridden by the Django setting PAAS_PLAN_DEFAULTS (a dict), if any."""
-        overrides: Mapping[str, Any] = {}
-        try:
-            from django.conf import settings
-
-            if settings.configured:
-                overrides = getattr(settings, "PAAS_PLAN_DEFAULTS", None) or {}
-        except ImportError:  # pragma: no cover - Django is always installed here
-            pass
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in overrides.items() if k in known})
 
 
 def _short_hash(*parts: str) -> str:

@@ -11,12 +11,14 @@ import copy
 import hashlib
 from typing import Any
 
+from agent import protocol
+
 from . import labels as L
 from .context import RenderContext, SleepSettings, hashed_label
 from .k8s import metadata
 
-ENABLE = "sablier.enable"
-GROUP = "sablier.group"
+ENABLE = protocol.SLEEP_ENABLE_LABEL
+GROUP = protocol.SLEEP_GROUP_LABEL
 MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
 MIDDLEWARE_API = "traefik.io/v1alpha1"
 # Names without a dash: Traefik's `<namespace>-<name>` reference then splits at the last dash only, so no

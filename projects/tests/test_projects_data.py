@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 from kubernetes import client as k8s
 
-from agent.data.services import DATABASE_SECRET, SERVICE_LABEL, secret_object
-from agent.k8s import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from agent.data.services import secret_object
+from agent.protocol import DATA_SERVICE_LABEL, DATABASE_SECRET, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from audit.models import AuditEvent
 
 REVEAL = "/o/acme/projects/shop/data/{}/reveal/"
@@ -49,7 +49,7 @@ def test_it_reads_the_credentials_from_the_cluster_through_the_agent(connected, 
     core = k8s.CoreV1Api(kube_api)
     core.create_namespace({"metadata": {"name": namespace}})
     url = "postgresql://p_acme_shop:s3cret@paas-postgres-rw.paas-data.svc:5432/p_acme_shop"
-    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SERVICE_LABEL: "database"}
+    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DATA_SERVICE_LABEL: "database"}
     core.create_namespaced_secret(namespace, secret_object(namespace, DATABASE_SECRET, {"DATABASE_URL": url},
                                                                   labels))
     browser = Client()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from projects.compose import ComposeRefusal, PlanLimits, RenderContext, render_project
@@ -21,6 +23,12 @@ from projects.compose.interpolate import project_variables
 MAX_FILES = 500
 MAX_FILE_BYTES = 256 * 1024
 SKIPPED_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv"}
+
+
+def default_plan() -> PlanLimits:
+    """PlanLimits' defaults overridden by the setting PAAS_PLAN_DEFAULTS (a dict; unknown keys ignored)."""
+    known = {f.name for f in fields(PlanLimits)}
+    return PlanLimits(**{k: v for k, v in (settings.PAAS_PLAN_DEFAULTS or {}).items() if k in known})
 
 
 def read_folder(folder: Path) -> dict[str, str]:
@@ -70,7 +78,7 @@ class Command(BaseCommand):
             project_slug=options["project"],
             revision=options["revision"],
             variables=variables,
-            plan=PlanLimits.from_settings(),
+            plan=default_plan(),
             base_domain=options["base_domain"],
             database_secret=options["database_secret"],
             bucket_secret=options["bucket_secret"],
