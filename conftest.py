@@ -169,6 +169,18 @@ def daphne_server(django_db_setup, django_db_blocker, redis_url):
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def plane(django_db_setup, django_db_blocker, redis_url):
+    """Our own daphne on a fixed port (paas.testing.plane.ControlPlane): a test may stop and start it."""
+    from paas.testing.plane import ControlPlane
+
+    cp = ControlPlane()
+    with django_db_blocker.unblock():
+        cp.start()
+    yield cp
+    cp.stop()
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker, redis_url):
     """A real Celery worker process on the test database and Redis broker."""

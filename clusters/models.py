@@ -33,7 +33,9 @@ class ClusterQuerySet(models.QuerySet["Cluster"]):
 class Cluster(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=40, unique=True)
-    base_domain = models.CharField(max_length=253, help_text="Services get <service>-<project>-<org>.<base domain>.")
+    base_domain = models.CharField(
+        max_length=253, help_text="Public services get <service>-<project>-<org>-<hash>.<base domain> (the hash keeps "
+                                  "names that join alike apart); a wildcard DNS record must point it at the cluster.")
     ssh_endpoint = models.CharField(max_length=260, blank=True, help_text="host:port shown to users for SSH.")
     simulated = models.BooleanField(default=False, help_text="Backed by kubesim, not a real cluster.")
     all_organizations = models.BooleanField(default=True, help_text="Every organization may deploy here.")
@@ -45,7 +47,9 @@ class Cluster(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     agent_version = models.CharField(max_length=40, blank=True)
     kubernetes_version = models.CharField(max_length=40, blank=True)
-    nodes = models.JSONField(default=list, blank=True, help_text="[{name, roles, ingress_ready, ready, capacity}]")
+    nodes = models.JSONField(default=list, blank=True,
+                             help_text="As the agent last reported: [{name, roles, ingress_ready, ready, capacity, "
+                                       "addresses}].")
     capabilities = models.JSONField(default=dict, blank=True)
     components = models.JSONField(default=dict, blank=True)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -193,14 +195,58 @@ async def test_it_exits_non_zero_when_the_token_is_revoked_mid_session(plane, ca
     assert "revoked the agent token" in caplog.text
 
 
+class RecordedJitter(random.Random):
+    """The tunnel's real jitter source, remembering each draw: when, the ceiling asked for, the delay slept."""
+
+    def __init__(self) -> None:
+        super().__init__(7)
+        self.draws: list[tuple[float, float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        delay = super().uniform(a, b)
+        self.draws.append((time.monotonic(), b, delay))
+        return delay
+
+
+def assert_jittered(draws: list[tuple[float, float, float]], ceilings: list[float]) -> None:
+    assert [ceiling for _, ceiling, _ in draws] == pytest.approx(ceilings)
+    assert all(0 <= delay <= ceiling for _, ceiling, delay in draws)
+
+
+async def test_its_delays_grow_to_the_cap_and_stay_there_while_the_plane_is_down(plane):
+    jitter = RecordedJitter()
+    tunnel = make_tunnel(plane.url)  # base 0.05 s, cap 0.2 s
+    tunnel.backoff.rng = jitter
+    task = asyncio.create_task(tunnel.run())
+    await asyncio.wait_for(tunnel.connected.wait(), 5)
+    assert jitter.draws == []  # the first connection does not wait
+    await plane.stop()
+    await wait_for(lambda: len(jitter.draws) >= 7)
+    tunnel.stop()
+    assert await asyncio.wait_for(task, 5) == 0
+    assert_jittered(jitter.draws[:7], [0.05, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2])
+    # Each delay is slept, not only drawn: the next attempt (and its draw) comes no sooner.
+    for (drawn_at, _, delay), (next_drawn_at, _, _) in itertools.pairwise(jitter.draws[:7]):
+        assert next_drawn_at - drawn_at >= delay
+
+
 async def test_it_backs_off_to_the_cap_when_replaced(plane):
+    jitter = RecordedJitter()
     tunnel = make_tunnel(plane.url)
+    tunnel.backoff.rng = jitter
     task = asyncio.create_task(tunnel.run())
     await asyncio.wait_for(tunnel.connected.wait(), 5)
     await plane.connections[0].close(p.CLOSE_REPLACED, "replaced")
-    await wait_for(lambda: tunnel.backoff.attempt >= 64)
+    await wait_for(lambda: len(plane.connections) == 2)  # it does come back, after one wait drawn up to the cap
+    assert_jittered(jitter.draws, [0.2])  # not the base: a replaced agent does not race the one that replaced it
+    drawn_at, _, delay = jitter.draws[0]
+    assert time.monotonic() - drawn_at >= delay
+    # Connected again, the backoff starts over from the base on the next drop.
+    await plane.connections[1].close(1001, "going away")
+    await wait_for(lambda: len(jitter.draws) == 2)
+    assert_jittered(jitter.draws, [0.2, 0.05])
     tunnel.stop()
-    await asyncio.wait_for(task, 5)
+    assert await asyncio.wait_for(task, 5) == 0
 
 
 async def test_it_detects_a_silent_peer_and_reconnects(plane):

@@ -16,9 +16,10 @@ from agent.tests.garage_double import GarageDouble
 from agent.tests.test_bootstrap import play_cnpg_operator
 from clusters import data, services
 from clusters.models import BootstrapComponent, ClusterStatus
-from clusters.tests.test_integration import LABELS, agents, kubeconfig, plane, poll  # noqa: F401 (fixtures)
+from clusters.tests.test_integration import LABELS, agents, kubeconfig  # noqa: F401 (fixtures)
 from conftest import skip_or_fail
 from paas.testing.agent_account import admin_kube
+from paas.testing.plane import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,57 +20,14 @@ from clusters import rpc, services
 from clusters.models import Cluster, ClusterStatus, DesiredProject
 from clusters.tasks import agent_rpc
 from paas.testing.agent_account import agent_kubeconfig
-from paas.testing.processes import ManagedProcess, child_env, free_port, port_open, start_daphne
+from paas.testing.plane import Agents, online, poll
+from paas.testing.processes import ManagedProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-HEARTBEAT = "1"  # seconds: a dead agent is noticed within 3 s
 NS = "tenant-acme-web"
 LABELS = {p.ORGANIZATION_LABEL: "acme", p.PROJECT_LABEL: "web",
           p.PROJECT_UID_LABEL: "4d3c2b1a-0000-4000-8000-000000000001"}
-
-
-def poll(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not met within {timeout}s")
-
-
-class ControlPlane:
-    """Our own daphne on a fixed port, so a test can restart it and the agent finds it again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def agent_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/agent/ws"
-
-    def start(self) -> None:
-        self.proc, _ = start_daphne(self.port, AGENT_HEARTBEAT_SECONDS=HEARTBEAT, SITE_URL=self.url)
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()
-        poll(lambda: not port_open(self.port), 10, "daphne to stop listening")
-
-
-@pytest.fixture(scope="module")
-def plane(django_db_setup, django_db_blocker, redis_url):
-    cp = ControlPlane()
-    with django_db_blocker.unblock():
-        cp.start()
-    yield cp
-    cp.stop()
 
 
 @pytest.fixture
@@ -80,42 +36,11 @@ def kubeconfig(kubesim, tmp_path) -> Path:
     return agent_kubeconfig(kubesim, tmp_path / "kubeconfig")
 
 
-class Agents:
-    def __init__(self, plane: ControlPlane, kubeconfig: Path, tmp_path: Path) -> None:
-        self.plane, self.kubeconfig, self.tmp_path = plane, kubeconfig, tmp_path
-        self.running: list[ManagedProcess] = []
-
-    def start(self, token: str, name: str = "agent") -> ManagedProcess:
-        token_file = self.tmp_path / f"{name}-token"
-        token_file.write_text(token)
-        health = free_port()
-        proc = ManagedProcess(name, [sys.executable, "-m", "agent", "--server", self.plane.agent_url,
-                                     "--token-file", str(token_file), "--kubeconfig", str(self.kubeconfig)],
-                              child_env(AGENT_HEALTH_PORT=str(health), AGENT_BACKOFF_CAP="1",
-                                        AGENT_REFUSED_GRACE="1")).start()
-        proc.health_port = health  # type: ignore[attr-defined]
-        self.running.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.running:
-            if proc.proc and proc.proc.poll() is None:
-                os.killpg(proc.proc.pid, signal.SIGCONT)
-            proc.stop()
-
-
 @pytest.fixture
 def agents(plane, kubeconfig, tmp_path):
     started = Agents(plane, kubeconfig, tmp_path)
     yield started
     started.stop_all()
-
-
-def online(cluster: Cluster, session_other_than: str = "") -> Cluster | None:
-    cluster.refresh_from_db()
-    if cluster.status == ClusterStatus.ONLINE and cluster.channel_name and cluster.session_id != session_other_than:
-        return cluster
-    return None
 
 
 def ready(port: int) -> bool:

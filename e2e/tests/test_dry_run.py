@@ -14,7 +14,6 @@ from agent import protocol
 from agent.data.postgres import names_for
 from clusters.infrastructure import COMPONENT_ORDER
 from clusters.models import Cluster, ClusterStatus
-from clusters.tests.test_integration import plane  # noqa: F401 (fixture: daphne with SITE_URL set)
 from conftest import make_user, skip_or_fail
 from e2e.__main__ import main, parse_args
 from paas.testing.processes import BASE_DIR, free_port

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 
 from clusters import services as cluster_services
-from clusters.tests.test_integration import Agents, online, poll
 from kubesim.pytest_plugin import _kubesim_server, kube_api, kubesim  # noqa: F401
 from paas.testing.agent_account import agent_kubeconfig
+from paas.testing.plane import Agents, online, poll
 from projects import services
 
 THREE_SERVICES = """services:

@@ -1,5 +1,6 @@
 """The log view in Chromium: opened from the service row, lines arrive live, filter, pause, and a daphne restart
-that resumes without showing a line twice. Our own daphne on a fixed port, so the test can restart it."""
+that resumes without showing a line twice. The `plane` fixture (root conftest) is our own daphne on a fixed port,
+so the test can restart it."""
 
 from __future__ import annotations
 
@@ -7,23 +8,14 @@ import pytest
 from playwright.sync_api import expect
 
 from clusters import services as cluster_services
-from clusters.tests.test_integration import Agents, ControlPlane, online, poll
 from conftest import logged_in_page
+from paas.testing.plane import Agents, online, poll
 from projects import releases
 from projects.tests.test_projects_deploy import finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 NS = "tenant-acme-shop"
-
-
-@pytest.fixture
-def plane(django_db_setup, django_db_blocker, redis_url):
-    cp = ControlPlane()
-    with django_db_blocker.unblock():
-        cp.start()
-    yield cp
-    cp.stop()
 
 
 @pytest.fixture

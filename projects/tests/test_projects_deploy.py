@@ -10,7 +10,7 @@ import kubernetes
 import pytest
 
 from clusters.models import ClusterEvent, DesiredProject, EventKind
-from clusters.tests.test_integration import poll
+from paas.testing.plane import poll
 from projects import deletion, releases, services
 from projects.models import Project, Release, ReleaseStatus
 from projects.tests.conftest import THREE_SERVICES

@@ -12,9 +12,9 @@ import kubernetes
 import pytest
 
 from agent.k8s import FIELD_MANAGER
-from clusters.tests.test_integration import poll
 from kubesim.testing import KubeSim
 from kubesim.tests.edge_helpers import Reply, fetch
+from paas.testing.plane import poll
 from projects import releases, services, suspension, wake
 from projects.compose import sleep as S
 from projects.models import Service

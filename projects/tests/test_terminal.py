@@ -9,7 +9,7 @@ import pytest
 
 from agent import protocol as p
 from audit.models import Action, AuditEvent
-from clusters.tests.test_integration import poll
+from paas.testing.plane import poll
 from projects import releases, terminal
 from projects.models import ReleaseStatus, Service
 from projects.terminal import ShellRefused, Target, choose_pod, open_shell

@@ -17,9 +17,9 @@ from websockets.sync.client import connect
 
 from accounts.models import Membership, Role
 from audit.models import Action, AuditEvent
-from clusters.tests.test_integration import poll
 from conftest import logged_in_page
 from paas.realtime import CLOSE_NO_ACCESS
+from paas.testing.plane import poll
 from paas.testing.processes import start_daphne
 from projects.tests.test_terminal import deployed
 
