@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 from django.core.exceptions import PermissionDenied
 
 from accounts.models import Organization, User
+from billing.ledger import EntryResult, record_entry
 from billing.models import EntryKind
-from billing.services import EntryResult, record_entry
 
 
 class PaymentProvider(ABC):

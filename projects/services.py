@@ -24,12 +24,12 @@ from django.utils.text import slugify
 
 from accounts.models import Organization, User
 from audit import services as audit
-from billing import services as billing_services
+from billing import ledger, suspension
 from clusters import data
 from clusters import services as cluster_services
 from clusters.data import BUCKET_SECRET, DATABASE_SECRET
 from clusters.models import Cluster
-from paas.realtime import org_group, publish
+from lib.realtime import org_group, publish
 from projects.compose import ComposeRefusal, RenderContext, RenderResult, SleepSettings, labels, namespace_for
 from projects.compose import sleep as sleep_render
 from projects.compose import validate_compose as _validate_compose
@@ -46,6 +46,7 @@ from projects.models import (
     SleepStrategy,
     Variable,
 )
+from projects.plans import plan_limits
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def create_project(org: Organization, user: User | None, name: str, cluster: Clu
     try:
         with transaction.atomic():
             # Under the billing account's row lock, so two concurrent creations cannot both pass the limit.
-            plan = billing_services.plan_for_update(org)
+            plan = ledger.plan_for_update(org)
             active = Project.objects.filter(organization=org, deleted_at__isnull=True).count()
             if active >= plan.max_projects:
                 raise ValidationError(
@@ -212,7 +213,7 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
     members = sorted(project.organization.memberships.values_list("user__username", flat=True))
     return RenderContext(
         org_slug=project.organization.slug, project_slug=project.slug, namespace=project.namespace,
-        revision=revision, variables=variables, plan=billing_services.plan_limits(project.organization),
+        revision=revision, variables=variables, plan=plan_limits(project.organization),
         base_domain=project.cluster.base_domain,
         database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
         bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,
@@ -338,7 +339,7 @@ def sync_services(project: Project, objects: list[dict[str, Any]]) -> None:
 
 def _ensure_can_deploy(org: Organization) -> None:
     try:
-        billing_services.ensure_can_deploy(org)
+        suspension.ensure_can_deploy(org)
     except ValidationError as exc:
         raise DeployError(" ".join(exc.messages), code=exc.code or "organization_suspended") from None
 
@@ -589,19 +590,24 @@ def _reapply_live(project: Project, transform: Callable[[list[dict[str, Any]]], 
 def suspend_organization(org: Organization) -> int:
     """Billing suspended the organization: every service of every project scales to zero, out of Sablier's
     reach, and its URLs lead to the "suspended" page instead of waking it."""
-    projects = list(Project.objects.active().filter(organization=org, suspended=False).select_related("cluster"))
-    for project in projects:
-        project.suspended = True
-        project.save(update_fields=["suspended"])
-        _reapply_live(project, functools.partial(sleep_render.suspended, page_url=suspended_page_url(project)))
-    return len(projects)
+    return _set_suspended(org, True)
 
 
 def resume_organization(org: Organization) -> int:
     """Credits are back: the live release again (compose replicas; sleeping-when-idle where enabled)."""
-    projects = list(Project.objects.active().filter(organization=org, suspended=True).select_related("cluster"))
+    return _set_suspended(org, False)
+
+
+def _set_suspended(org: Organization, suspended: bool) -> int:
+    """Flip every active project of the organization that is not yet in that state, and re-apply its live
+    release suspended or resumed. Returns how many projects changed."""
+    projects = Project.objects.active().filter(organization=org, suspended=not suspended).select_related("cluster")
+    projects = list(projects)
     for project in projects:
-        project.suspended = False
+        project.suspended = suspended
         project.save(update_fields=["suspended"])
-        _reapply_live(project, sleep_render.resumed)
+        if suspended:
+            _reapply_live(project, functools.partial(sleep_render.suspended, page_url=suspended_page_url(project)))
+        else:
+            _reapply_live(project, sleep_render.resumed)
     return len(projects)

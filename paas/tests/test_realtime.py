@@ -10,8 +10,8 @@ import websockets
 from asgiref.sync import sync_to_async
 from django.test import Client
 
+from lib.realtime import CLOSE_NO_ACCESS, apublish, org_group
 from paas.celery import ping
-from paas.realtime import CLOSE_NO_ACCESS, apublish, org_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -94,10 +94,9 @@ def test_it_scales_every_service_to_zero_while_the_organization_is_suspended(per
 
 
 def test_it_refuses_to_deploy_for_a_suspended_organization(client, personas, project):
-    billing = pytest.importorskip("billing.services")
-    billing.get_account(personas.org)
-    type(billing.get_account(personas.org)).objects.filter(organization=personas.org).update(
-        suspended_at=timezone.now())
+    from billing.ledger import get_account
+
+    type(get_account(personas.org)).objects.filter(organization=personas.org).update(suspended_at=timezone.now())
     client.force_login(personas.owner)
     response = client.post(API + "releases/", {}, content_type="application/json")
     assert response.status_code == 409 and "out of credits" in response.json()["detail"]
@@ -121,7 +120,7 @@ def test_it_shows_a_diff_between_releases_with_secret_values_hashed(client, pers
 def test_the_organizations_plan_limits_projects_and_shapes_the_quota(personas, project, cluster):
     from django.core.exceptions import ValidationError
 
-    from billing.services import get_account
+    from billing.ledger import get_account
 
     plan = get_account(personas.org).plan
     plan.max_projects, plan.quota_pods, plan.max_services = 2, 7, 3
