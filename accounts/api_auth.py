@@ -6,7 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from accounts.services import authenticate_api_token
-from paas.throttles import BadTokenThrottle
+from lib.throttles import BadTokenThrottle
 
 
 class APITokenAuthentication(authentication.BaseAuthentication):

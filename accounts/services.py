@@ -31,8 +31,7 @@ from accounts.models import (
     hash_token,
     ssh_fingerprint,
 )
-from accounts.signals import organization_created
-from audit import services as audit
+from accounts.signals import announce, organization_created
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def create_organization(user: User, name: str, *, personal: bool = False) -> Org
     # Other apps (billing's signup grant) react in the same transaction, without accounts
     # knowing about them: the organization and its grant exist together or not at all.
     organization_created.send(sender=Organization, organization=org, user=user)
-    audit.record(audit.Action.ORGANIZATION_CREATED, actor=user, organization=org, target=org)
+    announce("organization.created", actor=user, organization=org, target=org)
     log.info("organization created: slug=%s by user=%s", org.slug, user.pk)
     return org
 
@@ -105,8 +104,8 @@ def change_role(actor: Membership, target: Membership, role: str) -> Membership:
     if role != Role.OWNER and _is_last_owner(target):
         raise ValidationError("The last owner cannot be demoted; make someone else an owner first.")
     if target.role != role:
-        audit.record(audit.Action.MEMBER_ROLE_CHANGED, actor=actor.user, organization=target.organization,
-                     target=target.user, details={"from": target.role, "to": role})
+        announce("member.role_changed", actor=actor.user, organization=target.organization,
+                 target=target.user, details={"from": target.role, "to": role})
     target.role = role
     target.save(update_fields=["role"])
     return target
@@ -124,8 +123,8 @@ def remove_member(actor: Membership, target: Membership) -> None:
         raise ValidationError(
             "The last owner cannot leave or be removed; make someone else an owner first."
         )
-    audit.record(audit.Action.MEMBER_REMOVED, actor=actor.user, organization=target.organization, target=target.user,
-                 details={"role": target.role, "left": actor.pk == target.pk})
+    announce("member.removed", actor=actor.user, organization=target.organization, target=target.user,
+             details={"role": target.role, "left": actor.pk == target.pk})
     target.delete()
 
 
@@ -159,8 +158,8 @@ def invite(actor: Membership, email: str, role: str = Role.MEMBER, base_url: str
     invitation = Invitation.objects.create(
         organization=org, email=email, role=role, token_hash=hash_token(raw), invited_by=actor.user
     )
-    audit.record(audit.Action.INVITATION_SENT, actor=actor.user, organization=org, target=invitation,
-                 details={"email": email, "role": role})
+    announce("invitation.sent", actor=actor.user, organization=org, target=invitation,
+             details={"email": email, "role": role})
     url = (base_url or settings.SITE_URL).rstrip("/") + reverse("invitation", args=[raw])
     context = {"invitation": invitation, "url": url, "inviter": actor.user}
     send_mail(
@@ -202,11 +201,11 @@ def accept_invitation(user: User, raw_token: str) -> Membership:
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
-    audit.record(audit.Action.INVITATION_ACCEPTED, actor=user, organization=invitation.organization,
-                 target=invitation)
-    audit.record(audit.Action.MEMBER_ADDED, actor=user, organization=invitation.organization, target=user,
-                 details={"role": membership.role, "invited_by": invitation.invited_by.email
-                          if invitation.invited_by else ""})
+    announce("invitation.accepted", actor=user, organization=invitation.organization,
+             target=invitation)
+    announce("member.added", actor=user, organization=invitation.organization, target=user,
+             details={"role": membership.role, "invited_by": invitation.invited_by.email
+                      if invitation.invited_by else ""})
     return membership
 
 
@@ -216,8 +215,8 @@ def revoke_invitation(actor: Membership, invitation: Invitation) -> None:
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
-        audit.record(audit.Action.INVITATION_REVOKED, actor=actor.user, organization=invitation.organization,
-                     target=invitation)
+        announce("invitation.revoked", actor=actor.user, organization=invitation.organization,
+                 target=invitation)
 
 
 # --- SSH keys -------------------------------------------------------------------------------
@@ -269,8 +268,8 @@ def add_ssh_key(user: User, name: str, text: str) -> SSHKey:
             key = SSHKey.objects.create(
                 user=user, name=name[:100], key_type=key_type, public_key=normalised, fingerprint=fingerprint
             )
-            audit.record(audit.Action.SSH_KEY_ADDED, actor=user, target=key,
-                         details={"fingerprint": fingerprint, "key_type": key_type})
+            announce("ssh_key.added", actor=user, target=key,
+                     details={"fingerprint": fingerprint, "key_type": key_type})
     except IntegrityError:
         raise ValidationError(f"This key ({fingerprint}) is already registered.") from None
     return key
@@ -278,7 +277,7 @@ def add_ssh_key(user: User, name: str, text: str) -> SSHKey:
 
 @transaction.atomic
 def remove_ssh_key(user: User, key: SSHKey) -> None:
-    audit.record(audit.Action.SSH_KEY_REMOVED, actor=user, target=key, details={"fingerprint": key.fingerprint})
+    announce("ssh_key.removed", actor=user, target=key, details={"fingerprint": key.fingerprint})
     key.delete()
 
 
@@ -295,7 +294,7 @@ def create_api_token(user: User, name: str, expires_at=None) -> tuple[APIToken, 
     token = APIToken.objects.create(
         user=user, name=name[:100], prefix=raw[:12], token_hash=hash_token(raw), expires_at=expires_at
     )
-    audit.record(audit.Action.API_TOKEN_CREATED, actor=user, target=token, details={"expires_at": expires_at})
+    announce("api_token.created", actor=user, target=token, details={"expires_at": expires_at})
     return token, raw
 
 
@@ -303,7 +302,7 @@ def revoke_api_token(token: APIToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        audit.record(audit.Action.API_TOKEN_REVOKED, actor=token.user, target=token)
+        announce("api_token.revoked", actor=token.user, target=token)
 
 
 def authenticate_api_token(raw: str) -> APIToken | None:

@@ -1,53 +1,26 @@
-"""Signals accounts sends, and the receivers it needs for allauth and for open sockets."""
+"""Signals accounts sends. Its own receivers (allauth, open sockets) are in accounts.receivers."""
 
 from __future__ import annotations
 
-from allauth.account.signals import user_signed_up
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import Signal, receiver
+from collections.abc import Mapping
+from typing import Any
 
-from accounts.models import APIToken, Membership, User
-from paas.realtime import access_changed
+from django.db import models
+from django.dispatch import Signal
+
+from accounts.models import Organization, User
 
 # Sent inside the transaction that creates an organization; kwargs: organization, user (its creator).
 organization_created = Signal()
 
-# Fields of a user whose change can take away access an open socket was given.
-ACCESS_FIELDS = {"is_active", "is_staff", "is_superuser"}
+# Sent (by `announce`) inside the transaction of each security-relevant change accounts makes. The audit app, which
+# sits above accounts, records it (audit.receivers), so accounts need not know the audit log exists; a receiver
+# that raises rolls the change back with it. kwargs: action (an audit.models.Action value, e.g. "member.removed"),
+# actor, organization, target, details (names, never secret values).
+security_event = Signal()
 
 
-@receiver(user_signed_up)
-def give_new_user_a_personal_organization(sender, request, user, **kwargs) -> None:
-    from accounts.services import ensure_personal_organization
-
-    ensure_personal_organization(user)
-
-
-# Model signals rather than calls in services, so every path (services, Django admin, an organization
-# deleted with its memberships) closes the sockets of people who lost access.
-@receiver(post_delete, sender=Membership, dispatch_uid="accounts.membership_deleted_closes_sockets")
-def membership_deleted(sender, instance: Membership, **kwargs) -> None:
-    access_changed(instance.user_id)
-
-
-@receiver(post_save, sender=Membership, dispatch_uid="accounts.membership_changed_closes_sockets")
-def membership_changed(sender, instance: Membership, created: bool, **kwargs) -> None:
-    if not created:  # a role change: sockets that needed the old role re-check it
-        access_changed(instance.user_id)
-
-
-@receiver(post_save, sender=User, dispatch_uid="accounts.user_changed_closes_sockets")
-def user_changed(sender, instance: User, created: bool, update_fields=None, **kwargs) -> None:
-    if not created and (update_fields is None or ACCESS_FIELDS & set(update_fields)):
-        access_changed(instance.pk)
-
-
-@receiver(post_save, sender=APIToken, dispatch_uid="accounts.api_token_revoked_closes_sockets")
-def api_token_revoked(sender, instance: APIToken, created: bool, **kwargs) -> None:
-    if not created and instance.revoked_at is not None:  # sockets opened with it (the CLI's) close
-        access_changed(instance.user_id)
-
-
-@receiver(post_delete, sender=APIToken, dispatch_uid="accounts.api_token_deleted_closes_sockets")
-def api_token_deleted(sender, instance: APIToken, **kwargs) -> None:
-    access_changed(instance.user_id)
+def announce(action: str, *, actor: User | None, organization: Organization | None = None,
+             target: models.Model | None = None, details: Mapping[str, Any] | None = None) -> None:
+    security_event.send(sender=None, action=action, actor=actor, organization=organization, target=target,
+                        details=details or {})

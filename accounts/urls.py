@@ -24,7 +24,6 @@ urlpatterns = [
 
 api_urlpatterns = [
     path("me/", api.MeView.as_view(), name="api_me"),
-    path("ssh/", api.SSHGatewayView.as_view(), name="api_ssh_gateway"),
     path("organizations/", api.OrganizationListView.as_view(), name="api_organizations"),
     path("organizations/<slug:org_slug>/", api.OrganizationDetailView.as_view(), name="api_organization"),
 ]

@@ -24,7 +24,7 @@ from accounts.access import (
 )
 from accounts.forms import APITokenForm, InviteForm, OrganizationForm, RoleForm, SSHKeyForm
 from accounts.models import Role
-from paas.pagination import page_of, search
+from lib.pagination import page_of, search
 
 
 def _error(request: HttpRequest, exc: ValidationError) -> None:

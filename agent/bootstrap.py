@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets
 import time
 import weakref
@@ -37,6 +36,7 @@ from agent import charts
 from agent.data import services
 from agent.data.garage import GarageError
 from agent.k8s import NAMESPACE, NODE, Kind, Kube, KubeError
+from agent.quantities import parse_quantity
 
 log = logging.getLogger("agent.bootstrap")
 
@@ -93,15 +93,16 @@ class Settings:
         return settings
 
 
-_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-          "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
-
-
 def quantity_bytes(quantity: str) -> int:
-    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T|)", quantity.strip())
-    if not match:
+    """A storage size in bytes: a whole number and a byte unit ("10Gi", "500G"); ValueError for anything else
+    (fractions such as "1.5Ti" and millis are refused: the charts want whole sizes)."""
+    text = quantity.strip()
+    if "." in text or text.endswith("m"):
         raise ValueError(f"{quantity!r} is not a storage quantity like 10Gi")
-    return int(match[1]) * _UNITS[match[2]]
+    try:
+        return int(parse_quantity(text))
+    except ValueError:
+        raise ValueError(f"{quantity!r} is not a storage quantity like 10Gi") from None
 
 
 # --- desired objects ------------------------------------------------------------------------------------

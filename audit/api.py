@@ -8,7 +8,7 @@ from rest_framework import generics, serializers
 from accounts.access import get_organization_for_user
 from audit.forms import AuditFilterForm
 from audit.models import Action, AuditEvent
-from billing.api import DATE_RANGE, _filtered
+from lib.filters import DATE_RANGE, filtered
 
 
 class TargetSerializer(serializers.Serializer):
@@ -44,4 +44,4 @@ class AuditEventListView(generics.ListAPIView):
 
     def get_queryset(self):
         org, _ = get_organization_for_user(self.request.user, self.kwargs["org_slug"], "view_audit")
-        return _filtered(AuditFilterForm, self.request, AuditEvent.objects.filter(organization=org))
+        return filtered(AuditFilterForm, self.request, AuditEvent.objects.filter(organization=org))

@@ -6,7 +6,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from audit.models import Action, AuditEvent
-from billing.forms import DateRangeForm
+from lib.filters import DateRangeForm
 
 
 class AuditFilterForm(DateRangeForm):

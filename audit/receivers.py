@@ -1,7 +1,9 @@
-"""Authentication events come from signals (Django's and allauth's), not from our services."""
+"""Events that come from signals: authentication (Django's and allauth's) and the accounts app's security events
+(accounts.signals.security_event: accounts sits below audit and does not call it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from allauth.account.signals import password_changed, password_reset
@@ -12,9 +14,11 @@ from allauth.mfa.signals import (
     authenticator_reset,
 )
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db import models
 from django.dispatch import receiver
 
-from accounts.models import User
+from accounts.models import Organization, User
+from accounts.signals import security_event
 from audit.services import Action, record
 
 
@@ -67,3 +71,10 @@ def record_password_changed(sender, request, user: User, **kwargs: Any) -> None:
 @receiver(password_reset)
 def record_password_reset(sender, request, user: User, **kwargs: Any) -> None:
     record(Action.PASSWORD_CHANGED, actor=user, request=request, target=user, details={"how": "reset by e-mail"})
+
+
+@receiver(security_event, dispatch_uid="audit.accounts_security_event")
+def record_accounts_event(sender, action: str, actor: User | None, organization: Organization | None = None,
+                          target: models.Model | None = None, details: Mapping[str, Any] | None = None,
+                          **kwargs: Any) -> None:
+    record(action, actor=actor, organization=organization, target=target, details=details)

@@ -13,7 +13,7 @@ from django.shortcuts import render
 from accounts.access import get_organization_for_user
 from audit.forms import AuditFilterForm
 from audit.models import AuditEvent
-from billing.views import _csv_response
+from lib.exports import csv_response
 
 PAGE_SIZE = 50
 
@@ -45,4 +45,4 @@ def audit_csv(request: HttpRequest, org_slug: str) -> HttpResponse:
         for e in events.order_by("created_at", "id").iterator(chunk_size=2000)
     )
     header = ["id", "time", "action", "actor", "ip_address", "target_type", "target_id", "target", "details"]
-    return _csv_response(f"{org.slug}-audit.csv", header, rows)
+    return csv_response(f"{org.slug}-audit.csv", header, rows)

@@ -46,7 +46,7 @@ def main() -> None:
     from django.db import connection, connections
 
     from accounts.models import Organization
-    from billing import services
+    from billing import checks, ledger, usage
     from billing.models import CreditEntry, EntryKind
 
     run = uuid.uuid4().hex[:8]
@@ -58,7 +58,7 @@ def main() -> None:
     for org in orgs:
         for s in range(args.services):
             for w in range(args.windows):
-                services.record_usage(org, {
+                usage.record_usage(org, {
                     "cluster": "bench", "namespace": f"{org.slug}-p", "service": f"svc{s}",
                     "window_start": (start + timedelta(minutes=w)).isoformat(), "window_seconds": 60,
                     "replicas": 1 + s, "cpu_millicores": 250, "memory_mib": 256, "storage_gib": s,
@@ -68,7 +68,7 @@ def main() -> None:
     results["ingest"] = {"reports": reports, "seconds": round(ingest, 2), "per_second": round(reports / ingest)}
 
     t0 = time.perf_counter()
-    charged = services.charge_closed_windows(now=start + timedelta(days=1))
+    charged = usage.charge_closed_windows(now=start + timedelta(days=1))
     charge = time.perf_counter() - t0
     windows = args.orgs * args.windows
     assert len(charged) <= windows
@@ -82,7 +82,7 @@ def main() -> None:
         gate.wait()
         try:
             for i in range(args.per_thread):
-                services.record_entry(hot, amount=1, kind=EntryKind.TOP_UP, idempotency_key=f"{run}-{t}-{i}")
+                ledger.record_entry(hot, amount=1, kind=EntryKind.TOP_UP, idempotency_key=f"{run}-{t}-{i}")
         finally:
             connections.close_all()
 
@@ -100,7 +100,7 @@ def main() -> None:
                           "per_second": round(writes / hot_seconds)}
 
     t0 = time.perf_counter()
-    problems = services.audit()
+    problems = checks.audit()
     results["audit"] = {"entries": CreditEntry.objects.count(), "seconds": round(time.perf_counter() - t0, 2),
                         "mismatches": len(problems)}
     print(json.dumps(results, indent=2))

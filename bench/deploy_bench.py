@@ -121,8 +121,8 @@ def main() -> int:
 
     from accounts.services import create_api_token, create_organization
     from agent.k8s import Kube
+    from billing.ledger import get_account
     from billing.models import Plan
-    from billing.services import get_account
     from clusters import manifest
     from clusters import services as cluster_services
     from clusters.models import ClusterStatus

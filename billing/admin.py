@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from billing import services
+from billing import ledger
 from billing.forms import OperatorEntryForm
 from billing.models import (
     BalanceNotification,
@@ -128,7 +128,7 @@ class CreditEntryAdmin(admin.ModelAdmin):
                 reference=data["reference"], reason=data["reason"],
             )
         else:
-            result = services.record_entry(
+            result = ledger.record_entry(
                 data["organization"], amount=data["credits"], kind=data["kind"],
                 idempotency_key=data["idempotency_key"], reference=data["reference"], reason=data["reason"],
                 created_by=request.user,

@@ -4,18 +4,16 @@ admins). Amounts are integer millicredits; `*_credits` fields repeat them as tex
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.access import get_organization_for_user
-from billing import services
+from billing.access import get_account_for_user
 from billing.forms import LedgerFilterForm, UsageFilterForm
 from billing.models import CreditEntry, EntryKind, UsageRecord
 from billing.money import format_credits
+from lib.filters import DATE_RANGE, filtered
 
 
 class BalanceSerializer(serializers.Serializer):
@@ -33,8 +31,8 @@ class BalanceView(APIView):
     serializer_class = BalanceSerializer
 
     def get(self, request, org_slug: str):
-        org, _ = get_organization_for_user(request.user, org_slug, "view")
-        account = services.get_account(org)
+        account, _ = get_account_for_user(request.user, org_slug)
+        org = account.organization
         data = {
             "organization": org.slug,
             "balance": account.balance,
@@ -77,19 +75,6 @@ class UsageRecordSerializer(serializers.ModelSerializer):
         return record.charged_at is not None
 
 
-def _filtered(form_class, request, qs):
-    form = form_class(request.query_params or None)
-    if form.is_bound and not form.is_valid():
-        raise ValidationError(form.errors)
-    return form.filter(qs)
-
-
-DATE_RANGE = [
-    OpenApiParameter("since", OpenApiTypes.DATE, description="From this day (UTC), inclusive."),
-    OpenApiParameter("until", OpenApiTypes.DATE, description="To this day (UTC), inclusive."),
-]
-
-
 @extend_schema_view(get=extend_schema(parameters=[
     OpenApiParameter("kind", str, enum=EntryKind.values, description="Only entries of this kind."),
     OpenApiParameter("q", str, description="Part of the reference, reason or author's e-mail."), *DATE_RANGE,
@@ -100,8 +85,9 @@ class LedgerView(generics.ListAPIView):
     serializer_class = CreditEntrySerializer
 
     def get_queryset(self):
-        org, _ = get_organization_for_user(self.request.user, self.kwargs["org_slug"], "view_billing")
-        return _filtered(LedgerFilterForm, self.request, CreditEntry.objects.filter(organization=org).order_by("-id"))
+        account, _ = get_account_for_user(self.request.user, self.kwargs["org_slug"], "view_billing")
+        org = account.organization
+        return filtered(LedgerFilterForm, self.request, CreditEntry.objects.filter(organization=org).order_by("-id"))
 
 
 @extend_schema_view(get=extend_schema(parameters=[
@@ -114,6 +100,7 @@ class UsageView(generics.ListAPIView):
     serializer_class = UsageRecordSerializer
 
     def get_queryset(self):
-        org, _ = get_organization_for_user(self.request.user, self.kwargs["org_slug"], "view_billing")
+        account, _ = get_account_for_user(self.request.user, self.kwargs["org_slug"], "view_billing")
+        org = account.organization
         qs = UsageRecord.objects.filter(organization=org).order_by("-window_start", "id")
-        return _filtered(UsageFilterForm, self.request, qs)
+        return filtered(UsageFilterForm, self.request, qs)

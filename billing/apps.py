@@ -6,4 +6,4 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing and credits"
 
     def ready(self) -> None:
-        from billing import signals  # noqa: F401  (connects receivers)
+        from billing import receivers  # noqa: F401  (connects receivers)

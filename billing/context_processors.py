@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 
-from accounts.models import Membership
-from billing.models import BillingAccount
+from billing.access import get_account_for_user
 
 
 def billing_status(request: HttpRequest) -> dict:
@@ -17,11 +16,9 @@ def billing_status(request: HttpRequest) -> dict:
     slug = match.kwargs.get("org_slug") if match else None
     if not slug or user is None or not user.is_authenticated:
         return {}
-    membership = Membership.objects.filter(user=user, organization__slug=slug).first()
-    if membership is None:
-        return {}
-    account = BillingAccount.objects.filter(organization_id=membership.organization_id).first()
-    if account is None:
+    try:
+        account, membership = get_account_for_user(user, slug)
+    except Http404:
         return {}
     banner = None
     if account.is_suspended:

@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
 
 from django import forms
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
+from billing.ledger import OPERATOR_KINDS, POSITIVE_KINDS, check_balance_after, get_account
 from billing.models import CreditEntry, EntryKind, UsageRecord
 from billing.money import parse_credits
-from billing.services import OPERATOR_KINDS, POSITIVE_KINDS, check_balance_after, get_account
-
-
-def _day_start(day) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
-
-
-class DateRangeForm(forms.Form):
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
-
-    def clean(self):
-        data = super().clean()
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise forms.ValidationError("'From' must be on or before 'To'.")
-        return data
-
-    def _range(self, qs: QuerySet, field: str) -> QuerySet:
-        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
-        if data.get("since"):
-            qs = qs.filter(**{f"{field}__gte": _day_start(data["since"])})
-        if data.get("until"):
-            qs = qs.filter(**{f"{field}__lt": _day_start(data["until"] + timedelta(days=1))})
-        return qs
+from lib.filters import DateRangeForm
 
 
 class LedgerFilterForm(DateRangeForm):

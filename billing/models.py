@@ -6,8 +6,7 @@ All money is integer millicredits; prices are integer microcredits (see billing/
 
 from __future__ import annotations
 
-from dataclasses import fields as dataclass_fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -20,17 +19,6 @@ from billing.money import (
     FINE_PER_MILLICREDIT,
     format_credits,
 )
-
-if TYPE_CHECKING:
-    from projects.compose import PlanLimits
-
-
-def _cpu_quantity(millicores: int) -> str:
-    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
-
-
-def _memory_quantity(mib: int) -> str:
-    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
 
 
 class PlanQuerySet(models.QuerySet["Plan"]):
@@ -64,7 +52,7 @@ class Plan(models.Model):
     price_bucket_gib_month = models.PositiveBigIntegerField(
         default=20_000, help_text="Microcredits per GiB-month of bucket storage (when reported)."
     )
-    # Limits; the deploy pipeline turns them into ResourceQuota and LimitRange via limits().
+    # Limits; the deploy pipeline turns them into ResourceQuota and LimitRange via projects.plans.limits_for().
     max_projects = models.PositiveIntegerField(default=5)
     max_services = models.PositiveIntegerField(default=20, help_text="Per project.")
     max_replicas = models.PositiveIntegerField(default=3, help_text="Per service.")
@@ -92,34 +80,6 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def limits(self) -> PlanLimits:
-        """The compose converter's PlanLimits (ResourceQuota / LimitRange inputs) for this plan.
-
-        Quantities become Kubernetes quantity strings ("500m", "4Gi"). Only fields PlanLimits
-        declares are passed, so the converter can grow fields without breaking this method;
-        max_projects is enforced by the projects app, not the converter, and is not part of it.
-        """
-        from projects.compose import PlanLimits
-
-        values: dict[str, Any] = {
-            "max_replicas": self.max_replicas,
-            "max_services": self.max_services,
-            "default_cpu_request": _cpu_quantity(self.default_cpu_request_millicores),
-            "default_cpu_limit": _cpu_quantity(self.default_cpu_limit_millicores),
-            "default_memory_request": _memory_quantity(self.default_memory_request_mib),
-            "default_memory_limit": _memory_quantity(self.default_memory_limit_mib),
-            "default_volume_size": f"{self.default_volume_gib}Gi",
-            "max_container_cpu": _cpu_quantity(self.max_container_cpu_millicores),
-            "max_container_memory": _memory_quantity(self.max_container_memory_mib),
-            "quota_cpu": _cpu_quantity(self.quota_cpu_millicores),
-            "quota_memory": _memory_quantity(self.quota_memory_mib),
-            "quota_pods": self.quota_pods,
-            "quota_storage": f"{self.quota_storage_gib}Gi",
-            "quota_volumes": self.quota_volumes,
-        }
-        known = {f.name for f in dataclass_fields(PlanLimits)}
-        return PlanLimits(**{k: v for k, v in values.items() if k in known})
 
     def cost_fine(
         self,

@@ -1,5 +1,5 @@
 """Payment providers: how credits are bought. Each one turns a confirmed payment into a top-up entry
-through billing.services.record_entry, keyed `topup:<provider>:<its payment id>`, so a provider
+through billing.ledger.record_entry, keyed `topup:<provider>:<its payment id>`, so a provider
 retrying a notification (a webhook delivered twice) can never credit twice.
 
 Adding a card provider later means one more subclass (e.g. `CardProvider.top_up` called from the
@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 from django.core.exceptions import PermissionDenied
 
 from accounts.models import Organization, User
+from billing.ledger import EntryResult, record_entry
 from billing.models import EntryKind
-from billing.services import EntryResult, record_entry
 
 
 class PaymentProvider(ABC):

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
@@ -14,33 +11,33 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from accounts.access import get_organization_for_user
-from accounts.models import Organization
-from billing import services
+from billing import reports
+from billing.access import get_account_for_user
 from billing.forms import LedgerFilterForm, UsageFilterForm
 from billing.models import CreditEntry, SuspensionRecord, UsageRecord
 from billing.money import FINE_PER_MILLICREDIT, format_credits
+from lib.exports import csv_response
 
 LEDGER_PAGE_SIZE = 50
 
 
 @login_required
 def billing(request: HttpRequest, org_slug: str) -> HttpResponse:
-    org, membership = get_organization_for_user(request.user, org_slug, "view")
-    account = services.get_account(org)
+    account, membership = get_account_for_user(request.user, org_slug)
+    org = account.organization
     context: dict = {"org": org, "membership": membership, "account": account,
                      "details": membership.can("view_billing")}
     if context["details"]:
         now = timezone.now()
-        burn = services.burn_rate(org, now)
-        left = services.time_left(account.balance, burn)
+        burn = reports.burn_rate(org, now)
+        left = reports.time_left(account.balance, burn)
         form = LedgerFilterForm(request.GET or None)
         entries = form.filter(CreditEntry.objects.filter(organization=org).select_related("created_by"))
         context.update(
             plan=account.plan,
             burn_per_hour=burn,
             runs_out_at=now + left if left is not None else None,
-            chart=services.daily_usage(org, now=now),
+            chart=reports.daily_usage(org, now=now),
             filter_form=form,
             page=Paginator(entries, LEDGER_PAGE_SIZE).get_page(request.GET.get("page")),
             suspensions=SuspensionRecord.objects.filter(organization=org)[:10],
@@ -48,37 +45,10 @@ def billing(request: HttpRequest, org_slug: str) -> HttpResponse:
     return render(request, "billing/billing.html", context)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?")
-
-
-def _safe(value: object) -> object:
-    """Keep spreadsheet programs from running a text cell as a formula (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def _csv_response(filename: str, header: list[str], rows: Iterable[list[object]]) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        yield writer.writerow(header)
-        for row in rows:
-            yield writer.writerow([_safe(v) for v in row])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 @login_required
 def ledger_csv(request: HttpRequest, org_slug: str) -> StreamingHttpResponse:
-    org, _ = get_organization_for_user(request.user, org_slug, "view_billing")
+    account, _ = get_account_for_user(request.user, org_slug, "view_billing")
+    org = account.organization
     entries = LedgerFilterForm(request.GET or None).filter(CreditEntry.objects.filter(organization=org))
     rows = (
         [e.pk, e.created_at.isoformat(), e.kind, e.amount, format_credits(e.amount), e.balance_after,
@@ -87,12 +57,13 @@ def ledger_csv(request: HttpRequest, org_slug: str) -> StreamingHttpResponse:
     )
     header = ["id", "created_at", "kind", "amount_millicredits", "amount_credits", "balance_after_millicredits",
               "reference", "reason", "created_by", "idempotency_key"]
-    return _csv_response(f"{org.slug}-ledger.csv", header, rows)
+    return csv_response(f"{org.slug}-ledger.csv", header, rows)
 
 
 @login_required
 def usage_csv(request: HttpRequest, org_slug: str) -> StreamingHttpResponse:
-    org, _ = get_organization_for_user(request.user, org_slug, "view_billing")
+    account, _ = get_account_for_user(request.user, org_slug, "view_billing")
+    org = account.organization
     records = UsageFilterForm(request.GET or None).filter(UsageRecord.objects.filter(organization=org))
     rows = (
         [r.window_start.isoformat(), r.window_seconds, r.cluster_key, r.project_key, r.service, r.replica_seconds,
@@ -105,10 +76,4 @@ def usage_csv(request: HttpRequest, org_slug: str) -> StreamingHttpResponse:
     header = ["window_start", "window_seconds", "cluster", "project", "service", "replica_seconds",
               "cpu_millicores", "memory_mib", "volume_gib", "database_gib", "bucket_gib", "cost_millicredits",
               "charged_at", "charge_key"]
-    return _csv_response(f"{org.slug}-usage.csv", header, rows)
-
-
-def render_suspended(request: HttpRequest, organization: Organization) -> HttpResponse:
-    """The page a suspended organization's services answer with instead of waking up
-    (for the scale-to-zero wake-up path)."""
-    return render(request, "billing/suspended.html", {"suspended_org": organization}, status=503)
+    return csv_response(f"{org.slug}-usage.csv", header, rows)

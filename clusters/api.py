@@ -19,7 +19,7 @@ from clusters import infrastructure, services
 from clusters.access import get_cluster_for_operator, require_operator
 from clusters.models import Cluster
 from clusters.views import install_context
-from paas.pagination import paginated_response
+from lib.pagination import paginated_response
 
 
 def cluster_dict(cluster: Cluster) -> dict[str, Any]:

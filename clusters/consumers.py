@@ -14,14 +14,13 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.http import Http404
 
 from agent import protocol as p
 from clusters import bus, infrastructure, services
 from clusters.access import get_cluster_for_operator
 from clusters.converge import aconverge
 from clusters.models import DesiredProject
-from paas.realtime import AccessCheckedConsumer
+from lib.realtime import GroupEventsConsumer
 
 log = logging.getLogger("clusters.agent")
 
@@ -307,12 +306,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
                                             "bad, expired or revoked token")
 
 
-class ClusterLiveConsumer(AccessCheckedConsumer):
+class ClusterLiveConsumer(GroupEventsConsumer):
     """Operators' cluster page: status, observed state and agent events as they happen."""
 
-    def authorize(self) -> list[str] | None:
-        try:
-            cluster = get_cluster_for_operator(self.scope["user"], self.scope["url_route"]["kwargs"]["slug"])
-        except Http404:
-            return None
-        return [services.cluster_group(cluster.pk)]
+    def group(self) -> str:
+        cluster = get_cluster_for_operator(self.scope["user"], self.scope["url_route"]["kwargs"]["slug"])
+        return services.cluster_group(cluster.pk)

@@ -16,7 +16,7 @@ from django.db import transaction
 from clusters import rpc
 from clusters.models import BootstrapComponent, Cluster, ClusterStatus, ComponentState, EventKind
 from clusters.services import cluster_group, record_event, status_payload
-from paas.realtime import publish
+from lib.realtime import publish
 
 log = logging.getLogger(__name__)
 

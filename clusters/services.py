@@ -33,7 +33,7 @@ from clusters.models import (
     install_secret_ttl,
 )
 from clusters.signals import observed_changed
-from paas.realtime import publish
+from lib.realtime import publish
 
 log = logging.getLogger(__name__)
 

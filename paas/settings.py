@@ -322,11 +322,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["paas.throttles.AnonThrottle", "paas.throttles.UserThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["lib.throttles.AnonThrottle", "lib.throttles.UserThrottle"],
     # The client IP of per-IP throttles: X-Forwarded-For is believed only as far as TRUSTED_PROXY_COUNT says.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "paas.pagination.Pagination",  # every list: numbered pages, `next` links
+    "DEFAULT_PAGINATION_CLASS": "lib.pagination.Pagination",  # every list: numbered pages, `next` links
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {

@@ -7,6 +7,7 @@ from audit.urls import api_urlpatterns as audit_api
 from billing.urls import api_urlpatterns as billing_api
 from clusters.urls import api_urlpatterns as clusters_api
 from projects.urls import api_urlpatterns as projects_api
+from sshgateway.urls import api_urlpatterns as sshgateway_api
 
 admin.site.site_header = "PaaS operations"
 admin.site.site_title = "PaaS admin"
@@ -17,6 +18,7 @@ api_v1 = [
     *clusters_api,
     *projects_api,
     *audit_api,
+    *sshgateway_api,
 ]
 
 urlpatterns = [

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
-from paas.pagination import paginated_response
+from lib.pagination import paginated_response
 from projects import deletion, logs, manifests, releases, services, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project

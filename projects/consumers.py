@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from audit.services import ip_from_scope
-from paas.realtime import AccessCheckedConsumer
+from lib.realtime import AccessCheckedConsumer
 from projects import logs
 from projects.access import get_project_for_user, get_service_for_user
 from projects.models import Project

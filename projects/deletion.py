@@ -14,7 +14,7 @@ from accounts.models import User
 from audit import services as audit
 from clusters import data, observed
 from clusters import services as cluster_services
-from paas.realtime import org_group, publish
+from lib.realtime import org_group, publish
 from projects.models import IN_FLIGHT, Project, ReleaseStatus
 from projects.services import data_ops_available
 

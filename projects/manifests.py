@@ -10,10 +10,10 @@ import copy
 from typing import Any
 
 from agent.protocol import BUCKET_SECRET, DATABASE_SECRET
-from billing import services as billing_services
 from projects.compose import ComposeRefusal, RenderContext, RenderResult, SleepSettings, labels, render_project
 from projects.compose import validate_compose as _validate_compose
 from projects.models import Project, Release
+from projects.plans import plan_limits
 from projects.services import data_ops_available, interpolation_variables
 
 # Where the project's own secrets and service variables are delivered (referenced with envFrom).
@@ -33,7 +33,7 @@ def render_context(project: Project, revision: int, variables: dict[str, str]) -
     members = sorted(project.organization.memberships.values_list("user__username", flat=True))
     return RenderContext(
         org_slug=project.organization.slug, project_slug=project.slug, namespace=project.namespace,
-        revision=revision, variables=variables, plan=billing_services.plan_limits(project.organization),
+        revision=revision, variables=variables, plan=plan_limits(project.organization),
         base_domain=project.cluster.base_domain,
         database_secret=DATABASE_SECRET if project.wants_database and available["database"] else None,
         bucket_secret=BUCKET_SECRET if project.wants_bucket and available["bucket"] else None,

@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from accounts.models import Organization, User
 from audit import services as audit
-from billing import services as billing_services
+from billing import suspension as billing_suspension
 from clusters import observed
 from clusters import services as cluster_services
 from clusters.sealing import seal_objects
-from paas.realtime import org_group, publish
+from lib.realtime import org_group, publish
 from projects import manifests
 from projects.compose import ComposeRefusal, labels
 from projects.models import IN_FLIGHT, Exposure, Project, Release, ReleaseKind, ReleaseStatus, Service
@@ -37,7 +37,7 @@ class DeployError(ValidationError):
 def ensure_can_deploy(org: Organization) -> None:
     """Billing's word (a suspended organization deploys nothing), as a DeployError."""
     try:
-        billing_services.ensure_can_deploy(org)
+        billing_suspension.ensure_can_deploy(org)
     except ValidationError as exc:
         raise DeployError(" ".join(exc.messages), code=exc.code or "organization_suspended") from None
 

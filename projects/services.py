@@ -18,7 +18,7 @@ from django.utils.text import slugify
 
 from accounts.models import Organization, User
 from audit import services as audit
-from billing import services as billing_services
+from billing import ledger
 from clusters import data
 from clusters.models import Cluster
 from projects.compose import namespace_for
@@ -51,7 +51,7 @@ def create_project(org: Organization, user: User | None, name: str, cluster: Clu
     try:
         with transaction.atomic():
             # Under the billing account's row lock, so two concurrent creations cannot both pass the limit.
-            plan = billing_services.plan_for_update(org)
+            plan = ledger.plan_for_update(org)
             active = Project.objects.filter(organization=org, deleted_at__isnull=True).count()
             if active >= plan.max_projects:
                 raise ValidationError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
-from paas.realtime import org_group, publish
+from lib.realtime import org_group, publish
 from projects.compose import labels
 from projects.models import Project
 

@@ -5,6 +5,9 @@ replicas from the agent's observed state, CPU and memory requests per replica an
 from the desired manifests the cluster holds. A scaled-to-zero service costs only its storage.
 A project whose cluster has no connected agent is skipped for that window: with no report there
 is nothing to bill, and gaps are never filled in (billing is idempotent per service and window).
+
+The arrow runs from projects to billing: billing declares the report it accepts (billing.usage.UsageReport)
+and knows nothing of projects or clusters; this module measures and reports into billing.usage.record_usage.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from kubernetes.utils.quantity import parse_quantity
 
-from billing import services as billing
+from billing import usage as billing_usage
 from clusters.models import ClusterStatus, DesiredProject, ObservedProject
 from projects.compose import labels
+from projects.compose.quantities import millicpus, parse_quantity
 from projects.models import Project
 
 log = logging.getLogger(__name__)
 
 CONNECTED = (ClusterStatus.ONLINE, ClusterStatus.DEGRADED)
+MIB = 1024**2
 GIB = 1024**3
 
 
@@ -41,8 +45,8 @@ def _requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
     cpu = memory = 0
     for container in pod_spec.get("containers") or []:
         requests = (container.get("resources") or {}).get("requests") or {}
-        cpu += math.ceil(parse_quantity(requests.get("cpu", "0")) * 1000)
-        memory += math.ceil(parse_quantity(requests.get("memory", "0")) / (1024 * 1024))
+        cpu += millicpus(requests.get("cpu", "0"))
+        memory += math.ceil(parse_quantity(requests.get("memory", "0")) / MIB)
     return cpu, memory
 
 
@@ -80,7 +84,7 @@ def record_window(window_start: datetime) -> int:
             continue  # never deployed: nothing runs
         observed = ObservedProject.objects.filter(cluster=project.cluster, namespace=project.namespace).first()
         for service, figures in service_usage(desired.manifests, observed.state if observed else {}).items():
-            billing.record_usage(project.organization, {
+            billing_usage.record_usage(project.organization, {
                 "cluster": project.cluster.slug, "namespace": project.namespace, "service": service,
                 "window_start": window_start.isoformat(), "window_seconds": seconds, **figures,
             })

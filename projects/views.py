@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
-from paas.pagination import page_of, search
+from lib.pagination import page_of, search
 from projects import deletion, manifests, releases, services, terminal, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release

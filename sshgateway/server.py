@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import SSHKey, User, ssh_fingerprint
 from agent import protocol
-from paas.realtime import user_group
+from lib.realtime import user_group
 from projects.access import AmbiguousName, get_service_for_login, get_service_for_user
 from projects.terminal import ShellRefused, ShellSession, open_shell
 from sshgateway.hostkey import load_or_create_host_key
@@ -66,7 +66,7 @@ def still_allowed(user: User, org: str, project: str, service: str) -> bool:
 
 async def access_lost(user: User, target: tuple[str, str, str]) -> None:
     """Returns once the user may no longer open this shell (member removed, role changed, account deactivated):
-    the same notices (paas.realtime.access_changed) that close the user's browser sockets."""
+    the same notices (lib.realtime.access_changed) that close the user's browser sockets."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(user_group(user.pk), channel)

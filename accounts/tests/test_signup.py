@@ -10,7 +10,7 @@ from django.core import mail
 from django.test import Client
 
 from accounts.models import Membership, Organization, Role, User
-from billing.services import get_account
+from billing.ledger import get_account
 
 PASSWORD = "a-long-and-unusual-password-42"
 

@@ -46,7 +46,7 @@ def report(n: int = 0, **overrides) -> dict:
 
 
 def top_up(org, amount: int, key: str | None = None, kind: str = EntryKind.GRANT):
-    from billing.services import record_entry
+    from billing.ledger import record_entry
 
     return record_entry(org, amount=amount, kind=kind, idempotency_key=key or f"test:{next(_keys)}")
 

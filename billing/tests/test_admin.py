@@ -8,7 +8,7 @@ import re
 import pytest
 from django.core.exceptions import PermissionDenied
 
-from billing import services
+from billing import ledger
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from billing.money import MAX_ENTRY_MILLICREDITS
 from billing.providers import ManualTopUpProvider, PaymentProvider, get_provider
@@ -115,20 +115,9 @@ def test_there_is_one_default_plan_and_organizations_get_it():
 
 
 @pytest.mark.django_db
-def test_plan_limits_feed_the_compose_converter():
-    compose = pytest.importorskip("projects.compose")
-    assert Plan.objects.get_default().limits() == compose.PlanLimits()
-    small = Plan(name="Small", slug="small", max_replicas=1, quota_cpu_millicores=1500, quota_memory_mib=1536,
-                 default_cpu_request_millicores=100, max_container_memory_mib=2048, quota_storage_gib=5)
-    limits = small.limits()
-    assert (limits.max_replicas, limits.quota_cpu, limits.quota_memory, limits.default_cpu_request,
-            limits.max_container_memory, limits.quota_storage) == (1, "1500m", "1536Mi", "100m", "2Gi", "5Gi")
-
-
-@pytest.mark.django_db
 def test_the_operator_form_refuses_an_entry_that_would_overflow_the_balance(admin_client, personas):
     for n in range(99):  # 99 entries of the most one entry may move; the 100th would pass the most a balance holds
-        services.record_entry(personas.org, amount=MAX_ENTRY_MILLICREDITS, kind=EntryKind.GRANT,
+        ledger.record_entry(personas.org, amount=MAX_ENTRY_MILLICREDITS, kind=EntryKind.GRANT,
                               idempotency_key=f"big:{n}")
     data = {"organization": personas.org.pk, "kind": "grant", "credits": "1000000000000", "reason": "promo",
             "idempotency_key": add_form(admin_client)}

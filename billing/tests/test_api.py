@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import create_api_token
-from billing import services
+from billing import ledger, usage
 from billing.models import EntryKind
 from billing.tests.conftest import T0, report
 
@@ -16,10 +16,10 @@ BASE = "/api/v1/organizations/acme/billing"
 @pytest.fixture
 def acme(personas):
     org = personas.org
-    services.record_entry(org, amount=2_500, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
-    services.record_usage(org, report(0, replicas=2))
-    services.record_usage(org, report(0, service="db"))
-    services.charge_window(org.pk, T0)
+    ledger.record_entry(org, amount=2_500, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
+    usage.record_usage(org, report(0, replicas=2))
+    usage.record_usage(org, report(0, service="db"))
+    usage.charge_window(org.pk, T0)
     return org
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.dispatch import receiver
 from django.utils import timezone
 
-from billing import services
+from billing import checks, ledger, suspension, usage
 from billing.models import (
     BalanceNotification,
     BillingAccount,
@@ -51,18 +51,18 @@ def test_running_out_suspends_through_the_beat_job_and_a_top_up_resumes(celery_w
     BillingAccount.objects.filter(organization=org).update(grace_minutes=0)
     # Ten windows of 100 replicas at 4 vCPU and 8 GiB: 576 millicredits a window, 5,760 in all.
     for n in range(10):
-        services.record_usage(org, report(n, replicas=100, cpu_millicores=4000, memory_mib=8192))
+        usage.record_usage(org, report(n, replicas=100, cpu_millicores=4000, memory_mib=8192))
 
     app.send_task("billing.charge_closed_windows")
     wait_for(lambda: account(org).is_suspended, "the worker to charge the usage and suspend Acme")
     drain(celery_worker)
 
-    usage = CreditEntry.objects.filter(organization=org, kind=EntryKind.USAGE)
-    assert usage.count() == 10 and sum(e.amount for e in usage) == -5_760
-    assert account(org).balance == -760 == services.ledger_sum(org)
+    usage_entries = CreditEntry.objects.filter(organization=org, kind=EntryKind.USAGE)
+    assert usage_entries.count() == 10 and sum(e.amount for e in usage_entries) == -5_760
+    assert account(org).balance == -760 == ledger.ledger_sum(org)
     assert [r.action for r in SuspensionRecord.objects.filter(organization=org)] == [SuspensionAction.SUSPENDED]
-    with pytest.raises(services.DeployRefused):
-        services.ensure_can_deploy(org)
+    with pytest.raises(suspension.DeployRefused):
+        suspension.ensure_can_deploy(org)
     # Owners were told: low balance, then suspended (no grace: zero and suspension at once); by the worker.
     notices = BalanceNotification.objects.filter(organization=org).order_by("id")
     assert [n.kind for n in notices] == ["low", "suspended"]
@@ -73,7 +73,7 @@ def test_running_out_suspends_through_the_beat_job_and_a_top_up_resumes(celery_w
     app.send_task("billing.charge_closed_windows")
     app.send_task("billing.enforce_suspensions")
     drain(celery_worker)
-    assert usage.count() == 10 and SuspensionRecord.objects.filter(organization=org).count() == 1
+    assert usage_entries.count() == 10 and SuspensionRecord.objects.filter(organization=org).count() == 1
 
     resumed = []
 
@@ -90,19 +90,19 @@ def test_running_out_suspends_through_the_beat_job_and_a_top_up_resumes(celery_w
         organization_resumed.disconnect(on_resumed)
     assert resumed == [(org.pk, SuspensionAction.RESUMED)]
     assert not account(org).is_suspended
-    services.ensure_can_deploy(org)
+    suspension.ensure_can_deploy(org)
     app.send_task("billing.enforce_suspensions")
     drain(celery_worker)
     records = SuspensionRecord.objects.filter(organization=org).order_by("id")
     assert [(r.action, r.balance, r.created_by_id) for r in records] == [
         ("suspended", -184, None), ("resumed", 9_240, operator.pk)  # suspended in window 9
     ]
-    assert services.audit() == []
+    assert checks.audit() == []
 
 
 def test_the_beat_job_suspends_when_the_grace_period_ends(celery_worker):
     org = make_org("Graceful")
-    services.record_entry(org, amount=-5_000, kind=EntryKind.ADJUSTMENT, idempotency_key="spent", reason="test")
+    ledger.record_entry(org, amount=-5_000, kind=EntryKind.ADJUSTMENT, idempotency_key="spent", reason="test")
     assert account(org).grace_until is not None and not account(org).is_suspended
 
     app.send_task("billing.enforce_suspensions")

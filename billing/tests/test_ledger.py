@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 
 from accounts.models import Membership, Organization, Role
 from accounts.services import create_organization
-from billing import services
+from billing import checks, ledger
 from billing.models import BillingAccount, CreditEntry, EntryKind, Plan
 from billing.tests.conftest import make_org, top_up
 from conftest import make_user
@@ -26,7 +26,7 @@ def test_it_gives_a_new_organization_its_signup_grant_once(settings):
     assert [(e.kind, e.amount, e.idempotency_key) for e in entries] == [
         (EntryKind.SIGNUP_GRANT, 7_500, f"signup:user:{owner.pk}")
     ]
-    assert services.grant_signup_credits(owner, org).created is False  # a second delivery changes nothing
+    assert ledger.grant_signup_credits(owner, org).created is False  # a second delivery changes nothing
     assert CreditEntry.objects.filter(organization=org).count() == 1
     account = BillingAccount.objects.get(organization=org)
     assert account.balance == 7_500 and account.plan == Plan.objects.get_default()
@@ -40,9 +40,9 @@ def test_the_grant_comes_once_per_person_however_many_organizations_they_create(
     more = [create_organization(owner, f"Org {n}") for n in range(9)]
     grants = CreditEntry.objects.filter(kind=EntryKind.SIGNUP_GRANT, organization__in=[first, *more])
     assert [(g.organization, g.amount) for g in grants] == [(first, 5_000)]
-    assert all(services.get_account(org).balance == 0 for org in more)
+    assert all(ledger.get_account(org).balance == 0 for org in more)
     # The same person, asked again for another organization (a replayed signal), still gets nothing.
-    assert services.grant_signup_credits(owner, more[0]) is None
+    assert ledger.grant_signup_credits(owner, more[0]) is None
 
 
 @pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_co_owning_someone_else_s_organization_does_not_use_up_one_s_own_grant(s
     me = make_user("co-owner@example.com")
     Membership.objects.create(user=me, organization=theirs, role=Role.OWNER)
     mine = create_organization(me, "Mine")
-    assert services.get_account(mine).balance == 5_000
+    assert ledger.get_account(mine).balance == 5_000
 
 
 @pytest.mark.django_db
@@ -61,9 +61,9 @@ def test_a_grant_from_before_the_per_person_rule_counts_as_the_owner_s(settings)
     user = make_user("legacy@example.com")
     EmailAddress.objects.filter(user=user).update(verified=False)  # so creating it grants nothing new
     old = create_organization(user, "Old")
-    services.record_entry(old, amount=5_000, kind=EntryKind.SIGNUP_GRANT, idempotency_key=f"signup:{old.pk}")
+    ledger.record_entry(old, amount=5_000, kind=EntryKind.SIGNUP_GRANT, idempotency_key=f"signup:{old.pk}")
     EmailAddress.objects.filter(user=user).update(verified=True)
-    assert services.get_account(create_organization(user, "New")).balance == 0
+    assert ledger.get_account(create_organization(user, "New")).balance == 0
 
 
 @pytest.mark.django_db
@@ -104,18 +104,18 @@ def test_the_grant_rolls_back_with_the_organization():
 def test_it_keeps_the_cached_balance_and_each_balance_after_equal_to_the_ledger():
     org = make_org()  # +5.000
     top_up(org, 2_000, kind=EntryKind.TOP_UP)
-    services.record_entry(org, amount=-1_500, kind=EntryKind.ADJUSTMENT, idempotency_key="fix-1", reason="typo")
+    ledger.record_entry(org, amount=-1_500, kind=EntryKind.ADJUSTMENT, idempotency_key="fix-1", reason="typo")
     top_up(org, 250, kind=EntryKind.REFUND)
     entries = list(CreditEntry.objects.filter(organization=org).order_by("id"))
     assert [e.balance_after for e in entries] == [5_000, 7_000, 5_500, 5_750]
-    assert BillingAccount.objects.get(organization=org).balance == services.ledger_sum(org) == 5_750
+    assert BillingAccount.objects.get(organization=org).balance == ledger.ledger_sum(org) == 5_750
 
 
 @pytest.mark.django_db
 def test_the_same_idempotency_key_records_one_entry():
     org = make_org()
-    first = services.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-42")
-    again = services.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-42")
+    first = ledger.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-42")
+    again = ledger.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-42")
     assert first.created and not again.created and again.entry.pk == first.entry.pk
     assert BillingAccount.objects.get(organization=org).balance == 6_000
 
@@ -123,11 +123,11 @@ def test_the_same_idempotency_key_records_one_entry():
 @pytest.mark.django_db
 def test_it_refuses_a_key_reused_for_a_different_entry():
     org, other = make_org(), make_org("Other")
-    services.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
-    with pytest.raises(services.IdempotencyConflict):
-        services.record_entry(org, amount=2_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
-    with pytest.raises(services.IdempotencyConflict):
-        services.record_entry(other, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
+    ledger.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
+    with pytest.raises(ledger.IdempotencyConflict):
+        ledger.record_entry(org, amount=2_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
+    with pytest.raises(ledger.IdempotencyConflict):
+        ledger.record_entry(other, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1")
     assert BillingAccount.objects.get(organization=other).balance == 5_000
 
 
@@ -147,7 +147,7 @@ def test_it_refuses_a_key_reused_for_a_different_entry():
 def test_it_refuses_entries_that_break_the_rules(amount, kind, error):
     org = make_org()
     with pytest.raises(error):
-        services.record_entry(org, amount=amount, kind=kind, idempotency_key="k")
+        ledger.record_entry(org, amount=amount, kind=kind, idempotency_key="k")
     assert CreditEntry.objects.filter(organization=org).count() == 1
 
 
@@ -172,7 +172,7 @@ def test_postgresql_refuses_raw_sql_edits_of_the_ledger_but_lets_users_be_delete
     org = make_org()
     operator = make_user("ops@example.com")
     entry = top_up(org, 100).entry
-    services.record_entry(org, amount=100, kind=EntryKind.GRANT, idempotency_key="by-op", created_by=operator,
+    ledger.record_entry(org, amount=100, kind=EntryKind.GRANT, idempotency_key="by-op", created_by=operator,
                           reason="goodwill")
     for sql in ("UPDATE billing_creditentry SET amount = 1 WHERE id = %s",
                 "DELETE FROM billing_creditentry WHERE id = %s"):
@@ -204,7 +204,7 @@ def test_the_audit_finds_a_broken_running_balance_and_entries_without_an_account
                                balance_after=1)  # written around the service: wrong balance_after
     CreditEntry.objects.create(organization=stray, amount=10, kind=EntryKind.GRANT, idempotency_key="raw2",
                                balance_after=10)
-    problems = [(p.organization_id, p.problem) for p in services.audit()]
+    problems = [(p.organization_id, p.problem) for p in checks.audit()]
     assert (stray.pk, "ledger sums to 10 but there is no billing account") in problems
     assert any(o == org.pk and "balance_after 1 != running sum 5010" in p for o, p in problems)
     assert any(o == org.pk and "cached balance 5000 != ledger sum 5010" in p for o, p in problems)

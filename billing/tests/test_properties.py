@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from billing import services
+from billing import checks, ledger, usage
 from billing.models import BillingAccount, CreditEntry, EntryKind, UsageRecord
 from billing.money import FINE_PER_MILLICREDIT
 from billing.tests.conftest import T0, iso, make_org, window
@@ -34,17 +34,17 @@ class Ledger(RuleBasedStateMachine):
         self.org = make_org(f"Prop {run}")
         self.namespace = f"ns-{run}"
         self.expected: dict[str, tuple[int, str]] = {
-            services.signup_grant_key(self.org.owners().get().user): (5_000, EntryKind.SIGNUP_GRANT)
+            ledger.signup_grant_key(self.org.owners().get().user): (5_000, EntryKind.SIGNUP_GRANT)
         }
         self.reported: dict[tuple[str, int], int] = {}  # (service, window) -> cost in fine units
 
     def _record(self, key: str, amount: int, kind: str) -> None:
         key = f"{self.namespace}:{key}"
         if key in self.expected and self.expected[key] != (amount, kind):
-            with pytest.raises(services.IdempotencyConflict):
-                services.record_entry(self.org, amount=amount, kind=kind, idempotency_key=key)
+            with pytest.raises(ledger.IdempotencyConflict):
+                ledger.record_entry(self.org, amount=amount, kind=kind, idempotency_key=key)
             return
-        result = services.record_entry(self.org, amount=amount, kind=kind, idempotency_key=key)
+        result = ledger.record_entry(self.org, amount=amount, kind=kind, idempotency_key=key)
         assert result.created == (key not in self.expected)
         self.expected[key] = (amount, kind)
 
@@ -59,7 +59,7 @@ class Ledger(RuleBasedStateMachine):
     @rule(service=services_, n=windows, replicas=st.integers(0, 20), cpu=st.integers(1, 4000),
           mem=st.integers(1, 8192), storage=st.integers(0, 100))
     def report_usage(self, service: str, n: int, replicas: int, cpu: int, mem: int, storage: int) -> None:
-        result = services.record_usage(self.org, {
+        result = usage.record_usage(self.org, {
             "cluster": "c1", "namespace": self.namespace, "service": service, "window_start": iso(window(n)),
             "window_seconds": 60, "replicas": replicas, "cpu_millicores": cpu, "memory_mib": mem,
             "storage_gib": storage,
@@ -69,11 +69,11 @@ class Ledger(RuleBasedStateMachine):
 
     @rule(n=windows)
     def charge_one_window(self, n: int) -> None:
-        services.charge_window(self.org.pk, window(n), now=LATER)
+        usage.charge_window(self.org.pk, window(n), now=LATER)
 
     @rule()
     def beat_run(self) -> None:
-        services.charge_closed_windows(now=LATER)
+        usage.charge_closed_windows(now=LATER)
 
     @invariant()
     def balance_is_the_sum_of_the_entries(self) -> None:
@@ -92,8 +92,8 @@ class Ledger(RuleBasedStateMachine):
         # Usage: what was charged plus the carried remainder is exactly the cost of charged records.
         charged = UsageRecord.objects.filter(organization=self.org, charged_at__isnull=False)
         charged_fine = sum(r.cost_fine for r in charged)
-        usage = -sum(e.amount for e in entries if e.kind == EntryKind.USAGE)
-        assert usage * FINE_PER_MILLICREDIT + account.usage_remainder == charged_fine
+        charged_millicredits = -sum(e.amount for e in entries if e.kind == EntryKind.USAGE)
+        assert charged_millicredits * FINE_PER_MILLICREDIT + account.usage_remainder == charged_fine
         assert 0 <= account.usage_remainder < FINE_PER_MILLICREDIT
         assert sum(self.reported.values()) >= charged_fine
 
@@ -104,7 +104,7 @@ def test_random_ledger_histories_stay_consistent():
         Ledger, settings=settings(max_examples=40, stateful_step_count=25, deadline=None,
                                   suppress_health_check=[HealthCheck.too_slow])
     )
-    assert services.audit() == []
+    assert checks.audit() == []
 
 
 @pytest.mark.django_db
@@ -119,7 +119,7 @@ def test_charging_window_by_window_adds_up_to_the_exact_total(cheap_plan, costs)
             organization=org, cluster_key="c", project_key=f"ns-{org.pk}", service="s", window_start=window(n),
             window_seconds=60, replica_seconds=0, cpu_millicores=0, memory_mib=0, cost_fine=fine,
         )
-    services.charge_closed_windows(now=LATER)
+    usage.charge_closed_windows(now=LATER)
     charged = -sum(CreditEntry.objects.filter(organization=org, kind=EntryKind.USAGE).values_list("amount", flat=True))
     assert charged == sum(costs) // FINE_PER_MILLICREDIT
     assert BillingAccount.objects.get(organization=org).usage_remainder == sum(costs) % FINE_PER_MILLICREDIT

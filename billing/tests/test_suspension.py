@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Role
 from accounts.services import create_organization
-from billing import services
+from billing import ledger, suspension
 from billing.models import BalanceNotification, BillingAccount, EntryKind, SuspensionAction, SuspensionRecord
 from billing.signals import organization_resumed, organization_suspended
 from billing.tests.conftest import make_org, top_up
@@ -23,7 +23,7 @@ _spent = itertools.count()
 
 
 def spend(org, amount: int, now=None) -> None:
-    services.record_entry(org, amount=-amount, kind=EntryKind.ADJUSTMENT, idempotency_key=f"spend:{next(_spent)}",
+    ledger.record_entry(org, amount=-amount, kind=EntryKind.ADJUSTMENT, idempotency_key=f"spend:{next(_spent)}",
                           now=now)
 
 
@@ -148,19 +148,19 @@ def test_at_zero_the_grace_period_runs_then_the_organization_is_suspended(signal
     spend(org, 5_000, now=now)
     acc = account(org)
     assert acc.grace_until == now + timedelta(minutes=60) and not acc.is_suspended
-    services.ensure_can_deploy(org)  # still allowed during the grace period
+    suspension.ensure_can_deploy(org)  # still allowed during the grace period
 
-    assert services.enforce_suspensions(now + timedelta(minutes=59)) == []
+    assert suspension.enforce_suspensions(now + timedelta(minutes=59)) == []
     assert signals == []
-    assert services.enforce_suspensions(now + timedelta(minutes=60)) == [org.pk]
-    assert services.enforce_suspensions(now + timedelta(minutes=61)) == []  # once per transition
+    assert suspension.enforce_suspensions(now + timedelta(minutes=60)) == [org.pk]
+    assert suspension.enforce_suspensions(now + timedelta(minutes=61)) == []  # once per transition
     acc = account(org)
     assert acc.suspended_at == now + timedelta(minutes=60)
     record = SuspensionRecord.objects.get(organization=org)
     assert record.action == SuspensionAction.SUSPENDED and record.balance == 0
     assert signals == [("suspended", org.pk, record)]
-    with pytest.raises(services.DeployRefused, match="Top up credits"):
-        services.ensure_can_deploy(org)
+    with pytest.raises(suspension.DeployRefused, match="Top up credits"):
+        suspension.ensure_can_deploy(org)
 
 
 @pytest.mark.django_db
@@ -174,10 +174,10 @@ def test_a_top_up_lifts_the_suspension_and_records_it(signals, settings):
     assert account(org).is_suspended and len(signals) == 1
 
     operator = make_user("ops@example.com")
-    services.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1", created_by=operator)
+    ledger.record_entry(org, amount=1_000, kind=EntryKind.TOP_UP, idempotency_key="pay-1", created_by=operator)
     acc = account(org)
     assert not acc.is_suspended and acc.grace_until is None
-    services.ensure_can_deploy(org)
+    suspension.ensure_can_deploy(org)
     records = list(SuspensionRecord.objects.filter(organization=org).order_by("id"))
     assert [(r.action, r.balance) for r in records] == [("suspended", -100), ("resumed", 950)]
     assert records[1].created_by == operator
@@ -210,7 +210,7 @@ def test_a_failing_receiver_does_not_break_the_ledger(settings, caplog):
         spend(org, 5_000)
     finally:
         organization_suspended.disconnect(broken)
-    assert account(org).is_suspended and services.ledger_sum(org) == 0
+    assert account(org).is_suspended and ledger.ledger_sum(org) == 0
     assert Membership.objects.filter(organization=org).exists()
     assert "receiver of organization_suspended failed" in caplog.text
 
@@ -219,13 +219,13 @@ def test_a_failing_receiver_does_not_break_the_ledger(settings, caplog):
 def test_an_organization_that_never_had_credits_is_not_suspended_until_it_uses_some(settings):
     settings.BILLING_SIGNUP_GRANT = 0
     org = make_org()
-    assert services.enforce_suspensions(timezone.now() + timedelta(days=30)) == []
+    assert suspension.enforce_suspensions(timezone.now() + timedelta(days=30)) == []
     # Not suspended, but it cannot deploy before it is funded.
-    with pytest.raises(services.DeployRefused, match="has no credits yet") as refused:
-        services.ensure_can_deploy(org)
+    with pytest.raises(suspension.DeployRefused, match="has no credits yet") as refused:
+        suspension.ensure_can_deploy(org)
     assert refused.value.code == "organization_unfunded"
     top_up(org, 1)
-    services.ensure_can_deploy(org)
+    suspension.ensure_can_deploy(org)
 
 
 @pytest.mark.django_db
@@ -236,5 +236,5 @@ def test_a_suspended_user_s_new_organization_does_not_escape_the_suspension(sett
     assert account(org).is_suspended
     fresh = create_organization(org.owners().get().user, "Fresh start")
     assert account(fresh).balance == 0
-    with pytest.raises(services.DeployRefused, match="has no credits yet"):
-        services.ensure_can_deploy(fresh)
+    with pytest.raises(suspension.DeployRefused, match="has no credits yet"):
+        suspension.ensure_can_deploy(fresh)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.services import create_api_token, revoke_api_token
 from billing.models import UsageRecord
-from billing.services import record_usage
+from billing.usage import record_usage
 from conftest import skip_or_fail
 from kubesim.pytest_plugin import _kubesim_server, kubesim  # noqa: F401
 from paas.testing.processes import start_daphne

@@ -10,7 +10,7 @@ import redis
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from billing import services as billing
+from billing import usage as billing
 from clusters import rpc
 from clusters.models import Cluster, ClusterStatus
 from clusters.services import create_cluster

@@ -97,7 +97,8 @@ def _tenant(owner: User, org: Organization, *, project_name: str, web: str, imag
 
 def build_world() -> World:
     from accounts.services import create_organization
-    from billing.services import record_entry, record_usage
+    from billing.ledger import record_entry
+    from billing.usage import record_usage
     from clusters import services as cluster_services
     from conftest import make_personas, make_user, make_viewer
 

@@ -19,9 +19,9 @@ from django.conf import settings
 from django.test import Client
 
 from clusters.services import cluster_group
+from lib.realtime import apublish, org_group
 from paas import routing
 from paas.asgi import application
-from paas.realtime import apublish, org_group
 from paas.tests.isolation_world import World, build_world, route_template
 
 TENANT = "tenant"  # an organization's live events: only its members may listen

@@ -10,8 +10,8 @@ import websockets
 from asgiref.sync import sync_to_async
 from django.test import Client
 
+from lib.realtime import CLOSE_NO_ACCESS, apublish, org_group
 from paas.celery import ping
-from paas.realtime import CLOSE_NO_ACCESS, apublish, org_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -144,4 +144,6 @@ async def test_an_operator_who_loses_staff_is_cut_off_the_cluster_page(daphne_se
         await _first_event(socket, services.cluster_group(cluster.pk))
         operator.is_staff = False
         await operator.asave(update_fields=["is_staff"])
+        # It says why before closing, so the page stops reconnecting even when the close code is lost on the way.
+        assert (await _next_event(socket))["event"] == "access.lost"
         assert await _closed_with(socket) == CLOSE_NO_ACCESS

@@ -1,4 +1,5 @@
-"""Compose sizes, CPU counts and durations turned into Kubernetes quantities and seconds."""
+"""Compose sizes, CPU counts and durations turned into Kubernetes quantities and seconds. Kubernetes quantities
+themselves are parsed and written by agent.quantities (re-exported here), shared with the agent."""
 
 from __future__ import annotations
 
@@ -6,22 +7,16 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
+from agent.quantities import cpu_quantity, memory_bytes, memory_quantity, millicpus, parse_quantity
+
+__all__ = [
+    "compose_bytes", "compose_millicpus", "cpu_quantity", "duration_seconds", "memory_bytes", "memory_quantity",
+    "millicpus", "parse_quantity",
+]
+
 _BINARY = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
-_K8S_SUFFIX = {
-    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}
-_K8S = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_quantity(text: str) -> Decimal:
-    """A Kubernetes quantity ("500m", "1Gi") as a number; ValueError when it is not one."""
-    match = _K8S.match(str(text).strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 10Gi)")
-    return Decimal(match.group(1)) * _K8S_SUFFIX[match.group(2) or ""]
 
 
 def compose_bytes(value: object) -> int:
@@ -49,25 +44,6 @@ def compose_millicpus(value: object) -> int:
     if not number.is_finite() or number < 0:
         raise ValueError(f"{value!r} is not a CPU count (e.g. 0.5)")
     return max(1, int((number * 1000).to_integral_value(rounding="ROUND_CEILING")))
-
-
-def cpu_quantity(millicpus: int) -> str:
-    return str(millicpus // 1000) if millicpus % 1000 == 0 else f"{millicpus}m"
-
-
-def memory_quantity(size: int) -> str:
-    for suffix, unit in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if size and size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
-
-
-def millicpus(quantity: str) -> int:
-    return int((parse_quantity(quantity) * 1000).to_integral_value(rounding="ROUND_CEILING"))
-
-
-def memory_bytes(quantity: str) -> int:
-    return int(parse_quantity(quantity).to_integral_value(rounding="ROUND_CEILING"))
 
 
 def duration_seconds(value: object) -> float:

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from accounts.models import Membership
-from paas.realtime import CLOSE_NO_ACCESS
+from lib.realtime import CLOSE_NO_ACCESS
 from projects import releases
 from projects.consumers import BROWSER_WINDOW
 from projects.tests.test_projects_deploy import finished

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from billing import signals as billing_signals
+from billing.ledger import get_account
 from billing.models import BillingAccount
-from billing.services import get_account
 from clusters import sealing
 from clusters.models import DesiredProject
 from projects import manifests, pipeline, releases, services, suspension

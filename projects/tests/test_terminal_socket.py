@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 from accounts.models import Membership, Role
 from audit.models import Action, AuditEvent
 from conftest import logged_in_page
-from paas.realtime import CLOSE_NO_ACCESS
+from lib.realtime import CLOSE_NO_ACCESS
 from paas.testing.plane import poll
 from paas.testing.processes import start_daphne
 from projects.tests.test_terminal import deployed
@@ -92,7 +92,7 @@ def test_the_socket_runs_a_shell_resizes_reports_the_exit_and_refuses_viewers_an
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         membership = Membership.objects.get(user=personas.member, organization=personas.org)
         membership.role = Role.VIEWER
-        membership.save()  # accounts.signals tell the user's sockets to re-check their access
+        membership.save()  # accounts.receivers tell the user's sockets to re-check their access
         with pytest.raises(ConnectionClosed):
             while True:
                 ws.recv(timeout=5)

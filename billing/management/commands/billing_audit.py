@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.checks import audit
 from billing.models import BillingAccount, CreditEntry
-from billing.services import audit
 
 
 class Command(BaseCommand):

@@ -60,7 +60,7 @@
       }
     };
     ws.onclose = (e) => {
-      if (e.code === 4403) {  // paas.realtime.CLOSE_NO_ACCESS: the user's role or membership changed
+      if (e.code === 4403) {  // lib.realtime.CLOSE_NO_ACCESS: the user's role or membership changed
         term.write("\r\n\x1b[2m[your access to this project changed: session closed]\x1b[0m\r\n");
         say("Your access to this project changed; the session was closed.", "no-access");
       } else if (!ended) {

@@ -14,6 +14,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
+from django.http import Http404
 
 # Close code of a socket refused at connect, or closed because its user lost access while it was open.
 CLOSE_NO_ACCESS = 4403
@@ -98,3 +99,23 @@ class AccessCheckedConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_event(self, message: dict[str, Any]) -> None:
         await self.send_json({"event": message["event"], "data": message["data"]})
+
+
+class GroupEventsConsumer(AccessCheckedConsumer):
+    """A page's live events: the socket joins the one group `group()` names and relays its events.
+
+    `group()` reaches the object through its model's access function, which raises Http404 for a user who
+    may not see it (missing and foreign alike), so the socket is refused, or closed once access is lost.
+    """
+
+    def group(self) -> str:
+        raise NotImplementedError
+
+    def authorize(self) -> list[str] | None:
+        try:
+            return [self.group()]
+        except Http404:
+            return None
+
+    async def access_lost(self) -> None:
+        await self.send_json({"event": "access.lost", "data": {}})
