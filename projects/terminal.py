@@ -134,7 +134,7 @@ async def wake(target: Target, progress: Progress | None) -> list[dict[str, Any]
     cannot start (crash loop, image pull error) ends the wait with Sablier's reason and what to do about it.
     """
     service = target.service
-    if progress is not None:
+    if progress is not None and not target.project.suspended:  # a suspended one is refused below, not woken
         await progress(f"waking {service.name}…")
     try:
         # Not thread-sensitive: the wait may take a minute and must not hold daphne's shared database thread.

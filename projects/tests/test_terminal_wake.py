@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 from clusters.tests.test_integration import poll
 from conftest import logged_in_page
 from projects import services
+from projects.models import Service
 from projects.tests.test_projects_deploy import finished
 from projects.tests.test_sleep_cluster import COMPOSE, NS, _kubesim_server, asleep, replicas, short_idle, sleepy  # noqa: F401 (the cluster with Sablier)
 from projects.tests.test_terminal_socket import next_event, read_until, socket
@@ -26,12 +27,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), 
 IDLE = 2  # seconds: the service's idle timeout (Sablier's session)
 
 
-def sleeping_web(kubesim, project, owner, idle: int = IDLE):
-    short_idle(project, idle)
+def sleeping_web(kubesim, project, owner, idle: int = IDLE) -> Service:
+    """Shop deployed, its web service asleep (after a short first idle timeout), then `idle` as its timeout."""
+    short_idle(project, IDLE)
     release = finished(services.deploy(project, owner, COMPOSE))
     assert release.status == "live", release.error
     web = project.services.get(name="web")
     asleep(kubesim, web)
+    Service.objects.filter(pk=web.pk).update(idle_timeout=idle)
+    web.refresh_from_db()
     return web
 
 
