@@ -159,7 +159,8 @@ async def _wake_failure(target: Target, exc: WakeError) -> str:
     observed = await database_sync_to_async(
         lambda: Service.objects.filter(pk=service.pk).values_list("message", flat=True).first())() or ""
     reason = f" ({observed})" if observed and observed not in text else ""
-    return (f"service {service.name} could not be woken within {service.blocking_timeout} s: {text}{reason}. "
+    waited = f" after {service.blocking_timeout} s (its blocking timeout)" if "in time" in text else ""
+    return (f"service {service.name} could not be woken{waited}: {text}{reason}. "
             f"Its logs show the last lines of its pods; fix the image or its command and deploy again.")
 
 

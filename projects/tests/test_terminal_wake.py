@@ -68,6 +68,22 @@ def test_a_suspended_organizations_service_is_not_woken_by_a_terminal(
     assert replicas(kubesim, "web") == 0
 
 
+def test_a_service_that_cannot_start_ends_the_wait_with_the_reason_and_what_to_do(
+        connected, daphne_server, kubesim, personas, project):
+    sleeping_web(kubesim, project, personas.owner, idle=60)
+    # A new release to a sleeping service updates its template without waking it: the next start crash-loops.
+    crashing = finished(services.deploy(project, personas.owner,
+                                        COMPOSE.replace("nginx:1.27", "ghcr.io/acme/web:crash")))
+    assert crashing.status == "live", crashing.error
+    with socket(daphne_server, personas.member) as ws:
+        assert next_event(ws) == {"type": "waking", "message": "waking web…"}
+        refused = next_event(ws, timeout=90)
+    assert refused["type"] == "error", refused
+    assert refused["message"].startswith("service web could not be woken: web did not start: ")
+    assert "CrashLoopBackOff" in refused["message"]
+    assert "fix the image or its command and deploy again" in refused["message"]
+
+
 def test_the_logs_of_a_sleeping_service_are_its_last_pods_last_lines(
         connected, kubesim, kube_api, personas, project, viewer):
     short_idle(project, 600)
