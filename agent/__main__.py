@@ -22,6 +22,7 @@ from agent import protocol as p
 from agent.bootstrap import bootstrapper_for
 from agent.handlers import build_ops, build_stream_ops
 from agent.k8s import PROJECT_KINDS, Kube
+from agent.lastlines import LastLines
 from agent.observe import Observer
 from agent.tunnel import Backoff, Tunnel
 
@@ -94,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
     tunnel = Tunnel(args.server, lambda: token_path.read_text().strip(), hello, build_ops(kube), build_stream_ops(kube),
                     heartbeat=args.heartbeat, backoff=Backoff(cap=args.backoff_cap), ssl=ssl_context,
                     refused_grace=args.refused_grace)
-    observer = Observer(kube, tunnel.send_event)
+    observer = Observer(kube, tunnel.send_event, on_pod=LastLines(kube).pod_changed)
     tunnel.on_connect.append(observer.resend_all)
     bootstrapper_for(kube).attach(tunnel, on_connect=args.bootstrap)  # progress goes out as events
 

@@ -11,6 +11,9 @@ Frames, one JSON object per line:
     {"pod", "container", "ts", "line"}   a log line; ts is the kubelet's RFC3339Nano time (when asked for)
     {"skipped": N}                       N lines were dropped here: the reader was slower than the pods
     {"notice": str, "pod": str}          e.g. a container that has no previous log, or one not started yet
+    {"last_run": {"service", "pod", "stopped_at"}, "notice": str, "pod": str}
+                                         a service with no pod: the lines that follow, each with "last_run": true,
+                                         are its pod's last ones, kept when it stopped (agent/lastlines.py)
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from agent import lastlines
 from agent.k8s import NAMESPACE, POD, Kube, KubeError, PodLog
 from agent.protocol import MANAGED_BY_LABEL, MANAGED_BY_VALUE, PROJECT_UID_LABEL, SERVICE_LABEL
 
@@ -193,18 +199,69 @@ class LogJob:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, pods: list[dict[str, Any]]) -> None:
+    def load_last_runs(self, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The kept runs (agent.lastlines) of the services named by the request that have no pod now."""
+        r = self.request
+        if r.pod or r.previous:
+            return []
+        if r.service:
+            found = self.kube.get(lastlines.CONFIG_MAP, lastlines.config_map_name(r.service), r.namespace)
+            config_maps = [found] if found and not pods else []
+        else:
+            selector = {k: v for k, v in r.pod_labels.items() if k != MANAGED_BY_LABEL} | {
+                lastlines.COMPONENT_LABEL: lastlines.COMPONENT}
+            config_maps = self.kube.list(lastlines.CONFIG_MAP, r.namespace,
+                                         label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())))
+        running = {((p_["metadata"].get("labels") or {}).get(SERVICE_LABEL)) for p_ in pods}
+        runs = []
+        for config_map in config_maps:
+            labels = (config_map.get("metadata") or {}).get("labels") or {}
+            # Only the agent's own record of this project's service: never a ConfigMap a release could forge.
+            wanted = {k: v for k, v in r.pod_labels.items() if k != MANAGED_BY_LABEL} | {
+                MANAGED_BY_LABEL: lastlines.OWNER}
+            if not all(labels.get(k) == v for k, v in wanted.items()) or labels.get(SERVICE_LABEL) in running:
+                continue
+            runs += [{**run, "service": labels[SERVICE_LABEL]}
+                     for run in lastlines.last_runs(lastlines.load_runs(config_map))]
+        return runs
+
+    def start(self, pods: list[dict[str, Any]], last_runs: list[dict[str, Any]] | None = None) -> None:
         r = self.request
         self._initial = {(pod["metadata"].get("uid", ""), s.get("name", ""), int(s.get("restartCount", 0)))
                          for pod in pods for s in (pod.get("status") or {}).get("containerStatuses") or []}
+        for run in last_runs or []:
+            self._replay(run)
         if r.follow and not r.pod and not r.previous:
             self._watching = True  # the watcher lists the pods itself (its first events) and then follows
             self._spawn(self._watch_pods)
             return
         for pod in pods:
             self._follow_pod(pod)
-        if not pods:
+        if not pods and not last_runs:
             self.notice("", "no pod is running" + (f" for service {r.service}" if r.service else ""))
+
+    def _replay(self, run: dict[str, Any]) -> None:
+        """A stopped pod's kept lines, after a marker saying whose and since when, within tail/since/resume."""
+        r = self.request
+        pod, stopped = str(run.get("pod", "")), str(run.get("stopped_at", ""))
+        self.buffer.put(frame({"last_run": {"service": run["service"], "pod": pod, "stopped_at": stopped},
+                               "notice": f"no pod is running for service {run['service']}: last lines from pod "
+                                         f"{pod}, stopped at {stopped}", "pod": pod}))
+        since = ts_key(datetime.fromtimestamp(time.time() - r.since_seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ")) if r.since_seconds else ""
+        for container, lines in sorted(run["containers"].items()):
+            after = r.resume.get(f"{pod}/{container}")
+            kept = [(ts, text) for ts, text in lines if ts_key(ts) >= since]
+            if r.tail is not None:
+                kept = kept[-r.tail:] if r.tail else []
+            seen_at_mark = 0
+            for ts, text in kept:
+                if after is not None and ts_key(ts) <= after[0]:
+                    if ts_key(ts) < after[0] or seen_at_mark < after[1]:
+                        seen_at_mark += ts_key(ts) == after[0]
+                        continue
+                line = {"pod": pod, "container": container, "line": text, "last_run": True}
+                self.buffer.put(frame(line | ({"ts": ts} if r.timestamps else {})))
 
     def finished(self) -> bool:
         return not self._watching and self._running == 0
@@ -351,8 +408,13 @@ async def serve(kube: Kube, stream: Any, payload: dict[str, Any]) -> None:
             pass  # the control plane sends nothing on a logs stream; this only notices its close
         wake.set()
 
+    try:
+        last_runs = await asyncio.to_thread(job.load_last_runs, pods)
+    except KubeError as exc:  # the lines of live pods still come
+        last_runs = []
+        job.notice("", f"the last lines of stopped pods could not be read: {exc.message}")
     closing = asyncio.create_task(until_closed())
-    job.start(pods)
+    job.start(pods, last_runs)
     try:
         while not stream.closed:
             await stream.writable()

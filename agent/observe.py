@@ -79,9 +79,11 @@ def event_summary(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class Observer:
-    def __init__(self, kube: Kube, publish: Publish, *, debounce: float = 0.2, watch_timeout: int = 30) -> None:
+    def __init__(self, kube: Kube, publish: Publish, *, debounce: float = 0.2, watch_timeout: int = 30,
+                 on_pod: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.kube = kube
         self.publish = publish
+        self.on_pod = on_pod  # sees every managed pod's change (agent.lastlines keeps a terminating pod's tail)
         self.debounce = debounce
         self.watch_timeout = watch_timeout
         self.managed: set[str] = set()
@@ -154,6 +156,8 @@ class Observer:
         if kind == "Event" and namespace not in self.managed:
             return set()
         bucket = self.cache.setdefault(namespace, {}).setdefault(kind, {})
+        if kind == "Pod" and event_type != "DELETED" and self.on_pod is not None:
+            self.on_pod(obj)
         if event_type == "DELETED":
             bucket.pop(meta.get("name"), None)
         else:

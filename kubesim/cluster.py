@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubesim import apply as ssa
@@ -52,6 +53,14 @@ class WriteOptions:
     trusted: bool = False  # bootstrap objects (upstream CRDs) skip schema validation on every reset
     user: UserInfo | None = None  # who writes through the API (None: the emulator's own controllers)
     warnings: list[str] = field(default_factory=list)
+
+
+def _terminates_gracefully(pod: dict[str, Any], grace_seconds: int | None) -> bool:
+    """The apiserver removes a pod at once when it never ran on a node, has finished, or is deleted with a grace
+    period of 0 (the kubelet's own final delete); any other pod terminates first."""
+    if grace_seconds == 0 or not pod["spec"].get("nodeName"):
+        return False
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 class Cluster:
@@ -369,7 +378,7 @@ class Cluster:
 
     def delete(self, rt: ResourceType, namespace: str, name: str, *, propagation: str | None = None,
                opts: WriteOptions | None = None, precondition_uid: str | None = None,
-               precondition_rv: str | None = None) -> dict[str, Any]:
+               precondition_rv: str | None = None, grace_seconds: int | None = None) -> dict[str, Any]:
         opts = opts or WriteOptions()
         obj = self.get(rt, namespace, name)
         if precondition_uid and precondition_uid != obj["metadata"]["uid"]:
@@ -384,6 +393,8 @@ class Cluster:
         if propagation == "Orphan":
             self._orphan(obj)
         meta = obj["metadata"]
+        if rt.kind == "Pod" and not meta.get("finalizers") and _terminates_gracefully(obj, grace_seconds):
+            return self._terminate_pod(rt, obj, grace_seconds)
         if meta.get("finalizers") or propagation == "Foreground":
             if meta.get("deletionTimestamp"):
                 return clone(obj)
@@ -396,6 +407,19 @@ class Cluster:
                 new["metadata"]["finalizers"] = ["foregroundDeletion"]
             return clone(self.store.write(self.key(rt), new, obj, "MODIFIED"))
         return self._remove(rt, obj)
+
+    def _terminate_pod(self, rt: ResourceType, obj: dict[str, Any], grace_seconds: int | None) -> dict[str, Any]:
+        """As the apiserver does for a pod bound to a node: mark it terminating and leave the rest to the kubelet,
+        which stops its containers and then deletes it with a grace period of 0 (its log stays readable until
+        then). Deleting a terminating pod again only shortens nothing here: it is already on its way."""
+        if obj["metadata"].get("deletionTimestamp"):
+            return clone(obj)
+        grace = grace_seconds if grace_seconds is not None else obj["spec"].get("terminationGracePeriodSeconds", 30)
+        new = clone(obj)
+        new["metadata"]["deletionTimestamp"] = (datetime.now(UTC) + timedelta(seconds=grace)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        new["metadata"]["deletionGracePeriodSeconds"] = grace
+        return clone(self.store.write(self.key(rt), new, obj, "MODIFIED"))
 
     def _remove(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         old = self.store.get(self.key(rt), obj["metadata"].get("namespace", ""), obj["metadata"]["name"])

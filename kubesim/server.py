@@ -216,8 +216,10 @@ class ApiServer:
             if _bool(q.get("orphanDependents")) or body.get("orphanDependents"):
                 policy = "Orphan"
             opts.dry_run = opts.dry_run or "All" in (body.get("dryRun") or [])
+            grace = q.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
             obj = self.cluster.delete(rt, ns, r.name, propagation=policy, opts=opts,
-                                      precondition_uid=pre.get("uid"), precondition_rv=pre.get("resourceVersion"))
+                                      precondition_uid=pre.get("uid"), precondition_rv=pre.get("resourceVersion"),
+                                      grace_seconds=int(grace) if grace is not None and str(grace).isdigit() else None)
             return _json(_deleted_body(rt, obj))
         raise method_not_allowed()
 

@@ -354,7 +354,8 @@ class LogsView(APIView):
             return Response({"detail": str(exc), "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
         except logs.LogsUnavailable as exc:
             return Response({"detail": str(exc), "code": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        response = HttpResponse(logs.as_text(frames), content_type="text/plain; charset=utf-8")
+        response = HttpResponse(logs.as_text(frames, logs.sleeping_services(project)),
+                                content_type="text/plain; charset=utf-8")
         filename = f"{project.slug}-{name or 'all'}-logs.txt"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

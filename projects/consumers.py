@@ -3,7 +3,8 @@
 
 Terminal, browser -> server: binary frames are keystrokes; text frames are JSON {"type": "resize", "cols", "rows"}.
 Terminal, server -> browser: binary frames are the terminal's output; text frames are JSON events:
-  {"type": "ready", "pod", "container"}, {"type": "exit", "exit_code", "message"},
+  {"type": "waking", "message"} (a sleeping service is being woken first), {"type": "ready", "pod", "container"},
+  {"type": "exit", "exit_code", "message"},
   {"type": "idle", "message"}, {"type": "error", "message"} (each of the last three ends the session).
 """
 
@@ -140,6 +141,7 @@ class TerminalConsumer(AccessCheckedConsumer):
 
     session: ShellSession | None = None
     tasks: list[asyncio.Task]
+    forwarding: asyncio.Task | None = None
 
     def authorize(self) -> list[str] | None:
         kwargs = self.scope["url_route"]["kwargs"]
@@ -155,6 +157,11 @@ class TerminalConsumer(AccessCheckedConsumer):
         await super().connect()
         if not getattr(self, "joined", None):
             return  # refused
+        # Opening may first wake a sleeping service (up to its blocking timeout): a task, so that the socket's
+        # own messages (a close, an access change) are handled meanwhile.
+        self.tasks = [asyncio.create_task(self._open())]
+
+    async def _open(self) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         try:
@@ -162,14 +169,16 @@ class TerminalConsumer(AccessCheckedConsumer):
                 self.scope["user"], kwargs["org_slug"], kwargs["project_slug"], kwargs["name"],
                 pod=(query.get("pod") or [None])[0] or None, container=(query.get("container") or [None])[0] or None,
                 cols=_size(query, "cols", 80), rows=_size(query, "rows", 24), client_ip=ip_from_scope(self.scope),
-                channel="terminal", **self.process(query))
+                channel="terminal", progress=lambda message: self._event(type="waking", message=message),
+                **self.process(query))
         except ShellRefused as exc:
             await self._event(type="error", message=exc.message)
             await self.close(code=4000)
             return
         self.last_activity = time.monotonic()
         await self._event(type="ready", pod=self.session.pod, container=self.session.container)
-        self.tasks = [asyncio.create_task(self._forward()), asyncio.create_task(self._watch_idle())]
+        self.forwarding = asyncio.create_task(self._forward())
+        self.tasks += [self.forwarding, asyncio.create_task(self._watch_idle())]
 
     def process(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """What runs: an interactive shell in a TTY (ExecConsumer runs a command)."""
@@ -214,7 +223,8 @@ class TerminalConsumer(AccessCheckedConsumer):
             await asyncio.sleep(left)
         minutes = f"{timeout // 60} minutes" if timeout % 60 == 0 else f"{timeout} seconds"
         await self._event(type="idle", message=f"Session closed after {minutes} without activity.")
-        self.tasks[0].cancel()
+        if self.forwarding is not None:
+            self.forwarding.cancel()
         await self._end()
 
     async def _end(self) -> None:

@@ -5,6 +5,8 @@ checks again (namespace and labels of that project) and turns the agent's NDJSON
 
     async with open_logs(project, service="web", follow=True, tail=100) as lines:
         async for frame in lines: ...        # {"pod", "container", "ts", "line"} | {"skipped": N} | {"notice"}
+                                             # | {"last_run": {service, pod, stopped_at}, "notice"}, then lines
+                                             #   with "last_run": true (a service with no pod: kept lines)
 
     last_lines(project, "web", tail=500)     # sync callers (REST download): the frames, then the stream ends
 """
@@ -22,6 +24,7 @@ from projects.models import Project
 
 MAX_TAIL = 10_000  # the most lines a download or a first screen asks for
 MAX_FRAME = 64 * 1024  # the agent cuts lines at 16 KiB; a longer partial frame is garbage, not a reason to grow
+SLEEPING = ("sleeping", "waking")  # Service.status of a sleeping-enabled service Sablier holds at zero
 
 
 class LogsUnavailable(Exception):
@@ -163,7 +166,19 @@ def last_lines(project: Project, options: LogOptions, timeout: float = 30.0) -> 
         raise LogsUnavailable("the cluster's agent sent no logs in time") from None
 
 
-def as_text(frames: list[dict[str, Any]]) -> str:
+def sleeping_services(project: Project) -> list[str]:
+    """Services Sablier holds at zero: their kept last lines are introduced as a sleeping service's."""
+    return list(project.services.filter(status__in=SLEEPING).values_list("name", flat=True))
+
+
+def last_run_notice(run: dict[str, Any], sleeping: list[str]) -> str:
+    """How a service's kept lines are introduced (the browser's log view words it the same way)."""
+    state = "is sleeping" if run.get("service") in sleeping else "has no running pod"
+    return (f"service {run.get('service')} {state} — last lines from pod {run.get('pod')}, "
+            f"stopped at {run.get('stopped_at')}")
+
+
+def as_text(frames: list[dict[str, Any]], sleeping: list[str] | None = None) -> str:
     """Plain text for a download: `ts pod/container line`, markers in brackets."""
     out = []
     for frame in frames:
@@ -171,6 +186,8 @@ def as_text(frames: list[dict[str, Any]]) -> str:
             out.append(f"{frame.get('ts', '')} {frame['pod']}/{frame['container']} {frame['line']}".lstrip())
         elif "skipped" in frame:
             out.append(f"[{frame['skipped']} lines skipped]")
+        elif "last_run" in frame:
+            out.append(f"[{last_run_notice(frame['last_run'], sleeping or [])}]")
         elif "notice" in frame:
             out.append(f"[{frame.get('pod') or 'logs'}: {frame['notice']}]")
     return "\n".join(out) + ("\n" if out else "")

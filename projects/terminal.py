@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,11 +33,16 @@ from audit.services import Action, record_session
 from clusters import rpc
 from projects.access import get_service_for_user
 from projects.models import Project, Service
+from projects.wake import WakeError, wake_service
+
+log = logging.getLogger(__name__)
 
 Channel = Literal["terminal", "ssh"]
+Progress = Callable[[str], Awaitable[None]]  # tells the user what the session waits for ("waking web…")
 AUDIT_ACTIONS = {"terminal": Action.TERMINAL_SESSION, "ssh": Action.SSH_SESSION}
 RECV_POLL = 30.0  # seconds: an idle shell is normal, so recv() keeps waiting past the stream's own timeout
-SLEEPING = "scaled to zero"  # Service.status when no replica runs on purpose
+POD_AFTER_WAKE = 15.0  # seconds for the agent's pod list to show the pod Sablier reported ready
+KEEP_AWAKE_MAX = 300.0  # seconds between two session refreshes at most
 
 
 class ShellRefused(Exception):
@@ -108,19 +114,69 @@ def choose_pod(target: Target, pods: list[dict[str, Any]], pod: str | None) -> d
         return chosen
     if running:
         return running[0]
-    if target.service.status == SLEEPING or target.project.suspended:
-        # Waking a sleeping service on demand belongs to scale-to-zero, which has not landed: refuse for now.
-        raise ShellRefused(f"service {target.service.name} is sleeping (scaled to zero); wake it, then try again")
     raise ShellRefused(f"service {target.service.name} has no running pod")
+
+
+def _running(pods: list[dict[str, Any]]) -> bool:
+    return any(p_["phase"] == "Running" and not p_["deleting"] for p_ in pods)
+
+
+def may_be_asleep(target: Target) -> bool:
+    """No running pod, and the service is one Sablier scales to zero (or its organization is suspended, which
+    wake_service refuses with the suspended message): waking is the way to a pod."""
+    return target.service.sleeps or target.project.suspended
+
+
+async def wake(target: Target, progress: Progress | None) -> list[dict[str, Any]]:
+    """Wake the service through Sablier (projects.wake.wake_service) and return its pods once one runs.
+
+    Waits up to the service's blocking timeout, the same bound an API client's request has; a service that
+    cannot start (crash loop, image pull error) ends the wait with Sablier's reason and what to do about it.
+    """
+    service = target.service
+    if progress is not None and not target.project.suspended:  # a suspended one is refused below, not woken
+        await progress(f"waking {service.name}…")
+    try:
+        # Not thread-sensitive: the wait may take a minute and must not hold daphne's shared database thread.
+        await database_sync_to_async(wake_service, thread_sensitive=False)(service, timeout=service.blocking_timeout)
+    except WakeError as exc:
+        raise ShellRefused(await _wake_failure(target, exc), "forbidden" if exc.code == "suspended" else "unavailable"
+                           ) from None
+    deadline = time.monotonic() + POD_AFTER_WAKE
+    while not _running(pods := await service_pods(target)):
+        if time.monotonic() > deadline:
+            raise ShellRefused(f"service {service.name} woke up but none of its pods is running yet; try again")
+        await asyncio.sleep(0.3)
+    return pods
+
+
+async def _wake_failure(target: Target, exc: WakeError) -> str:
+    text = " ".join(exc.messages)
+    if exc.code == "suspended":
+        return text
+    service = target.service
+    # The agent's observed state may name the kubelet's reason (CrashLoopBackOff, ImagePullBackOff) by now.
+    observed = await database_sync_to_async(
+        lambda: Service.objects.filter(pk=service.pk).values_list("message", flat=True).first())() or ""
+    reason = f" ({observed})" if observed and observed not in text else ""
+    waited = f" after {service.blocking_timeout} s (its blocking timeout)" if "in time" in text else ""
+    return (f"service {service.name} could not be woken{waited}: {text}{reason}. "
+            f"Its logs show the last lines of its pods; fix the image or its command and deploy again.")
 
 
 async def open_shell(user: User, org_slug: str, project_slug: str, service_name: str, *, pod: str | None = None,
                      container: str | None = None, command: list[str] | None = None, tty: bool = True,
                      cols: int = 80, rows: int = 24, client_ip: str | None = None,
-                     channel: Channel = "terminal") -> ShellSession:
-    """A running shell (command=None: bash, else sh) or command in a pod of the service; see the module doc."""
+                     channel: Channel = "terminal", progress: Progress | None = None) -> ShellSession:
+    """A running shell (command=None: bash, else sh) or command in a pod of the service; see the module doc.
+
+    A sleeping service is woken first (progress() hears "waking <service>…"), and the session keeps it awake
+    while it is open."""
     target = await find_target(user, org_slug, project_slug, service_name)
-    chosen = choose_pod(target, await service_pods(target), pod)
+    pods = await service_pods(target)
+    if pod is None and not _running(pods) and may_be_asleep(target):
+        pods = await wake(target, progress)
+    chosen = choose_pod(target, pods, pod)
     if container is not None and container not in chosen["containers"]:
         raise ShellRefused(f"pod {chosen['name']} has no container {container}; it has: "
                            f"{', '.join(chosen['containers'])}")
@@ -131,7 +187,24 @@ async def open_shell(user: User, org_slug: str, project_slug: str, service_name:
         stream = await rpc.open_stream(target.project.cluster_id, "exec", payload)
     except rpc.RPCError as exc:
         raise ShellRefused(f"could not reach the project's cluster: {exc}") from None
-    return ShellSession(stream, target, chosen["name"], container, channel, client_ip)
+    session = ShellSession(stream, target, chosen["name"], container, channel, client_ip)
+    if target.service.sleeps:
+        session.keeping_awake = asyncio.create_task(keep_awake(target.service))
+    return session
+
+
+async def keep_awake(service: Service) -> None:
+    """Refresh the service's Sablier session while a shell is open: Sablier scales a group to zero when its
+    session expires, whether or not a shell runs in it, and only requests through Traefik refresh it. Three
+    refreshes per idle timeout, so one slow call does not let it lapse; after the shell closes the service
+    stays up for one more idle timeout, as after a last request."""
+    interval = min(max(service.idle_timeout / 3, 0.5), KEEP_AWAKE_MAX)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await database_sync_to_async(wake_service, thread_sensitive=False)(service, timeout=10)
+        except WakeError as exc:  # suspended meanwhile, or Sablier unreachable: the shell decides nothing here
+            log.info("could not refresh the session of %s: %s", service, " ".join(exc.messages))
 
 
 class ShellSession:
@@ -145,6 +218,7 @@ class ShellSession:
         self.exit_code: int | None = None
         self.message = ""  # the status message from the container runtime, or why the agent refused
         self.started = time.monotonic()
+        self.keeping_awake: asyncio.Task | None = None  # keep_awake() while open, for a sleeping-enabled service
         self._recorded = False
 
     @property
@@ -194,6 +268,8 @@ class ShellSession:
 
     async def close(self) -> None:
         """End the process if it still runs, and record the session (idempotent)."""
+        if self.keeping_awake is not None:
+            self.keeping_awake.cancel()
         with contextlib.suppress(rpc.RPCError, ConnectionError, TimeoutError):
             await asyncio.shield(self.stream.close())
         if not self._recorded:

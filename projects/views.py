@@ -19,7 +19,7 @@ from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import page_of, search
-from projects import deletion, manifests, releases, services, terminal, wake
+from projects import deletion, logs, manifests, releases, services, terminal, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release
 
@@ -110,7 +110,7 @@ def project_logs(request: HttpRequest, org_slug: str, project_slug: str, name: s
         project = service.project
     return render(request, "projects/logs.html", {
         "org": project.organization, "project": project, "service": service, "membership": membership,
-        "services": project.services.all()})
+        "services": project.services.all(), "sleeping": logs.sleeping_services(project)})
 
 
 @login_required
@@ -200,10 +200,11 @@ def service_terminal(request: HttpRequest, org_slug: str, project_slug: str, nam
         pods = terminal.service_pods_sync(target)
     except terminal.ShellRefused as exc:
         problem = exc.message
+    running = [pod for pod in pods if pod["phase"] == "Running" and not pod["deleting"]]
     return render(request, "projects/terminal.html", {
         "org": service.project.organization, "project": service.project, "service": service,
         "membership": membership, "problem": problem, "idle_timeout": settings.TERMINAL_IDLE_TIMEOUT,
-        "pods": [pod for pod in pods if pod["phase"] == "Running" and not pod["deleting"]]})
+        "pods": running, "wakes": not running and terminal.may_be_asleep(target)})
 
 
 @login_required

@@ -195,6 +195,10 @@ class GatewaySession(asyncssh.SSHServerSession):
     def say(self, message: str) -> None:
         self.chan.write_stderr((message + ("\r\n" if self.tty else "\n")).encode())
 
+    async def progress(self, message: str) -> None:
+        """What the session waits for (a sleeping service waking), on stderr so a command's output stays clean."""
+        self.say(f"{message} (the shell opens when a pod is ready)" if self.command is None else message)
+
     async def run(self) -> None:
         await asyncio.sleep(0)  # let refusals of requests that came with the session's opening be noted first
         for notice in self.server.notices:
@@ -230,7 +234,7 @@ class GatewaySession(asyncssh.SSHServerSession):
             target = org, project, service = await resolve(user, login)
             shell = await open_shell(user, org, project, service, tty=self.tty, cols=self.cols, rows=self.rows,
                                      command=["sh", "-c", self.command] if self.command else None,
-                                     client_ip=self.server.ip, channel="ssh")
+                                     client_ip=self.server.ip, channel="ssh", progress=self.progress)
         except Http404:
             # The same answer for a missing and for another tenant's project.
             self.say(f"{login}: no such service among your projects. Use <project>.<service> or "

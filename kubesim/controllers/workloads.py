@@ -46,10 +46,14 @@ class Kubelet(Controller):
     primary = ("", "pods")
     # Seconds a scheduled pod stays Pending before its containers run (an image pull and app start-up).
     start_delay = 0.0
+    # Seconds between a pod's deletion and its removal: its processes exit on SIGTERM, then the kubelet deletes
+    # it with a grace period of 0. Until then the pod is Terminating and its log can still be read.
+    stop_delay = 1.0
 
     def __init__(self, cluster: Cluster, logs: LogHub, delay: float) -> None:
         super().__init__(cluster, logs, delay)
         self.starts_at: dict[str, float] = {}  # pod uid -> when its containers start
+        self.stops_at: dict[str, float] = {}  # pod uid -> when the terminating pod is removed
 
     def keys_for(self, event: Event) -> Iterable[Key]:
         if event.key == ("", "pods") and event.type != "DELETED":
@@ -57,12 +61,16 @@ class Kubelet(Controller):
         if event.key == ("", "pods"):
             self.logs.forget_pod(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])
             self.starts_at.pop(event.obj["metadata"].get("uid", ""), None)
+            self.stops_at.pop(event.obj["metadata"].get("uid", ""), None)
         return ()
 
     def reconcile(self, namespace: str, name: str) -> None:
         pod_rt = self.rt("v1", "Pod")
         pod = self.fetch(pod_rt, namespace, name)
-        if pod is None or pod["metadata"].get("deletionTimestamp"):
+        if pod is None:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self._terminate(pod)
             return
         status = pod.get("status") or {}
         if not pod["spec"].get("nodeName"):
@@ -76,6 +84,18 @@ class Kubelet(Controller):
         if self._waiting_to_start(pod):
             return
         self._start(pod)
+
+    def _terminate(self, pod: dict[str, Any]) -> None:
+        """A terminating pod: removed once its processes have had stop_delay to exit (never past its grace)."""
+        meta = pod["metadata"]
+        if meta.get("finalizers") or not pod["spec"].get("nodeName"):
+            return  # held by a finalizer (the apiserver's business), or never ran
+        delay = min(self.stop_delay, float(meta.get("deletionGracePeriodSeconds", 30)))
+        remaining = self.stops_at.setdefault(meta["uid"], time.monotonic() + delay) - time.monotonic()
+        if remaining > 0:
+            self.enqueue_later((meta["namespace"], meta["name"]), remaining)
+            return
+        self.cluster.delete(self.rt("v1", "Pod"), meta["namespace"], meta["name"], grace_seconds=0)
 
     def _waiting_to_start(self, pod: dict[str, Any]) -> bool:
         if self.start_delay <= 0:

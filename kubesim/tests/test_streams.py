@@ -42,6 +42,27 @@ def test_it_serves_logs_with_tail_and_timestamps(kubesim: KubeSim, core: client.
     assert text == "three\n" and stamp.endswith("Z") and len(stamp) == 30
 
 
+def test_a_deleted_pod_terminates_first_and_its_log_stays_readable_until_the_kubelet_removes_it(
+        kubesim: KubeSim, core: client.CoreV1Api) -> None:
+    """As a kubelet: a deleted pod is Terminating (deletionTimestamp, grace period) while its processes stop, its
+    log is still served, then it is gone. gracePeriodSeconds=0 removes a pod at once."""
+    _running(kubesim, core)
+    kubesim.push_logs("default", "p", ["last words"])
+    core.delete_namespaced_pod("p", "default")
+    terminating = core.read_namespaced_pod("p", "default")
+    assert terminating.metadata.deletion_timestamp is not None
+    assert terminating.metadata.deletion_grace_period_seconds == 30
+    assert core.read_namespaced_pod_log("p", "default", tail_lines=1) == "last words\n"
+    kubesim.wait_for(lambda: kubesim.get("Pod", "default", "p") is None, 5)
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_pod_log("p", "default")
+    assert gone.value.status == 404
+
+    _running(kubesim, core, "q")
+    core.delete_namespaced_pod("q", "default", grace_period_seconds=0)
+    assert kubesim.get("Pod", "default", "q") is None
+
+
 def test_it_takes_startup_lines_from_a_configurable_generator(kubesim: KubeSim, core: client.CoreV1Api) -> None:
     """A test can choose what containers log when they start (the source of pods/log lines)."""
     kubesim.set_log_generator(lambda pod, container: [f"{pod['metadata']['name']}/{container} up", "ready"])

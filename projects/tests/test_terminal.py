@@ -108,7 +108,7 @@ def test_a_command_runs_without_tty_and_returns_its_exit_status(connected, kubes
     assert AuditEvent.objects.get(action=Action.SSH_SESSION).details["exit_status"] == 4
 
 
-def test_a_sleeping_service_or_one_without_a_running_pod_is_refused(project):
+def test_a_service_without_a_running_pod_is_refused(project):
     service = Service(project=project, name="web", status="starting")
     target = Target(project.created_by, project, service)
     pods = [{"name": "web-1", "phase": "Pending", "deleting": False, "containers": ["web"]},
@@ -119,9 +119,6 @@ def test_a_sleeping_service_or_one_without_a_running_pod_is_refused(project):
         choose_pod(target, pods, "web-1")
     with pytest.raises(ShellRefused, match=r"pod web-2 is not running \(terminating\)"):
         choose_pod(target, pods, "web-2")
-    service.status = terminal.SLEEPING
-    with pytest.raises(ShellRefused, match="service web is sleeping"):
-        choose_pod(target, [], None)
     pods.append({"name": "web-3", "phase": "Running", "deleting": False, "containers": ["web"]})
     assert choose_pod(target, pods, None)["name"] == "web-3"
 

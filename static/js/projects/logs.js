@@ -17,6 +17,8 @@
     const download = document.getElementById("log-download");
     const downloadTail = document.getElementById("log-download-tail");
 
+    // Services asleep when the page was rendered: their kept last lines are introduced as a sleeping service's.
+    const sleeping = JSON.parse(document.getElementById("log-sleeping").textContent);
     const marks = {}; // "pod/container" -> [ts, lines shown with exactly that ts]
     const colours = {};
     let held = [];
@@ -62,9 +64,17 @@
         el.append(pod);
         el.dataset.pod = frame.pod;
         el.append(document.createTextNode(frame.line));
+        if (frame.last_run) el.classList.add("last-run");  // a stopped pod's kept line
       } else if ("skipped" in frame) {
         el.classList.add("marker");
         el.textContent = `… ${frame.skipped} lines skipped …`;
+      } else if (frame.last_run) {  // words as projects.logs.last_run_notice
+        const run = frame.last_run;
+        const state = sleeping.includes(run.service) ? "is sleeping" : "has no running pod";
+        el.classList.add("notice", "last-run-notice");
+        el.textContent = `service ${run.service} ${state} — last lines from pod ${run.pod}, stopped at ` +
+          new Date(run.stopped_at).toLocaleString();
+        el.title = run.stopped_at;
       } else {
         el.classList.add("notice");
         el.textContent = `${frame.pod ? frame.pod + ": " : ""}${frame.notice || frame.message || ""}`;

@@ -1,6 +1,6 @@
 // The service terminal: xterm.js (with the fit addon) over the TerminalConsumer socket (projects/consumers.py).
 // Keystrokes go out as binary frames; resizes as {"type": "resize", cols, rows}; the server sends output as
-// binary frames and JSON events: ready, exit, idle, error.
+// binary frames and JSON events: waking (a sleeping service is started first), ready, exit, idle, error.
 (function () {
   const el = document.getElementById("terminal");
   if (!el) return;
@@ -24,7 +24,7 @@
 
   function fillContainers() {
     const option = podSelect.selectedOptions[0];
-    containerSelect.replaceChildren(...(option ? option.dataset.containers.split(",") : []).map((name) => {
+    containerSelect.replaceChildren(...(option ? option.dataset.containers.split(",").filter(Boolean) : []).map((name) => {
       const o = document.createElement("option");
       o.value = o.textContent = name;
       return o;
@@ -45,7 +45,11 @@
     ws.onmessage = (msg) => {
       if (typeof msg.data !== "string") { term.write(new Uint8Array(msg.data)); return; }
       const event = JSON.parse(msg.data);
-      if (event.type === "ready") {
+      if (event.type === "waking") {
+        say(`${event.message[0].toUpperCase()}${event.message.slice(1)} The shell opens when a pod is ready.`,
+            "waking");
+        term.write(`\x1b[2m[${event.message}]\x1b[0m\r\n`);
+      } else if (event.type === "ready") {
         say(`Connected to ${event.pod} (${event.container}).`, "connected");
         term.focus();
       } else if (event.type === "exit") {
