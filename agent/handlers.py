@@ -97,9 +97,9 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
             raise OpError(p.ERR_BAD_REQUEST, "'labels' must name the project")
         return await asyncio.to_thread(shell.service_pods, kube, namespace, labels, service)
 
-    return {"ping": ping, "version": version, "cluster_info": cluster_info,
-            "apply_project": apply_project, "delete_project": delete_project, "pod_logs": pod_logs,
-            "service_pods": service_pods, "wake": wake,
+    return {p.OP_PING: ping, p.OP_VERSION: version, p.OP_CLUSTER_INFO: cluster_info,
+            p.OP_APPLY_PROJECT: apply_project, p.OP_DELETE_PROJECT: delete_project, p.OP_POD_LOGS: pod_logs,
+            p.OP_SERVICE_PODS: service_pods, p.OP_WAKE: wake,
             **infra.build_ops(kube)}  # bootstrap and project data services
 
 
@@ -177,7 +177,7 @@ async def echo(stream: Stream, payload: dict[str, Any]) -> None:
         await stream.send(data)
 
 
-STREAM_OPS: dict[str, StreamHandler] = {"echo": echo}
+STREAM_OPS: dict[str, StreamHandler] = {p.STREAM_ECHO: echo}
 
 
 def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
@@ -189,4 +189,4 @@ def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
     async def pod_logs_stream(stream: Stream, payload: dict[str, Any]) -> None:
         await logs.serve(kube, stream, payload)
 
-    return {**STREAM_OPS, "exec": exec_op, "logs": pod_logs_stream}
+    return {**STREAM_OPS, p.STREAM_EXEC: exec_op, p.STREAM_LOGS: pod_logs_stream}

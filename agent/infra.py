@@ -114,7 +114,8 @@ def build_ops(kube: Kube, endpoints: services.Endpoints | None = None) -> dict[s
         values = await asyncio.to_thread(services.credentials, kube, namespace, service)
         return {"namespace": namespace, "service": service, "secret": p.DATA_SECRETS[service], "values": values}
 
-    return {"bootstrap": run_bootstrap, "bootstrap_status": bootstrap_status, "ensure_database": ensure_database,
-            "drop_database": drop_database, "ensure_bucket": ensure_bucket, "delete_bucket": delete_bucket,
-            "data_credentials": data_credentials}
+    return {p.OP_BOOTSTRAP: run_bootstrap, p.OP_BOOTSTRAP_STATUS: bootstrap_status,
+            p.OP_ENSURE_DATABASE: ensure_database, p.OP_DROP_DATABASE: drop_database,
+            p.OP_ENSURE_BUCKET: ensure_bucket, p.OP_DELETE_BUCKET: delete_bucket,
+            p.OP_DATA_CREDENTIALS: data_credentials}
 

@@ -191,6 +191,27 @@ def _rbac_rules() -> tuple[tuple[str, dict[str, Any]], ...]:
 # (why, rule) pairs, in the order the manifest lists them (docs/agent.md, "Permissions", lists them too).
 RBAC_RULES = _rbac_rules()
 
+# Operation names: what the control plane calls (clusters.rpc.call / acall) and the agent serves (agent.handlers,
+# agent.infra), and the stream operations (clusters.rpc.open_stream; agent.handlers.stream_ops).
+OP_PING = "ping"
+OP_VERSION = "version"
+OP_CLUSTER_INFO = "cluster_info"
+OP_APPLY_PROJECT = "apply_project"
+OP_DELETE_PROJECT = "delete_project"
+OP_POD_LOGS = "pod_logs"
+OP_SERVICE_PODS = "service_pods"
+OP_WAKE = "wake"
+OP_BOOTSTRAP = "bootstrap"
+OP_BOOTSTRAP_STATUS = "bootstrap_status"
+OP_ENSURE_DATABASE = "ensure_database"
+OP_DROP_DATABASE = "drop_database"
+OP_ENSURE_BUCKET = "ensure_bucket"
+OP_DELETE_BUCKET = "delete_bucket"
+OP_DATA_CREDENTIALS = "data_credentials"
+STREAM_ECHO = "echo"
+STREAM_EXEC = "exec"
+STREAM_LOGS = "logs"
+
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024

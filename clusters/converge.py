@@ -15,11 +15,12 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from agent import protocol
 from clusters import rpc
 from clusters.models import DesiredProject
 from clusters.services import record_apply_result
 
-APPLY_OP = "apply_project"
+APPLY_OP = protocol.OP_APPLY_PROJECT
 OFFLINE = "offline"  # no agent connected: nothing was sent, the next (re)connect converges
 TIMEOUT = "timeout"  # sent, but no answer in time
 

@@ -44,22 +44,22 @@ def ensure_database(cluster: Cluster | int, namespace: str, labels: dict[str, st
 
     `labels` are the project's (Project.labels, with its uid): the agent refuses anyone else's namespace.
     """
-    return _call(cluster, "ensure_database", {"namespace": namespace, "labels": labels, "rotate": rotate})
+    return _call(cluster, protocol.OP_ENSURE_DATABASE, {"namespace": namespace, "labels": labels, "rotate": rotate})
 
 
 def drop_database(cluster: Cluster | int, namespace: str) -> Outcome:
     """For project deletion, once its grace period is over."""
-    return _call(cluster, "drop_database", {"namespace": namespace})
+    return _call(cluster, protocol.OP_DROP_DATABASE, {"namespace": namespace})
 
 
 def ensure_bucket(cluster: Cluster | int, namespace: str, labels: dict[str, str]) -> Outcome:
     """A bucket and a key allowed on it only; S3_* in the project's Secret (`labels` as for ensure_database)."""
-    return _call(cluster, "ensure_bucket", {"namespace": namespace, "labels": labels})
+    return _call(cluster, protocol.OP_ENSURE_BUCKET, {"namespace": namespace, "labels": labels})
 
 
 def delete_bucket(cluster: Cluster | int, namespace: str) -> Outcome:
     """Empties the bucket, then removes it and its key (after the grace period)."""
-    return _call(cluster, "delete_bucket", {"namespace": namespace})
+    return _call(cluster, protocol.OP_DELETE_BUCKET, {"namespace": namespace})
 
 
 def reveal_credentials(cluster: Cluster | int, namespace: str, service: str) -> dict[str, str] | None:
@@ -67,5 +67,5 @@ def reveal_credentials(cluster: Cluster | int, namespace: str, service: str) -> 
 
     The caller must have checked that the user is a member of the project's organization.
     """
-    outcome = _call(cluster, "data_credentials", {"namespace": namespace, "service": service})
+    outcome = _call(cluster, protocol.OP_DATA_CREDENTIALS, {"namespace": namespace, "service": service})
     return outcome.result.get("values") if outcome.ok else None

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from agent import protocol
 from clusters import rpc
 from clusters.models import BootstrapComponent, Cluster, ClusterStatus, ComponentState, EventKind
 from clusters.services import cluster_group, record_event, status_payload
@@ -98,12 +99,12 @@ def start_bootstrap(cluster: Cluster | int, timeout: float = 30.0) -> dict[str, 
 
     Raises clusters.rpc.RPCError subclasses (offline, timeout, agent error).
     """
-    return rpc.call(cluster, "bootstrap", {"settings": bootstrap_settings()}, timeout=timeout)
+    return rpc.call(cluster, protocol.OP_BOOTSTRAP, {"settings": bootstrap_settings()}, timeout=timeout)
 
 
 def fetch_bootstrap_status(cluster: Cluster | int, timeout: float = 30.0) -> dict[str, Any]:
     """The agent's current view, read from the cluster (also recorded, in case events were missed)."""
-    snapshot = rpc.call(cluster, "bootstrap_status", {}, timeout=timeout)
+    snapshot = rpc.call(cluster, protocol.OP_BOOTSTRAP_STATUS, {}, timeout=timeout)
     cluster_id = cluster if isinstance(cluster, int) else cluster.pk
     for data in (snapshot.get("components") or {}).values():
         record_bootstrap_progress(cluster_id, data)

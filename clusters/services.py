@@ -21,7 +21,7 @@ from django.utils.text import slugify
 from accounts.models import Organization, User
 from agent import protocol
 from audit import services as audit
-from clusters import observed
+from clusters import observed, rpc
 from clusters.models import (
     Cluster,
     ClusterEvent,
@@ -127,8 +127,6 @@ def revoke_token(cluster: Cluster, *, actor: User | None = None) -> None:
     # Read the live session's channel now: the caller's copy of the cluster may predate the connection.
     channel = Cluster.objects.filter(pk=cluster.pk).values_list("channel_name", flat=True).first()
     if channel:
-        from clusters import rpc
-
         transaction.on_commit(lambda: rpc.post(channel, {"type": "agent.close", "code": protocol.CLOSE_TOKEN_REVOKED}))
 
 

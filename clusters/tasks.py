@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 
+from agent import protocol
 from clusters import infrastructure, rpc, services
 from clusters.converge import converge
 from clusters.models import DesiredProject, EventKind
@@ -31,7 +32,8 @@ def push_desired_project(desired_pk: int, revision: int) -> None:
 @shared_task(ignore_result=True)
 def delete_project_namespace(cluster_pk: int, namespace: str, labels: dict[str, str] | None = None) -> None:
     try:
-        rpc.call(cluster_pk, "delete_project", {"namespace": namespace, "labels": labels or {}}, timeout=APPLY_TIMEOUT)
+        rpc.call(cluster_pk, protocol.OP_DELETE_PROJECT, {"namespace": namespace, "labels": labels or {}},
+                 timeout=APPLY_TIMEOUT)
     except rpc.AgentError as exc:
         # The agent refused (e.g. the namespace is not the project's): operators see it on the cluster page.
         services.record_event(cluster_pk, EventKind.APPLY_FAILED, f"delete of {namespace} refused: {exc.message}")

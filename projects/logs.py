@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import protocol
 from clusters import rpc
 from projects.models import Project
 
@@ -136,7 +137,7 @@ class LogLines:
 @asynccontextmanager
 async def open_logs(project: Project, options: LogOptions) -> AsyncIterator[LogLines]:
     try:
-        stream = await rpc.open_stream(project.cluster_id, "logs", stream_payload(project, options))
+        stream = await rpc.open_stream(project.cluster_id, protocol.STREAM_LOGS, stream_payload(project, options))
     except rpc.RPCError as exc:
         raise LogsUnavailable(f"the cluster {project.cluster.name} cannot be reached: {exc}", retry=True) from None
     lines = LogLines(stream)

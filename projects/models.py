@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from clusters import sealing
 from clusters.models import Cluster
+from projects.compose import labels
 
 
 class ProjectQuerySet(models.QuerySet["Project"]):
@@ -63,8 +64,6 @@ class Project(models.Model):
 
     @property
     def labels(self) -> dict[str, str]:
-        from projects.compose import labels
-
         return {labels.ORGANIZATION: self.organization.slug, labels.PROJECT: self.slug,
                 labels.PROJECT_UID: str(self.uid)}
 

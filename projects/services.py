@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from accounts.models import Organization, User
+from agent import protocol
 from audit import services as audit
 from billing import ledger
 from clusters import data
@@ -144,7 +145,7 @@ def interpolation_variables(project: Project) -> dict[str, str]:
 
 def data_ops_available(cluster: Cluster) -> dict[str, bool]:
     ops = set((cluster.capabilities or {}).get("ops") or [])
-    return {"database": "ensure_database" in ops, "bucket": "ensure_bucket" in ops}
+    return {"database": protocol.OP_ENSURE_DATABASE in ops, "bucket": protocol.OP_ENSURE_BUCKET in ops}
 
 
 def reveal_credentials(project: Project, service: str, *, actor: User) -> dict[str, str] | None:

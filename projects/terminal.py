@@ -84,7 +84,7 @@ async def find_target(user: User, org_slug: str, project_slug: str, service_name
 async def service_pods(target: Target) -> list[dict[str, Any]]:
     """The service's pods as the agent sees them: [{name, phase, deleting, containers}], newest first."""
     try:
-        return await rpc.acall(target.project.cluster_id, "service_pods", target.payload, timeout=10)
+        return await rpc.acall(target.project.cluster_id, p.OP_SERVICE_PODS, target.payload, timeout=10)
     except rpc.RPCError as exc:
         raise _unavailable(exc) from None
 
@@ -92,7 +92,7 @@ async def service_pods(target: Target) -> list[dict[str, Any]]:
 def service_pods_sync(target: Target) -> list[dict[str, Any]]:
     """service_pods() for views."""
     try:
-        return rpc.call(target.project.cluster_id, "service_pods", target.payload, timeout=10)
+        return rpc.call(target.project.cluster_id, p.OP_SERVICE_PODS, target.payload, timeout=10)
     except rpc.RPCError as exc:
         raise _unavailable(exc) from None
 
@@ -184,7 +184,7 @@ async def open_shell(user: User, org_slug: str, project_slug: str, service_name:
     payload = {**target.payload, "pod": chosen["name"], "container": container, "command": command, "tty": tty,
                "stdin": True, "cols": cols, "rows": rows}
     try:
-        stream = await rpc.open_stream(target.project.cluster_id, "exec", payload)
+        stream = await rpc.open_stream(target.project.cluster_id, p.STREAM_EXEC, payload)
     except rpc.RPCError as exc:
         raise ShellRefused(f"could not reach the project's cluster: {exc}") from None
     session = ShellSession(stream, target, chosen["name"], container, channel, client_ip)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from agent import protocol
 from clusters import rpc
 from projects.compose import sleep as sleep_render
 from projects.models import Project, Service
@@ -35,7 +36,7 @@ def wake_service(service: Service, *, timeout: int = 60) -> dict[str, Any]:
     payload = {"namespace": project.namespace, "deployment": service.name, "timeout": timeout,
                "session_duration": sleep_render.duration(service.idle_timeout)}
     try:
-        result = rpc.call(project.cluster_id, "wake", payload, timeout=timeout + 15)
+        result = rpc.call(project.cluster_id, protocol.OP_WAKE, payload, timeout=timeout + 15)
     except rpc.RPCError as exc:
         raise WakeError(f"{service.name} could not be woken: {exc}", code="wake_failed") from None
     if not result.get("ready"):
