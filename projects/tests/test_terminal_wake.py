@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from clusters.tests.test_integration import poll
 from conftest import logged_in_page
-from projects import services
+from projects import releases, suspension
 from projects.models import Service
 from projects.tests.test_projects_deploy import finished
 from projects.tests.test_sleep_cluster import COMPOSE, NS, _kubesim_server, asleep, replicas, short_idle, sleepy  # noqa: F401 (the cluster with Sablier)
@@ -30,7 +30,7 @@ IDLE = 2  # seconds: the service's idle timeout (Sablier's session)
 def sleeping_web(kubesim, project, owner, idle: int = IDLE) -> Service:
     """Shop deployed, its web service asleep (after a short first idle timeout), then `idle` as its timeout."""
     short_idle(project, IDLE)
-    release = finished(services.deploy(project, owner, COMPOSE))
+    release = finished(releases.deploy(project, owner, COMPOSE))
     assert release.status == "live", release.error
     web = project.services.get(name="web")
     asleep(kubesim, web)
@@ -60,7 +60,7 @@ def test_a_shell_wakes_a_sleeping_service_and_keeps_it_awake_while_open(
 def test_a_suspended_organizations_service_is_not_woken_by_a_terminal(
         connected, daphne_server, kubesim, personas, project):
     sleeping_web(kubesim, project, personas.owner)
-    assert services.suspend_organization(personas.org) == 1
+    assert suspension.suspend_organization(personas.org) == 1
     with socket(daphne_server, personas.member) as ws:
         event = next_event(ws, timeout=30)
     assert event["type"] == "error" and "Shop is suspended" in event["message"], event
@@ -72,7 +72,7 @@ def test_a_service_that_cannot_start_ends_the_wait_with_the_reason_and_what_to_d
         connected, daphne_server, kubesim, personas, project):
     sleeping_web(kubesim, project, personas.owner, idle=60)
     # A new release to a sleeping service updates its template without waking it: the next start crash-loops.
-    crashing = finished(services.deploy(project, personas.owner,
+    crashing = finished(releases.deploy(project, personas.owner,
                                         COMPOSE.replace("nginx:1.27", "ghcr.io/acme/web:crash")))
     assert crashing.status == "live", crashing.error
     with socket(daphne_server, personas.member) as ws:
@@ -87,7 +87,7 @@ def test_a_service_that_cannot_start_ends_the_wait_with_the_reason_and_what_to_d
 def test_the_logs_of_a_sleeping_service_are_its_last_pods_last_lines(
         connected, kubesim, kube_api, personas, project, viewer):
     short_idle(project, 600)
-    assert finished(services.deploy(project, personas.owner, COMPOSE)).status == "live"
+    assert finished(releases.deploy(project, personas.owner, COMPOSE)).status == "live"
     pod = poll(lambda: [p["metadata"]["name"] for p in kubesim.list("Pod", NS)
                         if p["metadata"]["labels"].get("paas.dev/service") == "web"
                         and (p.get("status") or {}).get("phase") == "Running"], 20, "web's pod")[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from projects import services
+from projects import suspension
 from projects.tests.test_sleep_cluster import _kubesim_server, asleep, replicas, sleepy  # noqa: F401
 from projects.tests.test_terminal_wake import sleeping_web
 from sshgateway.tests.test_gateway import Terminal, gateway  # noqa: F401
@@ -40,7 +40,7 @@ def test_an_interactive_session_shows_waking_then_the_prompt(gateway, connected,
 def test_a_suspended_organizations_service_is_not_woken_over_ssh(gateway, connected, kubesim,  # noqa: F811
                                                                  personas, project):
     sleeping_web(kubesim, project, personas.owner, idle=60)
-    assert services.suspend_organization(personas.org) == 1
+    assert suspension.suspend_organization(personas.org) == 1
     result = gateway.run(gateway.key_for(personas.owner), "shop.web", "true")
     assert result.returncode == 1 and "Shop is suspended" in result.stderr, result.stderr
     assert replicas(kubesim, "web") == 0
