@@ -225,7 +225,7 @@ def test_a_service_clusterip_is_decided_at_its_endpoints_target_port(net: Net) -
                                          "ingress": [{"ports": [{"port": 5432}]}]})
     assert net.can(a, ip, 15432)  # the policy sees the pod port 5432, not the Service port
     assert not net.can(a, ip, 5432)  # the Service has no such port
-    net.core.delete_namespaced_pod("db-1", "default")
+    net.core.delete_namespaced_pod("db-1", "default", grace_period_seconds=0)  # at once: its name is reused next
     net.pod("default", "db-1", ports=[{"name": "pg", "containerPort": 5433}], app="db")
     verdict = net.sim.can_connect(a, ip, 15432)
     assert not verdict and "db-1" in verdict.reason  # a connection may land on db-1, which refuses 5433
