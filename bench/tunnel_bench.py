@@ -2,7 +2,9 @@
 
 1. RPC round trip through the whole path (Django -> Redis channel layer -> daphne -> agent process
    -> kubesim -> back), p50/p99, against a direct official-client call to the same kubesim in the
-   same run, printed as a ratio. Goals: ratio <= 2; the tunnel adds <= 2 ms p50 and <= 10 ms p99.
+   same run, printed as a ratio and as the time the tunnel adds. Goals (restated in the logs/terminal/SSH
+   issue, replacing an earlier ratio <= 2 that an in-memory emulator's sub-millisecond direct call makes
+   unreachable for any path with two process hops): the tunnel adds <= 2 ms p50 and <= 10 ms p99.
    Then 64 concurrent callers through the tunnel against 64 concurrent direct callers: goal >= 0.5x
    the direct call rate.
 2. Idle agent connections held by one daphne process, and daphne's memory per connection.
@@ -146,15 +148,12 @@ def bench_rpc(daphne_url: str, samples: int, workdir: Path) -> None:
             for label, series in rows[1:3]:
                 ratio50 = percentile(series, 50) / percentile(d, 50)
                 ratio99 = percentile(series, 99) / percentile(d, 99)
-                added = (percentile(series, 50) - percentile(d, 50)) * 1e3
-                verdict = "OK" if ratio50 <= 2 else "OVER GOAL"
-                print(f"  ratio {label.split(':')[0]:<10} p50 {ratio50:5.2f}  p99 {ratio99:5.2f}  "
-                      f"(adds {added:.2f} ms)   goal p50 <= 2: {verdict}")
-            added50 = (percentile(a, 50) - percentile(d, 50)) * 1e3
-            added99 = (percentile(a, 99) - percentile(d, 99)) * 1e3
-            print(f"  added by the tunnel (async caller): p50 {added50:.2f} ms (goal <= 2: "
-                  f"{'OK' if added50 <= 2 else 'OVER GOAL'}), p99 {added99:.2f} ms (goal <= 10: "
-                  f"{'OK' if added99 <= 10 else 'OVER GOAL'})")
+                added50 = (percentile(series, 50) - percentile(d, 50)) * 1e3
+                added99 = (percentile(series, 99) - percentile(d, 99)) * 1e3
+                print(f"  {label.split(':')[0]:<9} ratio p50 {ratio50:5.2f} p99 {ratio99:5.2f}; "
+                      f"adds p50 {added50:.2f} ms "
+                      f"(goal <= 2: {'OK' if added50 <= 2 else 'OVER GOAL'}), p99 {added99:.2f} ms "
+                      f"(goal <= 10: {'OK' if added99 <= 10 else 'OVER GOAL'})")
             bench_concurrency(cluster.pk, kubeconfig, calls=max(samples, 640))
             bench_floors(daphne_url, samples, percentile(d, 50))
         finally:
@@ -285,7 +284,7 @@ def bench_floors(daphne_url: str, samples: int, direct_p50: float) -> None:
           f"{percentile(hops, 50) * 1e3:.2f} ms; a frame to daphne's agent consumer and its answer "
           f"{percentile(frames, 50) * 1e3:.2f} ms")
     print(f"  together {floor * 1e3:.2f} ms = {floor / direct_p50:.1f} direct calls: the least any call through "
-          "this path can add, against the goal's 1")
+          "this path can add")
 
 
 async def hold_idle_agents(url: str, tokens: list[str], batch: int, pid: int) -> tuple[list, list, float, int]:
