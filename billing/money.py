@@ -22,6 +22,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 MILLICREDITS_PER_CREDIT = 1_000
 MICROCREDITS_PER_MILLICREDIT = 1_000
+GIB = 1024**3  # bytes; database and bucket sizes are measured in bytes
 SECONDS_PER_MONTH = 30 * 24 * 3600  # storage is priced per 30-day month
 FINE_PER_MICROCREDIT = 10_368_000  # lcm(1_000, 1_024, 2_592_000)
 FINE_PER_MILLICREDIT = FINE_PER_MICROCREDIT * MICROCREDITS_PER_MILLICREDIT
