@@ -9,6 +9,9 @@ Units
   divides by 1,000 (millicores per vCPU), 1,024 (MiB per GiB) and 2,592,000 (seconds in a 30-day
   month). To stay exact, costs are counted in **fine units**: 1 microcredit = 10,368,000 fine units,
   the least common multiple of those divisors, so every cost is a whole number of fine units.
+- Database and bucket sizes are measured in bytes (byte-seconds): dividing by GiB as well would need a fine
+  unit 2^20 times smaller, too small for 64-bit costs, so their share below one fine unit is rounded down
+  (Plan.cost_parts).
 
 Rounding: a usage charge is the whole millicredits of (cost of the window + the organization's carried
 remainder); the fraction left over is carried on the account to the next window. Nothing is rounded
