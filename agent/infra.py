@@ -7,6 +7,8 @@
     ensure_bucket      {namespace, labels}         bucket + key + Secret protocol.BUCKET_SECRET
     delete_bucket      {namespace}                 empty, delete bucket and key, delete the Secret
     data_credentials   {namespace, service}        the Secret's values, for a member who asked to see them
+    data_usage         {namespaces?}               database and bucket sizes in bytes (all provisioned if no
+                                                   namespaces), with per-item errors
 
 `labels` are the project's, with its uid (protocol.PROJECT_UID_LABEL): the ensure operations create the
 namespace marked as the project's, or refuse (not_owned) a namespace that is not the project's.
@@ -32,6 +34,7 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # Namespaces no project may be: the platform's own and Kubernetes'.
 RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease", p.AGENT_NAMESPACE, charts.DATA_NAMESPACE,
             charts.CNPG.target_namespace, charts.SABLIER.target_namespace}
+MAX_USAGE_NAMESPACES = 10_000  # one metering call per cluster and window asks for all its projects at once
 
 
 def _namespace(payload: dict[str, Any]) -> str:
@@ -114,8 +117,18 @@ def build_ops(kube: Kube, endpoints: services.Endpoints | None = None) -> dict[s
         values = await asyncio.to_thread(services.credentials, kube, namespace, service)
         return {"namespace": namespace, "service": service, "secret": p.DATA_SECRETS[service], "values": values}
 
+    async def data_usage(payload: dict[str, Any]) -> dict[str, Any]:
+        raw = payload.get("namespaces")
+        if raw is None:
+            namespaces = None
+        elif isinstance(raw, list) and len(raw) <= MAX_USAGE_NAMESPACES:
+            namespaces = sorted({_namespace({"namespace": ns}) for ns in raw})
+        else:
+            raise OpError(p.ERR_BAD_REQUEST, f"'namespaces' must be a list of at most {MAX_USAGE_NAMESPACES} names")
+        return await _data(services.data_usage, kube, endpoints, namespaces)
+
     return {p.OP_BOOTSTRAP: run_bootstrap, p.OP_BOOTSTRAP_STATUS: bootstrap_status,
             p.OP_ENSURE_DATABASE: ensure_database, p.OP_DROP_DATABASE: drop_database,
             p.OP_ENSURE_BUCKET: ensure_bucket, p.OP_DELETE_BUCKET: delete_bucket,
-            p.OP_DATA_CREDENTIALS: data_credentials}
+            p.OP_DATA_CREDENTIALS: data_credentials, p.OP_DATA_USAGE: data_usage}
 

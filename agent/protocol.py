@@ -208,6 +208,7 @@ OP_DROP_DATABASE = "drop_database"
 OP_ENSURE_BUCKET = "ensure_bucket"
 OP_DELETE_BUCKET = "delete_bucket"
 OP_DATA_CREDENTIALS = "data_credentials"
+OP_DATA_USAGE = "data_usage"  # database and bucket sizes in bytes, for metering
 STREAM_ECHO = "echo"
 STREAM_EXEC = "exec"
 STREAM_LOGS = "logs"

@@ -144,7 +144,7 @@ class CreditEntryAdmin(admin.ModelAdmin):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ["window_start", "organization", "cluster_key", "project_key", "service", "replica_seconds",
-                    "cpu_millicores", "memory_mib", "cost_millicredits", "charged_at"]
+                    "cpu_millicores", "memory_mib", "database_bytes", "bucket_bytes", "cost_millicredits", "charged_at"]
     list_filter = ["cluster_key", ("charged_at", admin.EmptyFieldListFilter)]
     search_fields = ["organization__slug", "project_key", "service", "charge_key"]
     date_hierarchy = "window_start"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 
 from django import forms
 from django.db.models import Q, QuerySet
@@ -41,6 +42,31 @@ class UsageFilterForm(DateRangeForm):
         if data.get("service"):
             qs = qs.filter(service=data["service"])
         return qs
+
+
+class UsagePeriodForm(DateRangeForm):
+    """The billing page's usage period (fields `usage-since`, `usage-until`): the last 30 days by default."""
+
+    DEFAULT_DAYS = 30
+    MAX_DAYS = 366
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("prefix", "usage")
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and (data["until"] - data["since"]).days >= self.MAX_DAYS:
+            raise forms.ValidationError(f"Choose a period of at most {self.MAX_DAYS} days.")
+        return data
+
+    def period(self, today: date) -> tuple[date, date]:
+        """(first day, last day), inclusive; an invalid or empty choice falls back to the default."""
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        until = data.get("until") or (data["since"] + timedelta(days=self.DEFAULT_DAYS - 1) if data.get("since")
+                                      else today)
+        since = data.get("since") or until - timedelta(days=self.DEFAULT_DAYS - 1)
+        return since, until
 
 
 class OperatorEntryForm(forms.ModelForm):

@@ -6,7 +6,7 @@ All money is integer millicredits; prices are integer microcredits (see billing/
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import models
@@ -17,8 +17,22 @@ from billing.money import (
     FINE_PER_MIB_SECOND,
     FINE_PER_MILLICORE_SECOND,
     FINE_PER_MILLICREDIT,
+    GIB,
     format_credits,
 )
+
+
+class CostParts(NamedTuple):
+    """A cost split by what was used, in fine units; `total` is their sum."""
+
+    compute: int  # CPU and memory of running replicas
+    volume: int  # volume storage
+    database: int  # the project's managed database
+    bucket: int  # the project's bucket
+
+    @property
+    def total(self) -> int:
+        return self.compute + self.volume + self.database + self.bucket
 
 
 class PlanQuerySet(models.QuerySet["Plan"]):
@@ -81,25 +95,38 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def cost_fine(
+    def cost_fine(self, **usage: int) -> int:
+        """Exact cost of usage in fine units (integer arithmetic only; see billing/money.py and cost_parts)."""
+        return self.cost_parts(**usage).total
+
+    def cost_parts(
         self,
         *,
-        cpu_millicore_seconds: int,
-        memory_mib_seconds: int,
+        cpu_millicore_seconds: int = 0,
+        memory_mib_seconds: int = 0,
         volume_gib_seconds: int = 0,
         database_gib_seconds: int = 0,
         bucket_gib_seconds: int = 0,
-    ) -> int:
-        """Exact cost of usage in fine units (integer arithmetic only; see billing/money.py)."""
-        storage = (
-            volume_gib_seconds * self.price_volume_gib_month
-            + database_gib_seconds * self.price_database_gib_month
-            + bucket_gib_seconds * self.price_bucket_gib_month
-        )
-        return (
-            cpu_millicore_seconds * self.price_vcpu_second * FINE_PER_MILLICORE_SECOND
-            + memory_mib_seconds * self.price_memory_gib_second * FINE_PER_MIB_SECOND
-            + storage * FINE_PER_GIB_SECOND_OF_MONTH
+        database_byte_seconds: int = 0,
+        bucket_byte_seconds: int = 0,
+    ) -> CostParts:
+        """The cost of usage in fine units, split by what was used.
+
+        Database and bucket sizes come in bytes (byte-seconds): their GiB-month price applies pro rata to
+        the byte, so a 300 MB database costs 300 MB's share. That share is a whole number of fine units
+        only when bytes x seconds x price is a multiple of 2^28; the rest, under one fine unit (10^-13
+        credit) per window, is rounded down. Whole-GiB quantities stay exact as before.
+        """
+        def per_month(gib_seconds: int, byte_seconds: int, price: int) -> int:
+            return (gib_seconds * price * FINE_PER_GIB_SECOND_OF_MONTH
+                    + byte_seconds * price * FINE_PER_GIB_SECOND_OF_MONTH // GIB)
+
+        return CostParts(
+            compute=(cpu_millicore_seconds * self.price_vcpu_second * FINE_PER_MILLICORE_SECOND
+                     + memory_mib_seconds * self.price_memory_gib_second * FINE_PER_MIB_SECOND),
+            volume=per_month(volume_gib_seconds, 0, self.price_volume_gib_month),
+            database=per_month(database_gib_seconds, database_byte_seconds, self.price_database_gib_month),
+            bucket=per_month(bucket_gib_seconds, bucket_byte_seconds, self.price_bucket_gib_month),
         )
 
 
@@ -228,7 +255,9 @@ class UsageRecord(models.Model):
     organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="usage_records")
     cluster_key = models.CharField(max_length=100, help_text="The cluster's slug.")
     project_key = models.CharField(max_length=100, help_text="The project's namespace (or id).")
-    service = models.CharField(max_length=100)
+    service = models.CharField(
+        max_length=100, blank=True, help_text="Compose service; empty for the project's database and bucket."
+    )
     window_start = models.DateTimeField()
     window_seconds = models.PositiveIntegerField()
     replica_seconds = models.PositiveBigIntegerField(help_text="Seconds replicas ran, summed over replicas.")
@@ -237,7 +266,13 @@ class UsageRecord(models.Model):
     volume_gib = models.PositiveIntegerField(default=0)
     database_gib = models.PositiveIntegerField(default=0)
     bucket_gib = models.PositiveIntegerField(default=0)
+    database_bytes = models.PositiveBigIntegerField(default=0, help_text="Managed database size (project-level).")
+    bucket_bytes = models.PositiveBigIntegerField(default=0, help_text="Bucket size (project-level).")
     cost_fine = models.PositiveBigIntegerField(help_text="Exact cost in fine units at the plan's prices on arrival.")
+    # The parts of cost_fine that are not compute (CPU and memory): compute is the rest.
+    volume_fine = models.PositiveBigIntegerField(default=0, help_text="Of cost_fine: volume storage.")
+    database_fine = models.PositiveBigIntegerField(default=0, help_text="Of cost_fine: the managed database.")
+    bucket_fine = models.PositiveBigIntegerField(default=0, help_text="Of cost_fine: the bucket.")
     received_at = models.DateTimeField(auto_now_add=True)
     charged_at = models.DateTimeField(null=True, blank=True)
     charge_key = models.CharField(max_length=200, blank=True, help_text="Idempotency key of the usage charge.")
@@ -259,12 +294,25 @@ class UsageRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.project_key}/{self.service} @ {self.window_start:%Y-%m-%d %H:%M}"
+        return f"{self.label} @ {self.window_start:%Y-%m-%d %H:%M}"
+
+    @property
+    def label(self) -> str:
+        """"<project>/<service>", or "<project> (data)" for the project's database and bucket."""
+        return data_label(self.project_key, self.service)
+
+    @property
+    def compute_fine(self) -> int:
+        return self.cost_fine - self.volume_fine - self.database_fine - self.bucket_fine
 
     @property
     def cost_millicredits(self) -> int:
         """Whole millicredits of this record's cost (the ledger charges per window, with remainders)."""
         return self.cost_fine // FINE_PER_MILLICREDIT
+
+
+def data_label(project_key: str, service: str) -> str:
+    return f"{project_key}/{service}" if service else f"{project_key} (data)"
 
 
 class SuspensionAction(models.TextChoices):

@@ -9,6 +9,9 @@ Units
   divides by 1,000 (millicores per vCPU), 1,024 (MiB per GiB) and 2,592,000 (seconds in a 30-day
   month). To stay exact, costs are counted in **fine units**: 1 microcredit = 10,368,000 fine units,
   the least common multiple of those divisors, so every cost is a whole number of fine units.
+- Database and bucket sizes are measured in bytes (byte-seconds): dividing by GiB as well would need a fine
+  unit 2^20 times smaller, too small for 64-bit costs, so their share below one fine unit is rounded down
+  (Plan.cost_parts).
 
 Rounding: a usage charge is the whole millicredits of (cost of the window + the organization's carried
 remainder); the fraction left over is carried on the account to the next window. Nothing is rounded
@@ -22,6 +25,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 MILLICREDITS_PER_CREDIT = 1_000
 MICROCREDITS_PER_MILLICREDIT = 1_000
+GIB = 1024**3  # bytes; database and bucket sizes are measured in bytes
 SECONDS_PER_MONTH = 30 * 24 * 3600  # storage is priced per 30-day month
 FINE_PER_MICROCREDIT = 10_368_000  # lcm(1_000, 1_024, 2_592_000)
 FINE_PER_MILLICREDIT = FINE_PER_MICROCREDIT * MICROCREDITS_PER_MILLICREDIT

@@ -12,4 +12,10 @@ api_urlpatterns = [
     path("organizations/<slug:org_slug>/billing/balance/", api.BalanceView.as_view(), name="api_billing_balance"),
     path("organizations/<slug:org_slug>/billing/ledger/", api.LedgerView.as_view(), name="api_billing_ledger"),
     path("organizations/<slug:org_slug>/billing/usage/", api.UsageView.as_view(), name="api_billing_usage"),
+    path("organizations/<slug:org_slug>/billing/usage/projects/", api.ProjectCostView.as_view(),
+         name="api_billing_usage_projects"),
+    path("organizations/<slug:org_slug>/billing/usage/services/", api.ServiceCostView.as_view(),
+         name="api_billing_usage_services"),
+    path("organizations/<slug:org_slug>/billing/usage/daily/", api.DailyProjectCostView.as_view(),
+         name="api_billing_usage_daily"),
 ]

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import Organization
 from billing.ledger import append_entry, get_account, lock_account
-from billing.models import CreditEntry, EntryKind, UsageRecord
+from billing.models import CreditEntry, EntryKind, UsageRecord, data_label
 from billing.money import split_fine
 from billing.suspension import settle
 
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # How far ahead of this server's clock an agent's window may end (clock skew).
 CLOCK_SKEW = timedelta(seconds=5)
 MAX_BIGINT = 2**63 - 1
+# The service key of a project-level report: the project's managed database and bucket belong to the
+# project, not to one of its services. No compose service can be named "" (names are DNS-1035 labels).
+PROJECT_DATA = ""
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,18 @@ class UsageReport:
           "cpu_millicores": 250,                    # CPU request per replica
           "memory_mib": 256,                        # memory request per replica
           "storage_gib": 1,                         # volume storage (costs even at zero replicas)
-          "database_gib": 0,                        # optional, when the data service reports it
-          "bucket_gib": 0                           # optional, when the data service reports it
+          "database_gib": 0,                        # optional, whole GiB (kept for older reporters)
+          "bucket_gib": 0,                          # optional, whole GiB (kept for older reporters)
+          "database_bytes": 0,                      # optional, the managed database's size in bytes
+          "bucket_bytes": 0                         # optional, the bucket's size in bytes
         }
 
     A service scaled to zero reports replicas 0 and costs only its storage. A window with no
     report is not billed: gaps are never filled in.
+
+    The project's database and bucket are reported once per project and window, under the reserved
+    service key "" (PROJECT_DATA), with only the *_bytes (or *_gib) sizes: zero replicas, CPU, memory and
+    volume storage. Their GiB-month prices apply pro rata to the byte.
     """
 
     cluster: str
@@ -67,6 +76,8 @@ class UsageReport:
     storage_gib: int = 0
     database_gib: int = 0
     bucket_gib: int = 0
+    database_bytes: int = 0
+    bucket_bytes: int = 0
     replica_seconds: int | None = None
 
     @classmethod
@@ -86,10 +97,12 @@ class UsageReport:
             raise ValueError(f"incomplete usage report: {exc}") from None
 
     def validated(self) -> UsageReport:
-        for name in ("cluster", "namespace", "service"):
+        for name in ("cluster", "namespace"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value or len(value) > 100:
                 raise ValueError(f"{name} must be a non-empty string of at most 100 characters")
+        if not isinstance(self.service, str) or len(self.service) > 100:
+            raise ValueError("service must be a string of at most 100 characters (\"\" for the project's data)")
         for name in ("window_seconds", "replicas", "cpu_millicores", "memory_mib", "storage_gib",
                      "database_gib", "bucket_gib", "replica_seconds"):
             value = getattr(self, name)
@@ -97,6 +110,14 @@ class UsageReport:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**31 - 1:
                 raise ValueError(f"{name} must be a non-negative integer")
+        for name in ("database_bytes", "bucket_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**53:
+                raise ValueError(f"{name} must be a non-negative integer of at most 2^53 (8 PiB)")
+        if self.service == PROJECT_DATA and (self.replicas or self.replica_seconds or self.cpu_millicores
+                                             or self.memory_mib or self.storage_gib):
+            raise ValueError("a project-level report (service \"\") carries only database and bucket sizes: "
+                             "replicas, CPU, memory and storage must be 0")
         if self.window_seconds != settings.BILLING_WINDOW_SECONDS:
             raise ValueError(f"window_seconds must be {settings.BILLING_WINDOW_SECONDS} (BILLING_WINDOW_SECONDS)")
         if timezone.is_naive(self.window_start):
@@ -137,13 +158,16 @@ def record_usage(
         raise ValueError("this window has not ended yet; report it once it is over")
     plan = get_account(organization).plan
     seconds = report.window_seconds
-    cost = plan.cost_fine(
+    parts = plan.cost_parts(
         cpu_millicore_seconds=report.run_seconds * report.cpu_millicores,
         memory_mib_seconds=report.run_seconds * report.memory_mib,
         volume_gib_seconds=report.storage_gib * seconds,
         database_gib_seconds=report.database_gib * seconds,
         bucket_gib_seconds=report.bucket_gib * seconds,
+        database_byte_seconds=report.database_bytes * seconds,
+        bucket_byte_seconds=report.bucket_bytes * seconds,
     )
+    cost = parts.total
     if cost > MAX_BIGINT:
         raise ValueError("usage of this size cannot be billed in one window")
     record, created = UsageRecord.objects.get_or_create(
@@ -160,15 +184,20 @@ def record_usage(
             "volume_gib": report.storage_gib,
             "database_gib": report.database_gib,
             "bucket_gib": report.bucket_gib,
+            "database_bytes": report.database_bytes,
+            "bucket_bytes": report.bucket_bytes,
             "cost_fine": cost,
+            "volume_fine": parts.volume,
+            "database_fine": parts.database,
+            "bucket_fine": parts.bucket,
         },
     )
     if not created:
         if record.organization_id != organization.pk:
             raise ValueError(f"{report.cluster}/{report.namespace}/{report.service} is billed to another organization")
-        if (record.replica_seconds, record.cpu_millicores, record.memory_mib) != (
-            report.run_seconds, report.cpu_millicores, report.memory_mib
-        ):
+        if (record.replica_seconds, record.cpu_millicores, record.memory_mib, record.database_bytes,
+                record.bucket_bytes) != (report.run_seconds, report.cpu_millicores, report.memory_mib,
+                                         report.database_bytes, report.bucket_bytes):
             log.warning("repeated usage report differs; the first is kept: record=%s", record.pk)
     return UsageResult(record, created)
 
@@ -212,7 +241,7 @@ def charge_window(organization_id: int, window_start: datetime, *, now: datetime
         millicredits, account.usage_remainder = split_fine(account.usage_remainder + sum(r.cost_fine for r in records))
         entry = None
         if millicredits:
-            services = sorted({f"{r.project_key}/{r.service}" for r in records})
+            services = sorted({data_label(r.project_key, r.service) for r in records})
             entry = append_entry(
                 account, amount=-millicredits, kind=EntryKind.USAGE, idempotency_key=key,
                 reference=f"Usage {window_start:%Y-%m-%d %H:%M} UTC: " + ", ".join(services),

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing import reports
 from billing.access import get_account_for_user
-from billing.forms import LedgerFilterForm, UsageFilterForm
+from billing.forms import LedgerFilterForm, UsageFilterForm, UsagePeriodForm
 from billing.models import CreditEntry, SuspensionRecord, UsageRecord
 from billing.money import FINE_PER_MILLICREDIT, format_credits
 from lib.exports import csv_response
@@ -32,12 +32,18 @@ def billing(request: HttpRequest, org_slug: str) -> HttpResponse:
         burn = reports.burn_rate(org, now)
         left = reports.time_left(account.balance, burn)
         form = LedgerFilterForm(request.GET or None)
+        usage_form = UsagePeriodForm(request.GET or None)
+        first_day, last_day = usage_form.period(now.date())
         entries = form.filter(CreditEntry.objects.filter(organization=org).select_related("created_by"))
         context.update(
             plan=account.plan,
             burn_per_hour=burn,
             runs_out_at=now + left if left is not None else None,
-            chart=reports.daily_usage(org, now=now),
+            usage_form=usage_form,
+            usage_period=(first_day, last_day),
+            chart=reports.daily_usage(org, first_day, last_day),
+            project_costs=reports.project_costs(org, first_day, last_day),
+            service_costs=reports.service_costs(org, first_day, last_day),
             filter_form=form,
             page=Paginator(entries, LEDGER_PAGE_SIZE).get_page(request.GET.get("page")),
             suspensions=SuspensionRecord.objects.filter(organization=org)[:10],
@@ -67,13 +73,15 @@ def usage_csv(request: HttpRequest, org_slug: str) -> StreamingHttpResponse:
     records = UsageFilterForm(request.GET or None).filter(UsageRecord.objects.filter(organization=org))
     rows = (
         [r.window_start.isoformat(), r.window_seconds, r.cluster_key, r.project_key, r.service, r.replica_seconds,
-         r.cpu_millicores, r.memory_mib, r.volume_gib, r.database_gib, r.bucket_gib,
+         r.cpu_millicores, r.memory_mib, r.volume_gib, r.database_gib, r.bucket_gib, r.database_bytes,
+         r.bucket_bytes,
          # Exact cost, for reconciliation; the ledger charges whole millicredits per window.
          f"{Decimal(r.cost_fine) / FINE_PER_MILLICREDIT:.6f}",
          r.charged_at.isoformat() if r.charged_at else "", r.charge_key]
         for r in records.order_by("window_start", "id").iterator(chunk_size=2000)
     )
     header = ["window_start", "window_seconds", "cluster", "project", "service", "replica_seconds",
-              "cpu_millicores", "memory_mib", "volume_gib", "database_gib", "bucket_gib", "cost_millicredits",
+              "cpu_millicores", "memory_mib", "volume_gib", "database_gib", "bucket_gib", "database_bytes",
+              "bucket_bytes", "cost_millicredits",
               "charged_at", "charge_key"]
     return csv_response(f"{org.slug}-usage.csv", header, rows)

@@ -19,6 +19,7 @@ from clusters import rpc
 from clusters.models import Cluster
 
 DATA_TIMEOUT = 120.0  # emptying a bucket before deleting it can take a while
+USAGE_TIMEOUT = 30.0  # one size query to PostgreSQL and one GetBucketInfo per bucket
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ class Outcome:
     retry: bool = False  # worth retrying later: the agent is away or the shared service is not ready yet
 
 
-def _call(cluster: Cluster | int, op: str, payload: dict[str, Any]) -> Outcome:
+def _call(cluster: Cluster | int, op: str, payload: dict[str, Any], timeout: float = DATA_TIMEOUT) -> Outcome:
     try:
-        return Outcome(True, rpc.call(cluster, op, payload, timeout=DATA_TIMEOUT) or {})
+        return Outcome(True, rpc.call(cluster, op, payload, timeout=timeout) or {})
     except (rpc.AgentOffline, rpc.AgentTimeout) as exc:
         return Outcome(False, error=str(exc), retry=True)
     except rpc.AgentError as exc:
@@ -60,6 +61,15 @@ def ensure_bucket(cluster: Cluster | int, namespace: str, labels: dict[str, str]
 def delete_bucket(cluster: Cluster | int, namespace: str) -> Outcome:
     """Empties the bucket, then removes it and its key (after the grace period)."""
     return _call(cluster, protocol.OP_DELETE_BUCKET, {"namespace": namespace})
+
+
+def data_usage(cluster: Cluster | int, namespaces: list[str]) -> Outcome:
+    """Database and bucket sizes in bytes of these project namespaces, in one call for the whole cluster.
+
+    `result["items"]`: one `{"namespace", "database_bytes", "bucket_bytes", "errors"}` per namespace; a size is
+    None where there is no such database or bucket, or where it could not be measured (`errors[service]` says why).
+    """
+    return _call(cluster, protocol.OP_DATA_USAGE, {"namespaces": namespaces}, timeout=USAGE_TIMEOUT)
 
 
 def reveal_credentials(cluster: Cluster | int, namespace: str, service: str) -> dict[str, str] | None:

@@ -6,6 +6,11 @@ from the desired manifests the cluster holds. A scaled-to-zero service costs onl
 A project whose cluster has no connected agent is skipped for that window: with no report there
 is nothing to bill, and gaps are never filled in (billing is idempotent per service and window).
 
+The project's managed database and bucket are measured too, in bytes: once per window each connected
+cluster's agent is asked once for the sizes of all its projects' data (clusters.data.data_usage), and each
+project's sizes are reported as one project-level record (service key billing.usage.PROJECT_DATA). A size the
+agent could not measure is left out of that window, like any other gap.
+
 The arrow runs from projects to billing: billing declares the report it accepts (billing.usage.UsageReport)
 and knows nothing of projects or clusters; this module measures and reports into billing.usage.record_usage.
 """
@@ -18,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from billing import usage as billing_usage
-from clusters.models import ClusterStatus, DesiredProject, ObservedProject
+from clusters import data
+from clusters.models import Cluster, ClusterStatus, DesiredProject, ObservedProject
 from projects.compose import labels
 from projects.compose.quantities import millicpus, parse_quantity
 from projects.models import Project
@@ -87,6 +94,42 @@ def record_window(window_start: datetime) -> int:
             billing_usage.record_usage(project.organization, {
                 "cluster": project.cluster.slug, "namespace": project.namespace, "service": service,
                 "window_start": window_start.isoformat(), "window_seconds": seconds, **figures,
+            })
+            made += 1
+    return made + record_data_window(window_start)
+
+
+def record_data_window(window_start: datetime) -> int:
+    """Record one window's database and bucket sizes: one agent call per connected cluster, one project-level
+    report per project that has either. Returns the reports made."""
+    made = 0
+    projects = Project.objects.filter(deleted_at__isnull=True, cluster__status__in=CONNECTED).filter(
+        Q(wants_database=True) | Q(wants_bucket=True)).select_related("organization", "cluster")
+    by_cluster: dict[int, list[Project]] = {}
+    for project in projects:
+        by_cluster.setdefault(project.cluster_id, []).append(project)
+    for members in by_cluster.values():
+        cluster: Cluster = members[0].cluster
+        outcome = data.data_usage(cluster, sorted(p.namespace for p in members))
+        if not outcome.ok:
+            log.warning("data sizes not measured: cluster=%s window=%s error=%s", cluster.slug,
+                        window_start.isoformat(), outcome.error)
+            continue
+        items = {item.get("namespace"): item for item in outcome.result.get("items") or []}
+        for project in members:
+            item = items.get(project.namespace) or {}
+            for service, error in (item.get("errors") or {}).items():
+                log.warning("data size not measured: cluster=%s namespace=%s service=%s error=%s", cluster.slug,
+                            project.namespace, service, error)
+            sizes = {"database_bytes": item.get("database_bytes") if project.wants_database else None,
+                     "bucket_bytes": item.get("bucket_bytes") if project.wants_bucket else None}
+            if all(size is None for size in sizes.values()):
+                continue  # nothing provisioned (yet) or nothing measured: no report, no guess
+            billing_usage.record_usage(project.organization, {
+                "cluster": cluster.slug, "namespace": project.namespace, "service": billing_usage.PROJECT_DATA,
+                "window_start": window_start.isoformat(), "window_seconds": settings.BILLING_WINDOW_SECONDS,
+                "replicas": 0, "cpu_millicores": 0, "memory_mib": 0,
+                **{name: size or 0 for name, size in sizes.items()},
             })
             made += 1
     return made

@@ -126,6 +126,11 @@ class GarageAdmin:
                 return None
             raise
 
+    def bucket_bytes(self, alias: str) -> int | None:
+        """Bytes stored in the bucket (GetBucketInfo's `bytes`); None when there is no such bucket."""
+        bucket = self.bucket_by_alias(alias)
+        return None if bucket is None else int(bucket.get("bytes") or 0)
+
     def key_by_name(self, name: str) -> dict[str, Any] | None:
         """The key called `name` with its secret; the oldest if a race ever made two."""
         matches = [k for k in self.call("GET", "ListKeys") or [] if k.get("name") == name]

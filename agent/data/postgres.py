@@ -155,6 +155,22 @@ def ensure_database(connect: Connect, key: str, *, password: str | None = None,
     return DatabaseCredentials(name=name, user=name, password=secret, created=created, rotated=not keep)
 
 
+def database_sizes(connect: Connect, keys: list[str]) -> dict[str, int | None]:
+    """Size in bytes (`pg_database_size`) of each project key's database; None where it does not exist.
+
+    The names travel as one bound array parameter and the size is read by oid: no identifier is ever
+    spliced into the statement, whatever the key.
+    """
+    names = {key: names_for(key) for key in keys}
+    if not names:
+        return {}
+    with connect("postgres") as conn:
+        rows = conn.execute("SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY(%s)",
+                            (sorted(set(names.values())),)).fetchall()
+    sizes = {name: int(size) for name, size in rows}
+    return {key: sizes.get(name) for key, name in names.items()}
+
+
 def drop_database(connect: Connect, key: str) -> dict[str, bool]:
     """Remove the project's database (closing its sessions) and its role. Safe to repeat."""
     name = names_for(key)

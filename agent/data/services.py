@@ -140,6 +140,58 @@ def ensure_bucket(kube: Kube, namespace: str, endpoints: Endpoints, *, labels: d
             "created": creds.created}
 
 
+# --- Metering ----------------------------------------------------------------------------------------------
+
+
+def provisioned(kube: Kube) -> dict[str, set[str]]:
+    """namespace -> the data services ("database", "bucket") this agent provisioned there, from the Secrets it wrote."""
+    selector = f"{p.MANAGED_BY_LABEL}={p.MANAGED_BY_VALUE},{p.DATA_SERVICE_LABEL}"
+    found: dict[str, set[str]] = {}
+    for secret in kube.list(SECRET, None, label_selector=selector):
+        meta = secret["metadata"]
+        service = (meta.get("labels") or {}).get(p.DATA_SERVICE_LABEL)
+        if service in p.DATA_SECRETS and meta.get("name") == p.DATA_SECRETS[service]:
+            found.setdefault(meta["namespace"], set()).add(service)
+    return found
+
+
+def data_usage(kube: Kube, endpoints: Endpoints, namespaces: list[str] | None = None, *,
+               connect: postgres.Connect | None = None, admin: garage.GarageAdmin | None = None) -> dict[str, Any]:
+    """Database and bucket sizes in bytes of the given namespaces (both services each), or of every namespace
+    this agent provisioned a service in.
+
+    One item per namespace: `database_bytes` / `bucket_bytes` are None where there is no such database or
+    bucket; a service that could not be measured leaves its size None and says why in `errors[service]`,
+    and the other items and services are still answered.
+    """
+    wanted = provisioned(kube) if namespaces is None else {ns: {"database", "bucket"} for ns in namespaces}
+    items = {ns: {"namespace": ns, "database_bytes": None, "bucket_bytes": None, "errors": {}} for ns in wanted}
+    databases = sorted(ns for ns, services in wanted.items() if "database" in services)
+    if databases:
+        try:
+            sizes = postgres.database_sizes(connect or superuser_connect(kube, endpoints), databases)
+        except (NotReady, psycopg.Error) as exc:
+            for ns in databases:
+                items[ns]["errors"]["database"] = f"not measured: {exc}"
+        else:
+            for ns in databases:
+                items[ns]["database_bytes"] = sizes.get(ns)
+    buckets = sorted(ns for ns, services in wanted.items() if "bucket" in services)
+    if buckets:
+        try:
+            admin = admin or garage_admin(kube, endpoints)
+        except NotReady as exc:
+            for ns in buckets:
+                items[ns]["errors"]["bucket"] = f"not measured: {exc}"
+        else:
+            for ns in buckets:
+                try:
+                    items[ns]["bucket_bytes"] = admin.bucket_bytes(garage.bucket_name_for(ns))
+                except (garage.GarageError, OSError) as exc:  # OSError: Garage unreachable (URLError, timeouts)
+                    items[ns]["errors"]["bucket"] = f"not measured: {exc}"
+    return {"items": [items[ns] for ns in sorted(items)]}
+
+
 EmptyBucket = Callable[[str, str, str, str, str], int]  # (endpoint, region, bucket, key id, secret) -> deleted
 
 

@@ -44,7 +44,7 @@ async def call(ops: dict[str, Any], op: str, **payload: Any) -> Any:
 
 def test_the_agent_offers_the_infrastructure_operations(ops):
     assert {"bootstrap", "bootstrap_status", "ensure_database", "drop_database", "ensure_bucket", "delete_bucket",
-            "data_credentials"} <= set(ops)
+            "data_credentials", "data_usage"} <= set(ops)
     assert {"ping", "apply_project"} <= set(ops)  # the tunnel engineer's operations are still there
 
 
@@ -133,6 +133,28 @@ async def test_after_bootstrap_a_project_gets_a_database_and_a_bucket(ops, boot,
         await call(ops, "drop_database", namespace="acme-shop")
         await call(ops, "delete_bucket", namespace="acme-shop")
     assert kubesim.get("Secret", "acme-shop", p.DATABASE_SECRET) is None
+
+
+async def test_data_usage_measures_a_projects_database_and_bucket_in_bytes(ops, boot, kubesim, double,  # noqa: F811
+                                                                         s3_server):  # noqa: F811
+    await asyncio.to_thread(drive, kubesim, boot, all_ready)
+    await call(ops, "ensure_database", namespace="acme-meter", labels=LABELS)
+    await call(ops, "ensure_bucket", namespace="acme-meter", labels=LABELS)
+    try:
+        double.put_object("acme-meter", 300 * 1000 * 1000)
+        asked = await call(ops, "data_usage", namespaces=["acme-meter", "acme-none"])
+        everything = await call(ops, "data_usage")
+        [meter, none] = asked["items"]
+        assert meter["namespace"] == "acme-meter" and meter["bucket_bytes"] == 300_000_000
+        assert meter["database_bytes"] > 0 and meter["errors"] == {}
+        assert none == {"namespace": "acme-none", "database_bytes": None, "bucket_bytes": None, "errors": {}}
+        assert everything["items"] == [meter]  # what the agent provisioned, found from its Secrets
+        for bad in ("acme-meter", ["kube-system"], ["Not_A_Label"], [None]):
+            with pytest.raises(OpError) as refused:
+                await call(ops, "data_usage", namespaces=bad)
+            assert refused.value.code == p.ERR_BAD_REQUEST
+    finally:
+        await call(ops, "drop_database", namespace="acme-meter")  # the Garage double is the test's own
 
 
 async def test_credentials_are_only_read_from_secrets_the_agent_wrote(ops, kubesim, bare_k3s):  # noqa: F811

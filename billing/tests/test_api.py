@@ -77,6 +77,7 @@ def test_usage_lists_records_with_their_cost(personas, acme):
         "id": web["id"], "cluster": "eu-1", "project": "acme-shop", "service": "web",
         "window_start": "2026-01-05T10:00:00Z", "window_seconds": 60, "replica_seconds": 120,
         "cpu_millicores": 1000, "memory_mib": 1024, "volume_gib": 0, "database_gib": 0, "bucket_gib": 0,
+        "database_bytes": 0, "bucket_bytes": 0,
         "cost_millicredits": 2, "charged": True,
     }
     assert client.get(f"{BASE}/usage/", {"service": "db"}).json()["count"] == 1

@@ -45,7 +45,7 @@ def test_owners_and_admins_see_everything(client, personas, acme):
                      "vendor/chart.js/chart.umd.js"):
             assert part in page, part
         assert response.context["page"].paginator.count == 3
-        assert response.context["chart"]["datasets"][0]["label"] == "acme-shop/web"
+        assert response.context["chart"]["datasets"][0]["label"] == "acme-shop"  # stacked per project
 
 
 @pytest.mark.django_db

@@ -76,7 +76,9 @@ def test_replica_seconds_bill_only_the_time_replicas_ran():
         ({"replicas": -1}, "non-negative"),
         ({"cpu_millicores": 0.5}, "non-negative integer"),
         ({"memory_mib": True}, "non-negative integer"),
-        ({"service": ""}, "non-empty"),
+        ({"service": ""}, "carries only database and bucket sizes"),
+        ({"database_bytes": -1}, "database_bytes must be a non-negative integer"),
+        ({"bucket_bytes": 2**60}, "at most 2\\^53"),
         ({"surprise": 1}, "unknown field"),
         ({"cpu_millicores": None}, "non-negative integer"),
     ],
@@ -228,17 +230,19 @@ def test_burn_rate_and_time_left():
 
 
 @pytest.mark.django_db
-def test_daily_usage_groups_cost_per_project_and_service_per_day(cheap_plan):
+def test_daily_usage_groups_cost_per_project_per_day(cheap_plan):
     cheap_plan.price_vcpu_second = 1_000
     cheap_plan.save()
     org = make_org()
     usage.record_usage(org, report(0, service="web"))
     usage.record_usage(org, report(1, service="web"))
     usage.record_usage(org, report(0, service="worker"))
+    usage.record_usage(org, report(0, namespace="acme-blog"))
     usage.record_usage(org, report(24 * 60, service="web"))  # the next day
-    chart = reports.daily_usage(org, days=3, now=T0 + timedelta(days=1, hours=1))
+    usage.record_usage(org, report(2 * 24 * 60, service="web"))  # after the period
+    chart = reports.daily_usage(org, T0.date() - timedelta(days=1), T0.date() + timedelta(days=1))
     assert chart["labels"] == ["2026-01-04", "2026-01-05", "2026-01-06"]
     assert chart["datasets"] == [
-        {"label": "acme-shop/web", "data": [0, 120, 60]},
-        {"label": "acme-shop/worker", "data": [0, 60, 0]},
+        {"label": "acme-blog", "data": [0, 60, 0]},
+        {"label": "acme-shop", "data": [0, 180, 60]},
     ]

@@ -70,6 +70,9 @@ ROUTES: dict[str, str] = {
     "api_billing_balance": TENANT,
     "api_billing_ledger": TENANT,
     "api_billing_usage": TENANT,
+    "api_billing_usage_projects": TENANT,
+    "api_billing_usage_services": TENANT,
+    "api_billing_usage_daily": TENANT,
     # clusters (operators)
     "api_clusters": OPERATOR,
     "api_cluster": OPERATOR,

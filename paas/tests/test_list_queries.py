@@ -97,6 +97,15 @@ def _usage(w: World, i: int) -> str:
     return f"svc{i}"
 
 
+def _usage_project(w: World, i: int) -> str:
+    # A project's database and bucket (service ""), one project each: the per-project and per-day summaries grow.
+    UsageRecord.objects.create(organization=w.org, cluster_key="fsn", project_key=f"tenant-metered-{i}", service="",
+                               window_start=timezone.now() - timedelta(hours=i), window_seconds=3600,
+                               replica_seconds=0, cpu_millicores=0, memory_mib=0, database_bytes=10**9,
+                               cost_fine=5, database_fine=5)
+    return f"tenant-metered-{i}<", f'"tenant-metered-{i}"'  # page, API
+
+
 def _audit(w: World, i: int) -> str:
     audit.record(Action.VARIABLE_SET, actor=w.owner, organization=w.org, target=w.project, details={"name": f"V{i}"})
     return f"name=V{i}", f'"name":"V{i}"'  # page, API
@@ -143,7 +152,8 @@ def _organization(w: World, i: int) -> str:
 
 ADD: dict[str, Callable[[World, int], str | tuple[str, ...]]] = {
     "projects": _project, "services": _service, "releases": _release, "variables": _variable, "ledger": _ledger,
-    "usage": _usage, "audit": _audit, "members": _member, "invitations": _invitation, "ssh_keys": _ssh_key,
+    "usage": _usage, "usage_projects": _usage_project, "audit": _audit, "members": _member,
+    "invitations": _invitation, "ssh_keys": _ssh_key,
     "api_tokens": _api_token, "clusters": _cluster, "cluster_events": _cluster_event, "organizations": _organization,
 }
 
@@ -158,7 +168,7 @@ LISTS = [
     ("project_logs", PROJECT, "owner", ["services"]),
     ("release_list", PROJECT, "owner", ["releases"]),
     ("members", ORG, "owner", ["members", "invitations"]),
-    ("billing", ORG, "owner", ["ledger"]),
+    ("billing", ORG, "owner", ["ledger", "usage", "usage_projects"]),
     ("audit_log", ORG, "owner", ["audit"]),
     ("org_home", ORG, "owner", ["organizations"]),
     ("ssh_keys", (), "owner", ["ssh_keys"]),
@@ -172,6 +182,9 @@ LISTS = [
     ("api_variables", PROJECT, "owner", ["variables"]),
     ("api_billing_ledger", ORG, "owner", ["ledger"]),
     ("api_billing_usage", ORG, "owner", ["usage"]),
+    ("api_billing_usage_projects", ORG, "owner", ["usage_projects"]),
+    ("api_billing_usage_services", ORG, "owner", ["usage"]),
+    ("api_billing_usage_daily", ORG, "owner", ["usage_projects"]),
     ("api_audit_events", ORG, "owner", ["audit"]),
     ("api_clusters", (), "operator", ["clusters"]),
 ]

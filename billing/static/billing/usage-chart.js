@@ -1,4 +1,4 @@
-// Usage per project/service per day as a stacked bar chart. Data are integer millicredits;
+// Cost per project per day as a stacked bar chart. Data are integer millicredits;
 // dividing by 1000 happens only to label the axis and tooltips.
 (function () {
   const source = document.getElementById("usage-chart-data");
