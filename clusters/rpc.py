@@ -277,6 +277,20 @@ class AgentStream:
             self.credit -= len(chunk)
             await bus.post(self.session, {"type": "agent.stream.data", "id": self.id, "data": chunk})
 
+    async def send_frame(self, frame: bytes, timeout: float = 30.0) -> None:
+        """Send `frame` as one data message, never split across credit: a frame that starts with a channel byte
+        (exec, db_restore) keeps it. Waits until the agent granted credit for all of it; `frame` must be at most
+        half the agent's window (it grants credit back once it has read that much)."""
+        while self.credit < len(frame) and not self.closed:
+            message = await self._next(timeout)
+            await self._handle(message)
+            if message["type"] in ("stream.data", "stream.closed"):
+                self._inbox.put_nowait({"type": "wake"})  # a recv() waiting meanwhile must look again
+        if self.closed:
+            raise ConnectionError(f"stream closed: {self.close_reason}")
+        self.credit -= len(frame)
+        await bus.post(self.session, {"type": "agent.stream.data", "id": self.id, "data": frame})
+
     async def recv(self, timeout: float = 30.0) -> bytes | None:
         """The next chunk, or None when the agent closed the stream."""
         while not self._buffer and not self.closed:
