@@ -31,7 +31,7 @@ from typing import Any
 from agent import protocol as p
 from agent import reconcile, shell
 from agent.data.services import SECRET
-from agent.k8s import NAMESPACE, POD, PROJECT_KINDS, Kube, KubeError
+from agent.k8s import EVENT, NAMESPACE, POD, PROJECT_KINDS, Kube, KubeError
 from agent.ops import Stream
 
 log = logging.getLogger("agent.dumps")
@@ -81,7 +81,7 @@ def job_object(namespace: str, name: str, kind: str) -> dict[str, Any]:
                         "name": CONTAINER, "image": image(), "command": ["sleep", str(DEADLINE_SECONDS)],
                         "envFrom": [{"secretRef": {"name": p.DATABASE_SECRET}}],
                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"cpu": "1", "memory": "512Mi"}},
+                                      "limits": {"cpu": "500m", "memory": "512Mi"}},
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
                     }],
@@ -137,12 +137,24 @@ def _wait_running(kube: Kube, namespace: str, name: str) -> str:
                 if waiting.get("reason") in WAITING_FAILURES:
                     raise Refused(f"the {name} pod cannot start: {waiting['reason']} "
                                   f"{waiting.get('message', '')}".strip())
+        refused = _failed_create(kube, namespace, name)
+        if refused:  # e.g. the project's quota is full, or Pod Security refused the pod
+            raise Refused(f"the {name} pod cannot be created: {refused}")
         job = kube.get(JOB, name, namespace) or {}
         for condition in (job.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "Failed" and condition.get("status") == "True":
                 raise Refused(f"the {name} Job failed: {condition.get('message') or condition.get('reason')}")
         time.sleep(0.5)
-    raise Refused(f"the {name} pod did not start within {start_timeout():g}s (is the project's quota full?)")
+    raise Refused(f"the {name} pod did not start within {start_timeout():g}s")
+
+
+def _failed_create(kube: Kube, namespace: str, name: str) -> str:
+    """The job controller's last FailedCreate message for this Job ("" when it has none)."""
+    for event in reversed(kube.list(EVENT, namespace)):
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") == "Job" and involved.get("name") == name and event.get("reason") == "FailedCreate":
+            return str(event.get("message", ""))
+    return ""
 
 
 def delete_job(kube: Kube, namespace: str, name: str) -> None:

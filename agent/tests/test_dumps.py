@@ -136,3 +136,11 @@ async def test_another_project_s_database_is_refused(plane, kube, namespace, lab
     out, status, closed = await run(plane, 7, p.STREAM_DB_DUMP, labels=labels, namespace=namespace)
     assert closed.startswith(reason) and status is None and out[p.EXEC_STDOUT] == b""
     assert kube.list(JOB, NS) == [] and kube.list(POD, NS) == []
+
+
+async def test_a_pod_that_cannot_start_is_reported_and_its_job_removed(plane, kube, monkeypatch):
+    monkeypatch.setenv("AGENT_DUMP_IMAGE", "registry.example/postgres-does-not-exist:18")
+    out, status, closed = await run(plane, 9, p.STREAM_DB_DUMP)
+    assert closed.startswith("the paas-db-dump-") and "cannot start: ImagePullBackOff" in closed
+    assert status is None and out[p.EXEC_STDOUT] == b""
+    assert kube.list(JOB, NS) == []
