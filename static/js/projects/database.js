@@ -28,7 +28,8 @@
     const what = t.kind === "dump" ? "Dump" : "Restore";
     const of = t.total ? ` of ${size(t.total)}` : "";
     const words = { starting: "starting the database job…", running: `${size(t.bytes)}${of}`,
-                    done: `done, ${size(t.bytes)}`, failed: "failed" };
+                    done: `done, ${size(t.bytes)}`,
+                    failed: t.kind === "restore" ? "failed; the database is unchanged" : "failed" };
     line.textContent = `${what}: ${words[t.state] || t.state}`;
     line.dataset.state = t.state;
     if (t.state === "failed") showResult(t.error || "", true);
