@@ -12,10 +12,9 @@ import pytest
 from agent import protocol as p
 from agent.data import services as data
 from agent.dumps import JOB
-from agent.handlers import build_ops, build_stream_ops
 from agent.k8s import NAMESPACE, POD, Kube
-from agent.tests.test_tunnel import FakeControlPlane, hello
-from agent.tunnel import Backoff, Tunnel
+from agent.tests.conftest import agent_tunnel
+from agent.tests.test_tunnel import FakeControlPlane
 from conftest import skip_or_fail
 
 NS = "tenant-acme-dumps"
@@ -50,16 +49,8 @@ def database(kube, kubesim, tmp_path):
 
 @pytest.fixture
 async def plane(kube, database):
-    cp = FakeControlPlane(heartbeat=5)
-    await cp.start()
-    tunnel = Tunnel(cp.url, lambda: "1.secret", hello, build_ops(kube), build_stream_ops(kube),
-                    backoff=Backoff(base=0.05, cap=0.2), open_timeout=2)
-    task = asyncio.create_task(tunnel.run())
-    await asyncio.wait_for(tunnel.connected.wait(), 5)
-    yield cp
-    tunnel.stop()
-    await asyncio.wait_for(task, 5)
-    await cp.stop()
+    async with agent_tunnel(kube) as cp:
+        yield cp
 
 
 async def run(plane: FakeControlPlane, sid: int, op: str, upload: bytes | None = None,
