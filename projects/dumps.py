@@ -116,6 +116,10 @@ async def start_dump(project: Project, actor: User) -> AsyncIterator[bytes]:
     await progress.publish("starting", force=True)
     try:
         first, status = await _next_output(stream, START_TIMEOUT)
+    except TimeoutError:
+        await stream.close()
+        await progress.publish("failed", force=True, error="no answer from the agent")
+        raise DumpError(f"The dump did not start within {START_TIMEOUT:g} s; try again later.", 504) from None
     except BaseException:
         await stream.close()
         raise
@@ -160,7 +164,11 @@ async def _rest(stream: rpc.AgentStream, first: bytes, progress: _Progress) -> A
         yield first
         while True:
             await progress.publish("running")
-            data, status = await _next_output(stream, CHUNK_TIMEOUT)
+            try:
+                data, status = await _next_output(stream, CHUNK_TIMEOUT)
+            except TimeoutError:
+                error = f"pg_dump sent nothing for {CHUNK_TIMEOUT:g} s"
+                return
             if data is None:
                 if status is not None and status.get("exit_code") == 0:
                     outcome = "done"
