@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from agent import charts, infra, logs, metrics, reconcile, shell
+from agent import charts, dumps, infra, logs, metrics, reconcile, shell
 from agent import protocol as p
 from agent.k8s import DEPLOYMENT, POD, Kube, KubeError
 from agent.ops import OpError, OpHandler, Stream, StreamHandler
@@ -189,4 +189,11 @@ def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
     async def pod_logs_stream(stream: Stream, payload: dict[str, Any]) -> None:
         await logs.serve(kube, stream, payload)
 
-    return {**STREAM_OPS, p.STREAM_EXEC: exec_op, p.STREAM_LOGS: pod_logs_stream}
+    async def db_dump(stream: Stream, payload: dict[str, Any]) -> None:
+        await dumps.serve(kube, stream, payload, "dump")
+
+    async def db_restore(stream: Stream, payload: dict[str, Any]) -> None:
+        await dumps.serve(kube, stream, payload, "restore")
+
+    return {**STREAM_OPS, p.STREAM_EXEC: exec_op, p.STREAM_LOGS: pod_logs_stream, p.STREAM_DB_DUMP: db_dump,
+            p.STREAM_DB_RESTORE: db_restore}

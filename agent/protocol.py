@@ -19,8 +19,10 @@ Control messages are JSON text frames with a "type":
     both          stream.close {id, reason}
     agent -> cp   event        {kind, data}             e.g. kind "observed": a namespace's state
 
-Stream operations (opened with stream.open): "echo" (sends back what it gets) and "exec" (a command or a
-shell in a project's container; its frames carry one channel byte first, see EXEC_* below).
+Stream operations (opened with stream.open): "echo" (sends back what it gets), "exec" (a command or a
+shell in a project's container; its frames carry one channel byte first, see EXEC_* below), and "db_dump" /
+"db_restore" (pg_dump out of / pg_restore into the project's own database, framed as exec is: the dump is
+EXEC_STDOUT, the upload EXEC_STDIN then EXEC_STDIN_EOF, pg_*'s messages EXEC_STDERR, then EXEC_STATUS).
 
 Stream data travels in binary frames: a 4-byte big-endian stream id, then the bytes.
 """
@@ -101,6 +103,9 @@ DATABASE_SECRET = "paas-database"  # noqa: S105 (Secret names, not secrets)
 BUCKET_SECRET = "paas-bucket"  # noqa: S105
 DATA_SECRETS = {"database": DATABASE_SECRET, "bucket": BUCKET_SECRET}
 DATA_SERVICE_LABEL = "paas.dev/data-service"
+# On the short-lived Job (and its pod) that runs pg_dump / pg_restore for db_dump / db_restore: "dump" or
+# "restore". Without the project's labels, so a deploy's prune never deletes a dump under way.
+DATA_JOB_LABEL = "paas.dev/data-job"
 DATABASE_PASSWORD_KEY = "PGPASSWORD"  # noqa: S105 (a key's name; kept across ensure_database calls)
 DATABASE_SECRET_KEYS = ("DATABASE_URL", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", DATABASE_PASSWORD_KEY)
 BUCKET_SECRET_KEYS = ("S3_ENDPOINT", "S3_REGION", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
@@ -212,6 +217,8 @@ OP_DATA_USAGE = "data_usage"  # database and bucket sizes in bytes, for metering
 STREAM_ECHO = "echo"
 STREAM_EXEC = "exec"
 STREAM_LOGS = "logs"
+STREAM_DB_DUMP = "db_dump"
+STREAM_DB_RESTORE = "db_restore"
 
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone

@@ -214,7 +214,7 @@ class ExecSession:
                 channel, data = frame
                 if channel in (p.EXEC_STDOUT, p.EXEC_STDERR) and data:
                     attempt.started, self.replay = True, None
-                    await self.stream.send(bytes([channel]) + data)
+                    await send_channel(self.stream, channel, data)
                 elif channel == p.EXEC_STATUS:
                     attempt.exit_code, attempt.message = exit_status(data)
         finally:  # also when ended early (the tunnel went away): let the reader thread finish
@@ -257,7 +257,32 @@ class ExecSession:
         if exit_code is None:
             exit_code, message = 1, message or "the connection to the container ended without an exit status"
         status = {"exit_code": exit_code, "message": message}
-        await self.stream.send(bytes([p.EXEC_STATUS]) + json.dumps(status).encode())
+        await send_whole(self.stream, bytes([p.EXEC_STATUS]) + json.dumps(status).encode())
+
+
+async def send_channel(stream: Stream, channel: int, data: bytes) -> None:
+    """`data` in frames that each fit the peer's credit, each starting with the channel byte.
+
+    Stream.send splits a frame larger than the credit, and the second piece would reach the peer without its
+    channel byte: binary output (a dump) would be corrupted.
+    """
+    view = memoryview(data)
+    while view:
+        await stream.writable()
+        if stream.closed:
+            raise ConnectionError("stream closed")
+        room = stream.credit - 1
+        piece, view = view[:max(room, 0)], view[max(room, 0):]
+        await stream.send(bytes([channel]) + bytes(piece))  # an empty frame when room is 0: uses up the last byte
+
+
+async def send_whole(stream: Stream, frame: bytes) -> None:
+    """A frame that must arrive in one piece (the exit status): use up a too-small credit with empty frames first."""
+    while not stream.closed and stream.credit < len(frame):
+        await stream.writable()
+        if 0 < stream.credit < len(frame):
+            await stream.send(bytes([p.EXEC_STDOUT]))
+    await stream.send(frame)
 
 
 def service_pods(kube: Kube, namespace: str, labels: dict[str, str], service: str) -> list[dict[str, Any]]:

@@ -44,6 +44,8 @@ class Action(models.TextChoices):
     CLUSTER_TOKEN_REVOKED = "cluster.token_revoked", "Cluster agent token revoked"
     TERMINAL_SESSION = "terminal.session", "Terminal session"
     SSH_SESSION = "ssh.session", "SSH session"
+    DATABASE_DUMPED = "database.dumped", "Database dumped"
+    DATABASE_RESTORED = "database.restored", "Database restored"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):

@@ -264,18 +264,30 @@ class AgentStream:
         if self._box is not None:
             self._box.unregister(self.address)
 
+    async def _await_credit(self, needed: int, timeout: float) -> None:
+        """Handle the agent's messages until it granted `needed` bytes of credit; ConnectionError once closed."""
+        while self.credit < needed and not self.closed:
+            message = await self._next(timeout)
+            await self._handle(message)
+            if message["type"] in ("stream.data", "stream.closed"):
+                self._inbox.put_nowait({"type": "wake"})  # a recv() waiting meanwhile must look again
+        if self.closed:
+            raise ConnectionError(f"stream closed: {self.close_reason}")
+
     async def send(self, data: bytes, timeout: float = 30.0) -> None:
         while data:
-            while self.credit <= 0 and not self.closed:
-                message = await self._next(timeout)
-                await self._handle(message)
-                if message["type"] in ("stream.data", "stream.closed"):
-                    self._inbox.put_nowait({"type": "wake"})  # a recv() waiting meanwhile must look again
-            if self.closed:
-                raise ConnectionError(f"stream closed: {self.close_reason}")
+            await self._await_credit(1, timeout)
             chunk, data = data[: self.credit], data[self.credit :]
             self.credit -= len(chunk)
             await bus.post(self.session, {"type": "agent.stream.data", "id": self.id, "data": chunk})
+
+    async def send_frame(self, frame: bytes, timeout: float = 30.0) -> None:
+        """Send `frame` as one data message, never split across credit: a frame that starts with a channel byte
+        (exec, db_restore) keeps it. Waits until the agent granted credit for all of it; `frame` must be at most
+        half the agent's window (it grants credit back once it has read that much)."""
+        await self._await_credit(len(frame), timeout)
+        self.credit -= len(frame)
+        await bus.post(self.session, {"type": "agent.stream.data", "id": self.id, "data": frame})
 
     async def recv(self, timeout: float = 30.0) -> bytes | None:
         """The next chunk, or None when the agent closed the stream."""

@@ -104,6 +104,7 @@ class Emulator:
         self.server.access.bootstrap()
         self.server.logs.clear()
         self.server.exec_handler = builtin_shell
+        self.server.cluster_dns.clear()
         self.set_pod_start_delay(self.pod_start_delay)
         if self.sablier is not None:
             self.sablier.reset(self._sablier_token())  # the ServiceAccount was recreated with a new uid

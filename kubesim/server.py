@@ -65,6 +65,8 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.logs = streams.LogHub()
         self.exec_handler: streams.ExecHandler = streams.builtin_shell
+        # In-cluster DNS names -> addresses on this machine, for the programs exec runs for real (kubesim.pgclient).
+        self.cluster_dns: dict[str, str] = {}
         self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from kubesim import pgclient
 from kubesim.errors import ApiError, bad_request
 from kubesim.resources import ResourceType
 
@@ -267,9 +268,15 @@ async def _exec(server: ApiServer, request: web.Request, pod: dict[str, Any], su
                        f"\"{missing}\": executable file not found in $PATH: unknown"}))
         await ws.close()
         return ws
+    handler = server.exec_handler
+    if pgclient.handles(pod, container, command):  # a PostgreSQL client program: the real one runs
+        env = pgclient.container_env(server.cluster, pod, container)
+
+        async def handler(session: ExecSession) -> int:
+            return await pgclient.run(session, env, server.cluster_dns)
     pump = asyncio.get_running_loop().create_task(_pump(ws, session))
     try:
-        code = await server.exec_handler(session)
+        code = await handler(session)
     except Exception as exc:  # a broken handler must not hang the client
         await session.stderr(f"kubesim exec handler failed: {exc}\n")
         code = 1

@@ -255,6 +255,16 @@ class KubeSim:
             self._emu.server.exec_handler = handler or builtin_shell
         self.call(setter)
 
+    def set_cluster_dns(self, name: str, address: str | None) -> None:
+        """Resolve an in-cluster name (a Service's `<svc>.<ns>.svc.cluster.local`) to an address on this machine
+        for the PostgreSQL client programs exec runs for real (kubesim.pgclient); None forgets it."""
+        def setter() -> None:
+            if address is None:
+                self._emu.server.cluster_dns.pop(name, None)
+            else:
+                self._emu.server.cluster_dns[name] = address
+        self.call(setter)
+
     def fail_helm_chart(self, namespace: str, name: str, fail: bool = True) -> None:
         """Make the install Jobs of this HelmChart fail, as if `helm install` errored (`fail=False` undoes it).
 

@@ -244,6 +244,8 @@ INVITATION_TTL_HOURS = env_int("INVITATION_TTL_HOURS", 72, minimum=1)
 
 # --- Clusters and their agents
 AGENT_HEARTBEAT_SECONDS = env_int("AGENT_HEARTBEAT_SECONDS", 15, minimum=1)  # a silent agent is dropped after 3
+# Owners' database restores (projects.dumps): the largest dump file an upload may carry.
+DATABASE_RESTORE_MAX_BYTES = env_int("DATABASE_RESTORE_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024)
 AGENT_MAX_MESSAGE_BYTES = env_int("AGENT_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024)
 AGENT_TOKEN_GRACE_MINUTES = env_int("AGENT_TOKEN_GRACE_MINUTES", 60, minimum=0)  # old token valid after rotation
 AGENT_IMAGE = env_str("AGENT_IMAGE", "ghcr.io/paas/agent:0.1.0")

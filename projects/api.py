@@ -1,22 +1,27 @@
-"""REST endpoints (organization-scoped): projects, compose validation, releases, rollback, variables, logs."""
+"""REST endpoints (organization-scoped): projects, compose validation, releases, rollback, variables, logs,
+database dump and restore."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import paginated_response
-from projects import deletion, logs, manifests, releases, services, wake
+from projects import deletion, dumps, logs, manifests, releases, services, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project
 
@@ -408,3 +413,60 @@ class ServiceWakeView(APIView):
             return Response(wake.wake_service(service))
         except ValidationError as exc:
             return refused(exc)
+
+
+class RestoreResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="Whether pg_restore succeeded; when not, the database is unchanged.")
+    bytes = serializers.IntegerField(help_text="Bytes of the dump fed to pg_restore.")
+    exit_code = serializers.IntegerField()
+    messages = serializers.CharField(help_text="pg_restore's errors and warnings (the last 64 KiB).")
+
+
+class RestoreUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A dump made by pg_dump --format=custom (e.g. by the dump endpoint).")
+
+
+DUMP_REFUSALS = {code: RefusalSerializer for code in (400, 404, 409, 413, 502, 503, 504)}
+
+
+def dump_refused(exc: dumps.DumpError) -> Response:
+    return Response({"detail": exc.message, "code": "database_unavailable"}, status=exc.status)
+
+
+class DatabaseDumpView(AsyncAPIView):
+    """The project's database as a pg_dump custom-format file (owners and admins), streamed as it is made.
+
+    Restore it with the restore endpoint, or with `pg_restore --no-owner -d <database> file.dump`. A dump that
+    fails after its first bytes ends the download early (a short file pg_restore refuses)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **DUMP_REFUSALS})
+    async def get(self, request, org_slug: str, project_slug: str):
+        project, _ = await sync_to_async(get_project_for_user)(request.user, org_slug, project_slug,
+                                                               dumps.DUMP_PERMISSION)
+        try:
+            chunks = await dumps.start_dump(project, request.user)
+        except dumps.DumpError as exc:
+            return dump_refused(exc)
+        return dumps.download_response(project, chunks)
+
+
+class DatabaseRestoreView(AsyncAPIView):
+    """Restore an uploaded pg_dump custom-format file into the project's database (owners and admins).
+
+    pg_restore runs with --clean --if-exists --no-owner --single-transaction: on any error nothing changes, and
+    the answer carries pg_restore's messages. At most DATABASE_RESTORE_MAX_BYTES."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": RestoreUploadSerializer},
+                   responses={200: RestoreResultSerializer, **DUMP_REFUSALS})
+    async def post(self, request, org_slug: str, project_slug: str):
+        project, _ = await sync_to_async(get_project_for_user)(request.user, org_slug, project_slug,
+                                                               dumps.DUMP_PERMISSION)
+        upload = await sync_to_async(lambda: request.FILES.get("file"))()
+        try:
+            dumps.check_upload(upload.size if upload else None)
+            result = await dumps.restore(project, request.user, upload.chunks(), upload.size)
+        except dumps.DumpError as exc:
+            return dump_refused(exc)
+        return Response(asdict(result))

@@ -26,6 +26,8 @@ urlpatterns = [
     path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
     path(P + "releases/<int:revision>/rollback/", views.rollback, name="release_rollback"),
     path(P + "data/<str:service>/reveal/", views.reveal_data_credentials, name="project_data_reveal"),
+    path(P + "database/dump/", views.database_dump, name="project_database_dump"),
+    path(P + "database/restore/", views.database_restore, name="project_database_restore"),
 ]
 
 A = "organizations/<slug:org_slug>/projects/"
@@ -45,4 +47,6 @@ api_urlpatterns = [
     path(AP + "services/<str:name>/wake/", api.ServiceWakeView.as_view(), name="api_service_wake"),
     path(AP + "variables/", api.VariableListView.as_view(), name="api_variables"),
     path(AP + "variables/<int:variable_id>/", api.VariableDetailView.as_view(), name="api_variable"),
+    path(AP + "database/dump/", api.DatabaseDumpView.as_view(), name="api_database_dump"),
+    path(AP + "database/restore/", api.DatabaseRestoreView.as_view(), name="api_database_restore"),
 ]

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import asdict
 
 import yaml
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import page_of, search
-from projects import deletion, logs, manifests, releases, services, terminal, wake
+from projects import deletion, dumps, logs, manifests, releases, services, terminal, wake
 from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
 from projects.models import Project, Release
 
@@ -80,7 +82,8 @@ def project_detail(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
         "services": project.services.all(), "releases": releases, "latest": releases[0] if releases else None,
         "more_releases": more_releases,
         "variables": project.variables.all(), "can_deploy": membership.can("deploy"),
-        "can_delete": membership.can("manage_organization"), "compose_json": json.dumps(project.compose_text)})
+        "can_delete": membership.can("manage_organization"), "compose_json": json.dumps(project.compose_text),
+        "can_dump": membership.can(dumps.DUMP_PERMISSION), "restore_max_bytes": settings.DATABASE_RESTORE_MAX_BYTES})
 
 
 @login_required
@@ -354,3 +357,52 @@ def service_rows(request: HttpRequest, org_slug: str, project_slug: str) -> Http
     return render(request, "projects/_service_rows.html", {
         "org": project.organization, "project": project, "services": project.services.all(),
         "can_deploy": membership.can("deploy")})
+
+
+# --- Database dump and restore (owners and admins; projects.dumps) -----------------------------------------
+
+
+async def _project_for_dump(request: HttpRequest, org_slug: str, project_slug: str) -> Project:
+    user = await request.auser()
+    project, _ = await sync_to_async(get_project_for_user)(user, org_slug, project_slug, dumps.DUMP_PERMISSION)
+    return project
+
+
+@login_required
+@require_GET
+async def database_dump(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    """The project's database as a pg_dump custom-format file, streamed as pg_dump writes it."""
+    project = await _project_for_dump(request, org_slug, project_slug)
+    try:
+        chunks = await dumps.start_dump(project, await request.auser())
+    except dumps.DumpError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from None
+        messages.error(request, exc.message)
+        return redirect(f"{project_url(project)}#database")
+    return dumps.download_response(project, chunks)
+
+
+@login_required
+@require_POST
+async def database_restore(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    """Restore an uploaded dump into the project's database; answers JSON to the page's script, else redirects."""
+    project = await _project_for_dump(request, org_slug, project_slug)
+    upload = await sync_to_async(request.FILES.get)("file")
+    try:
+        dumps.check_upload(upload.size if upload else None)
+        result = await dumps.restore(project, await request.auser(), upload.chunks(), upload.size)
+    except dumps.DumpError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from None
+        if _wants_json(request):
+            return JsonResponse({"ok": False, "error": exc.message}, status=exc.status)
+        messages.error(request, exc.message)
+        return redirect(f"{project_url(project)}#database")
+    if _wants_json(request):
+        return JsonResponse(asdict(result), status=200)
+    if result.ok:
+        messages.success(request, f"Restored {result.bytes} bytes into the database.")
+    else:
+        messages.error(request, f"The restore failed and changed nothing: {result.messages}")
+    return redirect(f"{project_url(project)}#database")

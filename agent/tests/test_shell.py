@@ -8,10 +8,9 @@ import json
 import pytest
 
 from agent import protocol as p
-from agent.handlers import build_ops, build_stream_ops
 from agent.k8s import NAMESPACE, POD, Kube
-from agent.tests.test_tunnel import FakeControlPlane, hello
-from agent.tunnel import Backoff, Tunnel
+from agent.tests.conftest import agent_tunnel
+from agent.tests.test_tunnel import FakeControlPlane
 from kubesim.streams import MISSING_ANNOTATION
 
 NS = "acme-web"
@@ -101,16 +100,8 @@ class Exec:
 
 @pytest.fixture
 async def plane(project):
-    cp = FakeControlPlane(heartbeat=5)  # kubesim shares this process: a busy moment must not look like a dead peer
-    await cp.start()
-    tunnel = Tunnel(cp.url, lambda: "1.secret", hello, build_ops(project), build_stream_ops(project),
-                    backoff=Backoff(base=0.05, cap=0.2), open_timeout=2)
-    task = asyncio.create_task(tunnel.run())
-    await asyncio.wait_for(tunnel.connected.wait(), 5)
-    yield cp
-    tunnel.stop()
-    await asyncio.wait_for(task, 5)
-    await cp.stop()
+    async with agent_tunnel(project) as cp:
+        yield cp
 
 
 async def test_a_tty_shell_echoes_input_runs_commands_and_reports_the_exit_status(plane):

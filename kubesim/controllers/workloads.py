@@ -79,6 +79,10 @@ class Kubelet(Controller):
         if status.get("phase") in ("Succeeded", "Failed") or status.get("containerStatuses"):
             if status.get("phase") == "Running" and pod["spec"].get("restartPolicy") in ("Never", "OnFailure") \
                     and all((cs.get("state") or {}).get("running") for cs in status["containerStatuses"]):
+                remaining = _sleep_remaining(pod)
+                if remaining > 0:  # `sleep N` runs for N seconds, as in a container
+                    self.enqueue_later((namespace, name), remaining)
+                    return
                 self._finish(pod)
             return
         if self._waiting_to_start(pod):
@@ -218,6 +222,24 @@ class Kubelet(Controller):
             conds = set_condition(conds, ctype, "False", "PodCompleted", "")
         status.update(phase="Succeeded" if code == 0 else "Failed", conditions=conds)
         self.write_status(self.rt("v1", "Pod"), pod, status)
+
+
+def _sleep_remaining(pod: dict[str, Any]) -> float:
+    """Seconds left of a run-to-completion pod whose first container runs `sleep N` (0: it exits now)."""
+    container = pod["spec"]["containers"][0]
+    words = [*(container.get("command") or []), *(container.get("args") or [])]
+    if len(words) != 2 or words[0].rsplit("/", 1)[-1] != "sleep":
+        return 0.0
+    try:
+        seconds = float(words[1])
+    except ValueError:
+        return 0.0
+    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+    started = ((statuses[0].get("state") or {}).get("running") or {}).get("startedAt")
+    if not started:
+        return 0.0
+    elapsed = (datetime.now(UTC) - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
+    return max(0.0, seconds - elapsed)
 
 
 def _pod_from_template(owner: dict[str, Any], name: str, extra_labels: dict[str, str]) -> dict[str, Any]:
