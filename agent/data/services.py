@@ -59,6 +59,11 @@ def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
     obj = kube.get(SECRET, name, namespace)
     if obj is None:
         return None
+    return read_secret_data(obj)
+
+
+def read_secret_data(obj: dict[str, Any]) -> dict[str, str]:
+    """A Secret object's values, decoded."""
     return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
 
 

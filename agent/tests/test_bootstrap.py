@@ -62,11 +62,16 @@ def boot(bare_k3s, double, local_postgres) -> b.Bootstrapper:
     return b.Bootstrapper(bare_k3s, endpoints, interval=0.02, backoff_base=30.0, clock=Clock())
 
 
-def play_cnpg_operator(kubesim) -> None:
-    """What the CloudNativePG operator would do for our Cluster: run it and publish the superuser Secret."""
+def play_cnpg_operator(kubesim, *, archiving: bool = True) -> None:
+    """What the CloudNativePG operator would do for our Cluster: run it, publish the superuser Secret, and
+    (with `archiving`) archive WAL and take the ScheduledBackup's immediate base backup."""
     kube = admin_kube(kubesim)  # the operator's own identity, not the agent's
     cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
-    if cluster is None or (cluster.get("status") or {}).get("readyInstances"):
+    if cluster is None:
+        return
+    if archiving:
+        play_cnpg_backups(kubesim)
+    if (cluster.get("status") or {}).get("readyInstances"):
         return
     if kube.get(services.SECRET, charts.POSTGRES_SUPERUSER_SECRET, charts.DATA_NAMESPACE) is None:
         kube.apply(services.SECRET, services.secret_object(
@@ -76,6 +81,42 @@ def play_cnpg_operator(kubesim) -> None:
     kube.request("PATCH", b.PG_CLUSTER.item(charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) + "/status",
                  body={"status": {"instances": 1, "readyInstances": cluster["spec"]["instances"],
                                   "phase": "Cluster in healthy state"}},
+                 content_type="application/merge-patch+json")
+
+
+def set_cluster_condition(kubesim, ctype: str, status: str, reason: str, message: str = "") -> None:
+    kube = admin_kube(kubesim)
+    cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
+    conditions = [c for c in (cluster.get("status") or {}).get("conditions") or [] if c["type"] != ctype]
+    conditions.append({"type": ctype, "status": status, "reason": reason, "message": message,
+                       "lastTransitionTime": "2026-12-01T03:00:00Z"})
+    kube.request("PATCH", b.PG_CLUSTER.item(charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) + "/status",
+                 body={"status": {"conditions": conditions}}, content_type="application/merge-patch+json")
+
+
+def play_cnpg_backups(kubesim) -> None:
+    """The operator's side of backups: WAL archiving once the Cluster has a backup section, and the immediate
+    base backup of a ScheduledBackup (a Backup labelled with its parent, completed)."""
+    kube = admin_kube(kubesim)
+    cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) or {}
+    if not (cluster.get("spec") or {}).get("backup"):
+        return
+    if not any(c["type"] == "ContinuousArchiving" for c in (cluster.get("status") or {}).get("conditions") or []):
+        set_cluster_condition(kubesim, "ContinuousArchiving", "True", "ContinuousArchivingSuccess")
+    scheduled = kube.get(b.PG_SCHEDULED_BACKUP, charts.SCHEDULED_BACKUP, charts.DATA_NAMESPACE)
+    name = f"{charts.SCHEDULED_BACKUP}-20261201030000"
+    if scheduled is None or not scheduled["spec"].get("immediate") or kube.get(b.PG_BACKUP, name,
+                                                                               charts.DATA_NAMESPACE):
+        return
+    kube.apply(b.PG_BACKUP, {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup", "metadata": {
+        "name": name, "namespace": charts.DATA_NAMESPACE,
+        "labels": {"cnpg.io/scheduled-backup": charts.SCHEDULED_BACKUP, "cnpg.io/cluster": charts.POSTGRES_CLUSTER}},
+        "spec": {"cluster": {"name": charts.POSTGRES_CLUSTER}, "method": "barmanObjectStore"}},
+        charts.DATA_NAMESPACE)
+    kube.request("PATCH", b.PG_BACKUP.item(name, charts.DATA_NAMESPACE) + "/status",
+                 body={"status": {"phase": "completed", "startedAt": "2026-12-01T03:00:00Z",
+                                  "stoppedAt": "2026-12-01T03:00:09Z", "method": "barmanObjectStore",
+                                  "destinationPath": charts.BACKUP_DESTINATION}},
                  content_type="application/merge-patch+json")
 
 
@@ -101,7 +142,8 @@ def all_ready(statuses: dict[str, b.Status]) -> bool:
 def ours(kubesim) -> list[dict[str, Any]]:
     """Every object bootstrap applied (HelmCharts, the HelmChartConfig, the Cluster, Secrets, ConfigMap...)."""
     found = []
-    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ConfigMap", "Secret", "Namespace"):
+    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ScheduledBackup", "ConfigMap",
+                 "Secret", "Namespace"):
         for obj in kubesim.list(kind):
             if (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == "paas":
                 found.append(obj)
@@ -110,8 +152,8 @@ def ours(kubesim) -> list[dict[str, Any]]:
 
 def versions(kubesim) -> dict[tuple[str, str, str], str]:
     out = {}
-    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ConfigMap", "Secret", "Job",
-                 "Deployment", "Namespace"):
+    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ScheduledBackup", "ConfigMap",
+                 "Secret", "Job", "Deployment", "Namespace"):
         for obj in kubesim.list(kind):
             meta = obj["metadata"]
             out[(kind, meta.get("namespace", ""), meta["name"])] = meta["resourceVersion"]
@@ -146,8 +188,8 @@ def test_it_drives_a_bare_cluster_to_every_component_ready(kubesim, boot, double
 def test_it_applies_only_objects_that_validate_against_the_schemas(kubesim, boot):
     drive(kubesim, boot, all_ready)
     applied = ours(kubesim)
-    assert {o["kind"] for o in applied} == {"HelmChart", "HelmChartConfig", "Cluster", "ConfigMap", "Secret",
-                                            "Namespace"}
+    assert {o["kind"] for o in applied} == {"HelmChart", "HelmChartConfig", "Cluster", "ScheduledBackup", "ConfigMap",
+                                            "Secret", "Namespace"}
     for obj in applied:
         clean = {k: v for k, v in obj.items() if k != "status"}
         clean["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels")}
