@@ -184,5 +184,7 @@ def test_every_action_is_recorded_by_some_test_of_this_module():
         "project.created",
         # projects/tests/test_projects_data.py (needs an agent that answers)
         "credential.revealed",
+        # projects/tests/test_projects_restore.py (restoring a deleted project)
+        "project.restored",
     }
     assert covered == set(Action.values)
