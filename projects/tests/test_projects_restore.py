@@ -19,6 +19,7 @@ from agent.data import services as agent_data
 from agent.tests.garage_double import GarageDouble
 from audit.models import AuditEvent
 from clusters import services as cluster_services
+from clusters import tasks as cluster_tasks
 from conftest import skip_or_fail
 from paas.testing.agent_account import admin_kube, agent_kubeconfig
 from paas.testing.plane import Agents, online, poll
@@ -199,3 +200,8 @@ def test_a_restored_project_comes_back_running_with_the_same_database_and_bucket
     after = {s: services.reveal_credentials(project, s, actor=personas.owner) for s in ("database", "bucket")}
     assert after == before
     assert kubesim.get("Secret", charts.DATA_NAMESPACE, "retained-tenant-acme-shop-database") is None
+
+    # A deletion task delivered late (after the restore) must not take the restored project's namespace.
+    cluster_tasks.delete_project_namespace(project.cluster_id, project.namespace, project.labels)
+    assert kubesim.get("namespaces", None, "tenant-acme-shop") is not None
+    assert {d["metadata"]["name"] for d in kubesim.list("deployments", "tenant-acme-shop")} == {"web", "api", "worker"}
