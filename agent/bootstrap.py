@@ -182,7 +182,8 @@ def backup_configuration(settings: Settings) -> dict[str, Any]:
     def ref(key: str) -> dict[str, str]:
         return {"name": charts.BACKUP_S3_SECRET, "key": key}
 
-    return {"retentionPolicy": settings.backup_retention,
+    # `target` is what the CRD and CNPG's webhook default it to: spelled out, or every pass would see drift.
+    return {"retentionPolicy": settings.backup_retention, "target": "prefer-standby",
             "barmanObjectStore": {
                 "destinationPath": charts.BACKUP_DESTINATION, "endpointURL": charts.GARAGE_S3_URL,
                 "serverName": settings.backup_server_name,

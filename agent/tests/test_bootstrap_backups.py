@@ -182,3 +182,16 @@ def test_the_documented_recovery_cluster_validates_against_the_cnpg_crd():
         assert external["barmanObjectStore"][key] == wanted[key], key
     assert cluster["spec"]["backup"]["barmanObjectStore"]["serverName"] != wanted["serverName"]
     assert cluster["metadata"]["name"] == charts.POSTGRES_CLUSTER
+
+
+def test_the_apiservers_defaults_in_the_backup_section_are_not_drift(kubesim, boot):
+    drive(kubesim, boot, all_ready)
+    # What a real apiserver (the CRD's defaults) and CNPG's defaulting webhook put into spec.backup.
+    admin_kube(kubesim).request("PATCH", b.PG_CLUSTER.item(charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE),
+                                body={"spec": {"backup": {"target": "prefer-standby"}}},
+                                content_type="application/merge-patch+json")
+    version = kubesim.get("Cluster.postgresql.cnpg.io", "paas-data", "paas-postgres")["metadata"]["resourceVersion"]
+    statuses = boot.run_pass()
+    assert statuses["postgres"].state == b.READY and statuses["backups"].state == b.READY
+    assert kubesim.get("Cluster.postgresql.cnpg.io", "paas-data", "paas-postgres")["metadata"]["resourceVersion"] \
+        == version
