@@ -20,6 +20,7 @@ from agent import charts
 from agent.data import services
 from conftest import skip_or_fail
 from kubesim.schema import validate_object
+from paas.testing import cnpg
 from paas.testing.agent_account import admin_kube
 
 SUPERUSER_PASSWORD = "not-checked-by-trust-auth"  # noqa: S105
@@ -85,39 +86,11 @@ def play_cnpg_operator(kubesim, *, archiving: bool = True) -> None:
 
 
 def set_cluster_condition(kubesim, ctype: str, status: str, reason: str, message: str = "") -> None:
-    kube = admin_kube(kubesim)
-    cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
-    conditions = [c for c in (cluster.get("status") or {}).get("conditions") or [] if c["type"] != ctype]
-    conditions.append({"type": ctype, "status": status, "reason": reason, "message": message,
-                       "lastTransitionTime": "2026-12-01T03:00:00Z"})
-    kube.request("PATCH", b.PG_CLUSTER.item(charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) + "/status",
-                 body={"status": {"conditions": conditions}}, content_type="application/merge-patch+json")
+    cnpg.set_cluster_condition(admin_kube(kubesim), ctype, status, reason, message)
 
 
 def play_cnpg_backups(kubesim) -> None:
-    """The operator's side of backups: WAL archiving once the Cluster has a backup section, and the immediate
-    base backup of a ScheduledBackup (a Backup labelled with its parent, completed)."""
-    kube = admin_kube(kubesim)
-    cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) or {}
-    if not (cluster.get("spec") or {}).get("backup"):
-        return
-    if not any(c["type"] == "ContinuousArchiving" for c in (cluster.get("status") or {}).get("conditions") or []):
-        set_cluster_condition(kubesim, "ContinuousArchiving", "True", "ContinuousArchivingSuccess")
-    scheduled = kube.get(b.PG_SCHEDULED_BACKUP, charts.SCHEDULED_BACKUP, charts.DATA_NAMESPACE)
-    name = f"{charts.SCHEDULED_BACKUP}-20261201030000"
-    if scheduled is None or not scheduled["spec"].get("immediate") or kube.get(b.PG_BACKUP, name,
-                                                                               charts.DATA_NAMESPACE):
-        return
-    kube.apply(b.PG_BACKUP, {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup", "metadata": {
-        "name": name, "namespace": charts.DATA_NAMESPACE,
-        "labels": {"cnpg.io/scheduled-backup": charts.SCHEDULED_BACKUP, "cnpg.io/cluster": charts.POSTGRES_CLUSTER}},
-        "spec": {"cluster": {"name": charts.POSTGRES_CLUSTER}, "method": "barmanObjectStore"}},
-        charts.DATA_NAMESPACE)
-    kube.request("PATCH", b.PG_BACKUP.item(name, charts.DATA_NAMESPACE) + "/status",
-                 body={"status": {"phase": "completed", "startedAt": "2026-12-01T03:00:00Z",
-                                  "stoppedAt": "2026-12-01T03:00:09Z", "method": "barmanObjectStore",
-                                  "destinationPath": charts.BACKUP_DESTINATION}},
-                 content_type="application/merge-patch+json")
+    cnpg.play_cnpg_backups(admin_kube(kubesim))
 
 
 def drive(kubesim, boot: b.Bootstrapper, until: Callable[[dict[str, b.Status]], bool], *, passes: int = 200,
