@@ -38,7 +38,7 @@ import yaml
 from agent import charts
 from agent import protocol as p
 from agent.data import services
-from agent.data.garage import GarageError
+from agent.data.garage import BucketCredentials, GarageError
 from agent.k8s import NAMESPACE, NODE, Kind, Kube, KubeError
 from agent.quantities import parse_quantity
 
@@ -226,12 +226,12 @@ def scheduled_backup(settings: Settings) -> dict[str, Any]:
                      "method": "barmanObjectStore",
                      # A first base backup at once: the WAL archive alone cannot restore anything.
                      "immediate": True,
-                     # Backups belong to the ScheduledBackup: deleting it cleans up their objects, never the
-                     # Cluster's data; barman's retention policy prunes the bucket itself.
+                     # The Backup objects belong to the ScheduledBackup and go with it (the files in the bucket
+                     # stay: the Cluster's retention policy prunes those).
                      "backupOwnerReference": "self"}}
 
 
-def backup_s3_secret(credentials: Any) -> dict[str, Any]:
+def backup_s3_secret(credentials: BucketCredentials) -> dict[str, Any]:
     return services.secret_object(charts.DATA_NAMESPACE, charts.BACKUP_S3_SECRET, {
         "ACCESS_KEY_ID": credentials.access_key_id, "ACCESS_SECRET_KEY": credentials.secret_access_key,
         "REGION": charts.GARAGE_REGION}, dict(PART_OF))
