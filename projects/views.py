@@ -245,8 +245,9 @@ def project_delete(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
         except ValidationError as exc:
             _error(request, exc)
         else:
-            messages.success(request, f"{project.name} is deleted; its data is kept for "
-                             f"{project.purge_after:%Y-%m-%d %H:%M} UTC, then removed.")
+            messages.success(request, f"{project.name} is deleted; its data is kept until "
+                             f"{project.purge_after:%Y-%m-%d %H:%M} UTC, then removed. Until then an owner can "
+                             "restore it under Recently deleted.")
             return redirect("project_list", org_slug)
     return render(request, "projects/project_delete.html", {"org": project.organization, "project": project,
                                                             "membership": membership})
