@@ -64,6 +64,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "view_billing": {Role.OWNER, Role.ADMIN},
     "view_audit": {Role.OWNER, Role.ADMIN},
     "delete_organization": {Role.OWNER},
+    # Bringing a deleted project back (within its grace period) revives its data and redeploys it.
+    "restore_project": {Role.OWNER},
 }
 
 

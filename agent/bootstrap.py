@@ -7,6 +7,8 @@ Components, each checked and then created or corrected only where missing or dri
     sablier   HelmChart (Sablier, scale to zero)
     garage    Secrets (admin token, RPC secret) + HelmChart (inline chart) + cluster layout (admin API)
     postgres  CloudNativePG Cluster with superuser access, once the operator is ready
+    backups   Garage bucket + key, their S3 Secret, the Cluster's WAL archive + base backups to it (in-tree
+              Barman Cloud), a ScheduledBackup; ready once CNPG reports WAL archiving working
 
 Every pass reads the cluster and derives each component's state from its objects (HelmChart ->
 `helm-install-<name>` Job -> released workloads -> the service answering), so an agent that
@@ -23,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
 import weakref
@@ -33,8 +36,9 @@ from typing import Any
 import yaml
 
 from agent import charts
+from agent import protocol as p
 from agent.data import services
-from agent.data.garage import GarageError
+from agent.data.garage import BucketCredentials, GarageError
 from agent.k8s import NAMESPACE, NODE, Kind, Kube, KubeError
 from agent.quantities import parse_quantity
 
@@ -43,6 +47,8 @@ log = logging.getLogger("agent.bootstrap")
 HELMCHART = Kind("helm.cattle.io/v1", "HelmChart", "helmcharts")
 HELMCHARTCONFIG = Kind("helm.cattle.io/v1", "HelmChartConfig", "helmchartconfigs")
 PG_CLUSTER = Kind("postgresql.cnpg.io/v1", "Cluster", "clusters")
+PG_SCHEDULED_BACKUP = Kind("postgresql.cnpg.io/v1", "ScheduledBackup", "scheduledbackups")
+PG_BACKUP = Kind("postgresql.cnpg.io/v1", "Backup", "backups")
 CONFIGMAP = Kind("v1", "ConfigMap", "configmaps")
 JOB = Kind("batch/v1", "Job", "jobs")
 POD = Kind("v1", "Pod", "pods")
@@ -56,8 +62,9 @@ INGRESS_LABEL = "ingress-ready"
 HELM_BACKOFF_LIMIT = 3  # pod retries inside one Job before the Helm controller marks the chart Failed
 LOG_TAIL = 15
 
+DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 PENDING, INSTALLING, READY, FAILED = "pending", "installing", "ready", "failed"
-COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres")
+COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres", "backups")
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
@@ -77,6 +84,11 @@ class Settings:
     garage_data_size: str = "10Gi"
     garage_meta_size: str = "1Gi"
     garage_zone: str = "dc1"
+    backup_schedule: str = "0 0 3 * * *"  # CNPG's six-field cron (seconds first): daily at 03:00 UTC
+    backup_retention: str = "30d"
+    # The folder of the bucket this Cluster archives into. A Cluster restored from the bucket must archive
+    # into a new one (barman refuses a non-empty archive): docs/infrastructure.md, "Restoring the cluster".
+    backup_server_name: str = charts.POSTGRES_CLUSTER
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Settings:
@@ -90,6 +102,15 @@ class Settings:
             quantity_bytes(quantity)  # raises ValueError for junk
         if settings.postgres_instances < 1:
             raise ValueError("postgres_instances must be at least 1")
+        if not re.fullmatch(p.BACKUP_SCHEDULE_PATTERN, settings.backup_schedule):
+            raise ValueError(f"backup_schedule {settings.backup_schedule!r} is not a six-field cron expression "
+                             "(seconds first) like '0 0 3 * * *'")
+        if not re.fullmatch(p.BACKUP_RETENTION_PATTERN, settings.backup_retention):
+            raise ValueError(f"backup_retention {settings.backup_retention!r} is not a number of days, weeks or "
+                             "months like 30d, 4w or 6m")
+        if not DNS_NAME.fullmatch(settings.backup_server_name):
+            raise ValueError(f"backup_server_name {settings.backup_server_name!r} must be lower-case letters, digits "
+                             "and '-' (a folder name in the backup bucket)")
         return settings
 
 
@@ -155,18 +176,65 @@ def traefik_config(ingress_nodes: bool) -> dict[str, Any]:
             "spec": {"valuesContent": _dump(values)}}
 
 
-def postgres_cluster(settings: Settings) -> dict[str, Any]:
+def backup_configuration(settings: Settings) -> dict[str, Any]:
+    """The Cluster's `spec.backup`: WAL archive and base backups in the Garage bucket (in-tree Barman Cloud)."""
+
+    def ref(key: str) -> dict[str, str]:
+        return {"name": charts.BACKUP_S3_SECRET, "key": key}
+
+    # `target` is what the CRD and CNPG's webhook default it to: spelled out, or every pass would see drift.
+    return {"retentionPolicy": settings.backup_retention, "target": "prefer-standby",
+            "barmanObjectStore": {
+                "destinationPath": charts.BACKUP_DESTINATION, "endpointURL": charts.GARAGE_S3_URL,
+                "serverName": settings.backup_server_name,
+                "s3Credentials": {"accessKeyId": ref("ACCESS_KEY_ID"), "secretAccessKey": ref("ACCESS_SECRET_KEY"),
+                                  "region": ref("REGION")},
+                "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}}}
+
+
+# boto3 >= 1.36 sends checksums that S3-compatible stores may reject; CNPG's object store appendix advises this.
+BARMAN_CHECKSUM_ENV = [{"name": "AWS_REQUEST_CHECKSUM_CALCULATION", "value": "when_required"},
+                       {"name": "AWS_RESPONSE_CHECKSUM_VALIDATION", "value": "when_required"}]
+
+
+def postgres_cluster(settings: Settings, *, backups: bool = False) -> dict[str, Any]:
+    """The shared Cluster; with `backups` once the backup bucket and its Secret exist (Barman Cloud expects the
+    bucket to be there before a Cluster refers to it)."""
     storage: dict[str, Any] = {"size": settings.postgres_storage}
     if settings.postgres_storage_class:
         storage["storageClass"] = settings.postgres_storage_class
+    spec: dict[str, Any] = {
+        "instances": settings.postgres_instances,
+        # Defaults to false, and then no superuser Secret exists: EnsureDatabase needs it.
+        "enableSuperuserAccess": True,
+        "storage": storage,
+        "resources": {"requests": {"cpu": settings.postgres_cpu, "memory": settings.postgres_memory},
+                      "limits": {"memory": settings.postgres_memory}}}
+    if backups:
+        spec["backup"] = backup_configuration(settings)
+        spec["env"] = BARMAN_CHECKSUM_ENV
     return {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
             "metadata": {"name": charts.POSTGRES_CLUSTER, "namespace": charts.DATA_NAMESPACE, "labels": dict(PART_OF)},
-            "spec": {"instances": settings.postgres_instances,
-                     # Defaults to false, and then no superuser Secret exists: EnsureDatabase needs it.
-                     "enableSuperuserAccess": True,
-                     "storage": storage,
-                     "resources": {"requests": {"cpu": settings.postgres_cpu, "memory": settings.postgres_memory},
-                                   "limits": {"memory": settings.postgres_memory}}}}
+            "spec": spec}
+
+
+def scheduled_backup(settings: Settings) -> dict[str, Any]:
+    return {"apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
+            "metadata": {"name": charts.SCHEDULED_BACKUP, "namespace": charts.DATA_NAMESPACE,
+                         "labels": dict(PART_OF)},
+            "spec": {"cluster": {"name": charts.POSTGRES_CLUSTER}, "schedule": settings.backup_schedule,
+                     "method": "barmanObjectStore",
+                     # A first base backup at once: the WAL archive alone cannot restore anything.
+                     "immediate": True,
+                     # The Backup objects belong to the ScheduledBackup and go with it (the files in the bucket
+                     # stay: the Cluster's retention policy prunes those).
+                     "backupOwnerReference": "self"}}
+
+
+def backup_s3_secret(credentials: BucketCredentials) -> dict[str, Any]:
+    return services.secret_object(charts.DATA_NAMESPACE, charts.BACKUP_S3_SECRET, {
+        "ACCESS_KEY_ID": credentials.access_key_id, "ACCESS_SECRET_KEY": credentials.secret_access_key,
+        "REGION": charts.GARAGE_REGION}, dict(PART_OF))
 
 
 def data_namespace() -> dict[str, Any]:
@@ -176,7 +244,7 @@ def data_namespace() -> dict[str, Any]:
 def desired_objects(settings: Settings, ingress_nodes: bool = True) -> list[dict[str, Any]]:
     """Everything bootstrap applies (the Secrets aside: their values are generated once)."""
     return [data_namespace(), traefik_config(ingress_nodes), cnpg_chart(), sablier_chart(), garage_chart(settings),
-            postgres_cluster(settings)]
+            postgres_cluster(settings, backups=True), scheduled_backup(settings)]
 
 
 # --- reading state ------------------------------------------------------------------------------------
@@ -210,6 +278,11 @@ def _condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
         if cond.get("type") == ctype and cond.get("status") == "True":
             return cond
     return None
+
+
+def _condition_of(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    """The condition of that type whatever its status (None when the controller has not set it)."""
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
 def _workload_problem(kind: str, obj: dict[str, Any]) -> str | None:
@@ -412,10 +485,66 @@ class Bootstrapper:
         status.reason = f"admin API answers; layout version {layout['version']}; {health.get('status')}"
         return status
 
-    def _postgres(self, settings: Settings, operator: Status) -> Status:
+    def _backup_store(self, garage: Status) -> tuple[bool, str]:
+        """The backup bucket, its key and their Secret for CNPG: (whether the Secret exists, what went wrong).
+
+        Once made, the Secret stays even while Garage is briefly away, so the Cluster's backup section is never
+        taken back and forth. The key's secret is rewritten only when Garage answers with another one.
+        """
+        current = services.read_secret(self.kube, charts.DATA_NAMESPACE, charts.BACKUP_S3_SECRET)
+        if garage.state != READY:
+            return current is not None, "waiting for Garage"
+        try:
+            credentials = services.garage_admin(self.kube, self.endpoints).ensure_bucket(charts.BACKUP_BUCKET)
+        except (GarageError, OSError, services.NotReady) as exc:
+            return current is not None, f"could not make the backup bucket: {exc}"
+        desired = backup_s3_secret(credentials)
+        if current != services.read_secret_data(desired):
+            self.kube.apply(services.SECRET, desired, charts.DATA_NAMESPACE)
+            log.info("Secret %s/%s %s", charts.DATA_NAMESPACE, charts.BACKUP_S3_SECRET,
+                     "created" if current is None else "updated (the key changed)")
+        if credentials.created:
+            log.info("backup bucket %s created in Garage", charts.BACKUP_BUCKET)
+        return True, ""
+
+    def _backups(self, settings: Settings, postgres: Status, store: tuple[bool, str]) -> Status:
+        """ScheduledBackup once the Cluster archives; ready when CNPG reports WAL archiving working and a base
+        backup completed (the WAL archive alone restores nothing)."""
+        store_ready, store_problem = store
+        if not store_ready:
+            return Status("backups", PENDING, store_problem or "waiting for the backup bucket")
+        if postgres.state != READY:
+            return Status("backups", PENDING, "waiting for the shared PostgreSQL")
+        try:
+            self._ensure(PG_SCHEDULED_BACKUP, scheduled_backup(settings))
+        except KubeError as exc:
+            if exc.status == 404:
+                return Status("backups", PENDING, "waiting for the CloudNativePG ScheduledBackup CRD")
+            raise
+        cluster = self.kube.get(PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE) or {}
+        archiving, last_backup = _condition_of(cluster, "ContinuousArchiving"), _condition_of(cluster,
+                                                                                               "LastBackupSucceeded")
+        if archiving and archiving.get("status") == "False":
+            return Status("backups", FAILED, f"WAL archiving to {charts.BACKUP_DESTINATION} fails: "
+                          f"{archiving.get('message') or archiving.get('reason') or 'no message'}")
+        if last_backup and last_backup.get("status") == "False":
+            return Status("backups", FAILED, f"the last base backup failed: "
+                          f"{last_backup.get('message') or last_backup.get('reason') or 'no message'}")
+        backups = self.kube.list(PG_BACKUP, charts.DATA_NAMESPACE,
+                                 f"cnpg.io/scheduled-backup={charts.SCHEDULED_BACKUP}")
+        completed = sorted((b.get("status") or {}).get("stoppedAt") or "" for b in backups
+                           if (b.get("status") or {}).get("phase") == "completed")
+        if not archiving or archiving.get("status") != "True":
+            return Status("backups", INSTALLING, "waiting for the first WAL file to reach the object store")
+        if not completed:
+            return Status("backups", INSTALLING, "WAL archiving works; waiting for the first base backup")
+        return Status("backups", READY, f"WAL archiving works; last base backup {completed[-1]}; schedule "
+                      f"'{settings.backup_schedule}', retention {settings.backup_retention}")
+
+    def _postgres(self, settings: Settings, operator: Status, *, backups: bool = False) -> Status:
         if operator.state != READY:
             return Status("postgres", PENDING, "waiting for the CloudNativePG operator")
-        desired = postgres_cluster(settings)
+        desired = postgres_cluster(settings, backups=backups)
         try:
             if self._ensure(PG_CLUSTER, desired):
                 return Status("postgres", INSTALLING, "Cluster applied; waiting for the operator")
@@ -450,7 +579,9 @@ class Bootstrapper:
                "cnpg": self._chart("cnpg", cnpg_chart(), retries),
                "sablier": self._chart("sablier", sablier_chart(), retries)}
         out["garage"] = self._garage(settings, retries)
-        out["postgres"] = self._postgres(settings, out["cnpg"])
+        store = self._backup_store(out["garage"])
+        out["postgres"] = self._postgres(settings, out["cnpg"], backups=store[0])
+        out["backups"] = self._backups(settings, out["postgres"], store)
         for component, status in out.items():
             status.version = charts.versions()[component]
             if status.state == READY and component in retries:

@@ -64,6 +64,12 @@ GARAGE_REGION = "garage"
 GARAGE_ADMIN_SECRET = "garage-admin-token"  # noqa: S105 (a Secret's name)
 GARAGE_RPC_SECRET = "garage-rpc-secret"  # noqa: S105
 
+# Continuous backup of the shared PostgreSQL (CNPG's in-tree Barman Cloud object store, docs/infrastructure.md).
+BACKUP_BUCKET = "paas-postgres-backups"  # not tenant-*: no project bucket can take this alias
+BACKUP_DESTINATION = f"s3://{BACKUP_BUCKET}/"  # barman adds <serverName> (the Cluster's name) below it
+BACKUP_S3_SECRET = "paas-backup-s3"  # noqa: S105 (a Secret's name)
+SCHEDULED_BACKUP = f"{POSTGRES_CLUSTER}-daily"
+
 CHART_FILES = Path(__file__).with_name("chart_files")
 
 
@@ -76,6 +82,8 @@ def versions() -> dict[str, dict[str, str]]:
         "garage": {"chart": f"{GARAGE.chart} {GARAGE.version} (inline)", "app": GARAGE.app_version},
         "traefik": {"chart": "packaged by K3s (HelmChartConfig)", "app": ""},
         "postgres": {"chart": "CloudNativePG Cluster", "app": f"operator {CNPG.app_version} default image"},
+        "backups": {"chart": "CloudNativePG ScheduledBackup (in-tree Barman Cloud)",
+                    "app": f"operator {CNPG.app_version}"},
     }
 
 

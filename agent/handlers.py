@@ -12,6 +12,7 @@ import aiohttp
 
 from agent import charts, dumps, infra, logs, metrics, reconcile, shell
 from agent import protocol as p
+from agent.data import services as data_services
 from agent.k8s import DEPLOYMENT, POD, Kube, KubeError
 from agent.ops import OpError, OpHandler, Stream, StreamHandler
 
@@ -67,7 +68,7 @@ def build_ops(kube: Kube) -> dict[str, OpHandler]:
         labels = _require(payload, "labels", dict)
         _require_identity(labels)
         try:
-            return await asyncio.to_thread(reconcile.delete_project, kube, namespace, labels)
+            return await asyncio.to_thread(data_services.delete_project_keeping_credentials, kube, namespace, labels)
         except reconcile.NotOwned as exc:
             raise OpError(p.ERR_NOT_OWNED, str(exc)) from None
 

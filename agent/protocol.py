@@ -109,6 +109,14 @@ DATA_JOB_LABEL = "paas.dev/data-job"
 DATABASE_PASSWORD_KEY = "PGPASSWORD"  # noqa: S105 (a key's name; kept across ensure_database calls)
 DATABASE_SECRET_KEYS = ("DATABASE_URL", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", DATABASE_PASSWORD_KEY)
 BUCKET_SECRET_KEYS = ("S3_ENDPOINT", "S3_REGION", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+# A deleted project's data Secrets are kept here (paas-data, <namespace>-<service>) while its namespace is gone,
+# so that restoring the project within its grace period gives back the same credentials.
+RETAINED_SECRET_LABEL = "paas.dev/retained-for"  # noqa: S105 (a label name)
+
+# Backups of the shared PostgreSQL: the settings both sides check (CloudNativePG's own rules). The schedule is
+# a six-field cron expression (seconds first), the retention a number of days, weeks or months.
+BACKUP_SCHEDULE_PATTERN = r"[0-9*/,?LW#A-Za-z-]+( [0-9*/,?LW#A-Za-z-]+){5}"
+BACKUP_RETENTION_PATTERN = r"[1-9][0-9]*[dwm]"
 
 # Every kind a project may contain, as (apiVersion, kind, plural). The agent applies, and prunes, these and
 # nothing else (an explicit list, so a kind it was never told about is never deleted by accident); the
@@ -158,6 +166,11 @@ _INFRASTRUCTURE_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
       "verbs": ["get", "list", "watch", "create", "patch"]}),
     ("Bootstrap: the shared CloudNativePG Cluster in paas-data.",
      {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"], "verbs": ["get", "list", "create", "patch"]}),
+    ("Bootstrap: the shared PostgreSQL's daily ScheduledBackup in paas-data.",
+     {"apiGroups": ["postgresql.cnpg.io"], "resources": ["scheduledbackups"],
+      "verbs": ["get", "list", "create", "patch"]}),
+    ("Bootstrap: the Backups the ScheduledBackup makes, read for the backups component's state.",
+     {"apiGroups": ["postgresql.cnpg.io"], "resources": ["backups"], "verbs": ["get", "list"]}),
     ("Bootstrap: readiness of the DaemonSets a chart installs.",
      {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
     ("Bootstrap: the last log lines of a failed helm-install Job's pod; pod_logs: a crash-looping project "

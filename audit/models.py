@@ -38,6 +38,7 @@ class Action(models.TextChoices):
     PROJECT_DEPLOYED = "project.deployed", "Project deployed"
     PROJECT_ROLLED_BACK = "project.rolled_back", "Project rolled back"
     PROJECT_DELETED = "project.deleted", "Project deleted"
+    PROJECT_RESTORED = "project.restored", "Project restored"
     CREDENTIAL_REVEALED = "credential.revealed", "Credentials revealed"
     CLUSTER_TOKEN_ISSUED = "cluster.token_issued", "Cluster agent token issued"
     CLUSTER_TOKEN_ROTATED = "cluster.token_rotated", "Cluster agent token rotated"

@@ -31,6 +31,10 @@ def push_desired_project(desired_pk: int, revision: int) -> None:
 
 @shared_task(ignore_result=True)
 def delete_project_namespace(cluster_pk: int, namespace: str, labels: dict[str, str] | None = None) -> None:
+    if DesiredProject.objects.filter(cluster_id=cluster_pk, namespace=namespace).exists():
+        # Desired again: the project was restored before this ran. Deleting now would take its new release.
+        log.info("not deleting namespace %s on cluster %s: it is desired again", namespace, cluster_pk)
+        return
     try:
         rpc.call(cluster_pk, protocol.OP_DELETE_PROJECT, {"namespace": namespace, "labels": labels or {}},
                  timeout=APPLY_TIMEOUT)

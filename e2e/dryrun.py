@@ -31,15 +31,20 @@ from agent.k8s import Kube, KubeError
 from agent.tests.garage_double import GarageDouble
 from e2e.run import kube_configuration, service_account_token, token_kubeconfig
 from kubesim.testing import KubeSim
+from paas.testing.cnpg import play_cnpg_backups
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 UNCHECKED_PASSWORD = "trust-auth-does-not-check-it"  # noqa: S105
 
 
 def play_cnpg_operator(kube: Kube) -> None:
-    """Once the bootstrap created our postgresql.cnpg.io Cluster: publish its superuser Secret, report it ready."""
+    """Once the bootstrap created our postgresql.cnpg.io Cluster: publish its superuser Secret, report it ready;
+    archive WAL and take the first base backup once it has its backup section."""
     pg = kube.get(PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
-    if pg is None or (pg.get("status") or {}).get("readyInstances"):
+    if pg is None:
+        return
+    play_cnpg_backups(kube)
+    if (pg.get("status") or {}).get("readyInstances"):
         return
     superuser = agent_data.secret_object(charts.DATA_NAMESPACE, charts.POSTGRES_SUPERUSER_SECRET,
                                          {"username": "postgres", "password": UNCHECKED_PASSWORD},

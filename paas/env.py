@@ -103,6 +103,14 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
+def env_match(name: str, default: str, pattern: str, expected: str) -> str:
+    """A value that must match `pattern` whole; `expected` says what it should look like."""
+    value = env_str(name, default).strip()
+    if not re.fullmatch(pattern, value):
+        raise ImproperlyConfigured(f"{name}={value!r} must be {expected}")
+    return value
+
+
 def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Comma-separated networks in CIDR form ("10.0.0.0/8, ::1/128"); a bare address is a /32 or /128."""
     networks = []

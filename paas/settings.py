@@ -13,11 +13,13 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from agent.protocol import BACKUP_RETENTION_PATTERN, BACKUP_SCHEDULE_PATTERN
 from paas.env import (
     env_bool,
     env_header,
     env_int,
     env_list,
+    env_match,
     env_networks,
     env_rate,
     env_secret,
@@ -259,6 +261,13 @@ PAAS_BOOTSTRAP = {
     "garage_data_size": env_str("PAAS_GARAGE_DATA_SIZE", "10Gi"),
     "garage_meta_size": env_str("PAAS_GARAGE_META_SIZE", "1Gi"),
     "garage_zone": env_str("PAAS_GARAGE_ZONE", "dc1"),
+    # Continuous backup of the shared PostgreSQL to Garage (docs/infrastructure.md, "Backups").
+    "backup_schedule": env_match("PAAS_BACKUP_SCHEDULE", "0 0 3 * * *", BACKUP_SCHEDULE_PATTERN,
+                                 "a six-field cron expression, seconds first, like '0 0 3 * * *'"),
+    "backup_retention": env_match("PAAS_BACKUP_RETENTION", "30d", BACKUP_RETENTION_PATTERN,
+                                  "a number of days, weeks or months like 30d, 4w or 6m"),
+    "backup_server_name": env_match("PAAS_BACKUP_SERVER_NAME", "paas-postgres", r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+                                    "lower-case letters, digits and '-'"),
 }
 
 # --- Projects: deploys, secrets at rest

@@ -3,7 +3,8 @@
 Each function scopes the lookup to the user's membership and answers 404 for a missing and for a
 foreign object alike; a member whose role lacks the permission gets 403 (accounts.access.require).
 Permissions: "view" to see (viewers too), "deploy" to deploy, roll back, redeploy, edit the compose
-file and variables (members, admins, owners), "manage_organization" to delete a project (owners, admins).
+file and variables (members, admins, owners), "manage_organization" to delete a project (owners, admins),
+"restore_project" to bring a deleted one back within its grace period (owners).
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ def get_project_for_user(user: User, org_slug: str, project_slug: str,
         organization=membership.organization, slug=project_slug).first()
     if project is None:
         raise Http404("No such project")
+    require(membership, permission)
+    return project, membership
+
+
+def get_deleted_project_for_user(user: User, org_slug: str, project_slug: str,
+                                 permission: str = "restore_project") -> tuple[Project, Membership]:
+    """A project deleted but not purged yet (its grace period may be over: the caller says so)."""
+    membership = get_membership(user, org_slug)
+    project = Project.objects.filter(deleted_at__isnull=False).select_related("organization", "cluster").filter(
+        organization=membership.organization, slug=project_slug).first()
+    if project is None:
+        raise Http404("No such deleted project")
     require(membership, permission)
     return project, membership
 

@@ -22,7 +22,13 @@ from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import paginated_response
 from projects import deletion, dumps, logs, manifests, releases, services, wake
-from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
+from projects.access import (
+    get_deleted_project_for_user,
+    get_project_for_user,
+    get_release_for_user,
+    get_service_for_user,
+    get_variable_for_user,
+)
 from projects.models import Project
 
 
@@ -225,6 +231,49 @@ class ProjectDetailView(APIView):
         except ValidationError as exc:
             return refused(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeletedProjectSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    slug = serializers.SlugField()
+    cluster = serializers.SlugField()
+    deleted_at = serializers.DateTimeField()
+    purge_after = serializers.DateTimeField(help_text="Restorable until then; its database and bucket go after.")
+    live_revision = serializers.IntegerField(allow_null=True, help_text="The release a restore redeploys.")
+
+
+class RestoredSerializer(serializers.Serializer):
+    project = ProjectSerializer()
+    release = ReleaseSerializer(allow_null=True, help_text="The redeploy of the live release, if there was one.")
+
+
+def deleted_project_dict(project: Project) -> dict[str, Any]:
+    live = project.live_release()
+    return {"name": project.name, "slug": project.slug, "cluster": project.cluster.slug,
+            "deleted_at": project.deleted_at.isoformat(), "purge_after": project.purge_after.isoformat(),
+            "live_revision": live.revision if live else None}
+
+
+class DeletedProjectListView(GenericAPIView):
+    @extend_schema(operation_id="deleted_projects_list", responses=DeletedProjectSerializer(many=True))
+    def get(self, request, org_slug: str):
+        """Deleted projects that can still be restored (owners), the most recently deleted first."""
+        org, _ = get_organization_for_user(request.user, org_slug, "restore_project")
+        return paginated_response(self, deletion.recently_deleted(org), deleted_project_dict)
+
+
+class RestoreView(APIView):
+    @extend_schema(operation_id="deleted_project_restore", request=None,
+                   responses={200: RestoredSerializer, 400: RefusalSerializer, 409: RefusalSerializer})
+    def post(self, request, org_slug: str, project_slug: str):
+        """Restore a deleted project within its grace period (owners): the same database and bucket, and a
+        redeploy of its live release. After the grace period: 400 `grace_period_over`."""
+        project, _ = get_deleted_project_for_user(request.user, org_slug, project_slug)
+        try:
+            release = deletion.restore_project(project, request.user)
+        except ValidationError as exc:
+            return refused(exc)
+        return Response({"project": project_dict(project), "release": release.as_dict() if release else None})
 
 
 class ValidateView(APIView):

@@ -19,6 +19,8 @@ urlpatterns = [
     path(P + "services/<str:name>/sleep/", views.service_sleep, name="project_service_sleep"),
     path(P + "services/<str:name>/wake/", views.service_wake, name="project_service_wake"),
     path("o/<slug:org_slug>/project-rows/", views.project_rows, name="project_rows"),
+    path("o/<slug:org_slug>/deleted-projects/<slug:project_slug>/restore/", views.project_restore,
+         name="project_restore"),
     path("suspended/<uuid:uid>/", views.project_suspended, name="project_suspended"),
     path(P + "variables/", views.variables, name="project_variables"),
     path(P + "variables/<int:variable_id>/delete/", views.variable_delete, name="project_variable_delete"),
@@ -35,6 +37,10 @@ AP = A + "<slug:project_slug>/"
 
 api_urlpatterns = [
     path(A, api.ProjectListView.as_view(), name="api_projects"),
+    path("organizations/<slug:org_slug>/deleted-projects/", api.DeletedProjectListView.as_view(),
+         name="api_deleted_projects"),
+    path("organizations/<slug:org_slug>/deleted-projects/<slug:project_slug>/restore/", api.RestoreView.as_view(),
+         name="api_project_restore"),
     path(AP, api.ProjectDetailView.as_view(), name="api_project"),
     path(AP + "validate/", api.ValidateView.as_view(), name="api_project_validate"),
     path(AP + "releases/", api.ReleaseListView.as_view(), name="api_releases"),

@@ -22,7 +22,13 @@ from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import page_of, search
 from projects import deletion, dumps, logs, manifests, releases, services, terminal, wake
-from projects.access import get_project_for_user, get_release_for_user, get_service_for_user, get_variable_for_user
+from projects.access import (
+    get_deleted_project_for_user,
+    get_project_for_user,
+    get_release_for_user,
+    get_service_for_user,
+    get_variable_for_user,
+)
 from projects.models import Project, Release
 
 RECENT_RELEASES = 30  # on the project page; the rest on the releases page
@@ -64,9 +70,10 @@ def project_list(request: HttpRequest, org_slug: str) -> HttpResponse:
                 _error(request, exc)
             else:
                 return redirect("project_detail", org.slug, project.slug)
+    can_restore = membership.can("restore_project")
     return render(request, "projects/project_list.html", {
         "org": org, "membership": membership, "clusters": clusters, "can_deploy": membership.can("deploy"),
-        **_project_page(request, org)})
+        "deleted_projects": deletion.recently_deleted(org) if can_restore else [], **_project_page(request, org)})
 
 
 @login_required
@@ -241,11 +248,26 @@ def project_delete(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
         except ValidationError as exc:
             _error(request, exc)
         else:
-            messages.success(request, f"{project.name} is deleted; its data is kept for "
-                             f"{project.purge_after:%Y-%m-%d %H:%M} UTC, then removed.")
+            messages.success(request, f"{project.name} is deleted; its data is kept until "
+                             f"{project.purge_after:%Y-%m-%d %H:%M} UTC, then removed. Until then an owner can "
+                             "restore it under Recently deleted.")
             return redirect("project_list", org_slug)
     return render(request, "projects/project_delete.html", {"org": project.organization, "project": project,
                                                             "membership": membership})
+
+
+@login_required
+@require_POST
+def project_restore(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    project, _ = get_deleted_project_for_user(request.user, org_slug, project_slug)
+    try:
+        release = deletion.restore_project(project, request.user)
+    except ValidationError as exc:
+        _error(request, exc)
+        return redirect("project_list", org_slug)
+    messages.success(request, f"{project.name} is back with its database and bucket"
+                     + (f"; revision {release.revision} redeploys its live release." if release else "."))
+    return redirect("project_detail", org_slug, project_slug)
 
 
 def project_url(project: Project) -> str:

@@ -59,6 +59,11 @@ def read_secret(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
     obj = kube.get(SECRET, name, namespace)
     if obj is None:
         return None
+    return read_secret_data(obj)
+
+
+def read_secret_data(obj: dict[str, Any]) -> dict[str, str]:
+    """A Secret object's values, decoded."""
     return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
 
 
@@ -78,6 +83,45 @@ def _write_project_secret(kube: Kube, namespace: str, service: str, data: dict[s
 def credentials(kube: Kube, namespace: str, service: str) -> dict[str, str] | None:
     """The project's credentials as stored in its Secret, for a member who asked to reveal them."""
     return read_secret(kube, namespace, p.DATA_SECRETS[service])
+
+
+# --- a deleted project's credentials, kept for its grace period ------------------------------------------
+
+
+def retained_secret_name(namespace: str) -> str:
+    return f"retained-{namespace}-database"
+
+
+def delete_project_keeping_credentials(kube: Kube, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Delete the project's namespace, first copying its database Secret into the data namespace.
+
+    The role's password exists nowhere else in clear (PostgreSQL holds a verifier): without the copy, restoring
+    the project within its grace period would have to issue a new one. The copy is not readable by tenants
+    (paas-data) and goes when the project comes back (ensure_database) or its data is purged (drop_database).
+    Raises reconcile.NotOwned, before anything is copied or deleted, for a namespace that is not the project's.
+    """
+    existing = kube.get(NAMESPACE, namespace)
+    if existing is not None:
+        reconcile.check_owner(kube, namespace, existing, labels)
+        values = read_secret(kube, namespace, p.DATABASE_SECRET)
+        if values:
+            kube.apply(SECRET, secret_object(charts.DATA_NAMESPACE, retained_secret_name(namespace), values, {
+                "app.kubernetes.io/part-of": "paas", p.RETAINED_SECRET_LABEL: namespace,
+                p.DATA_SERVICE_LABEL: "database"}), charts.DATA_NAMESPACE)
+            log.info("kept the database credentials of %s for its grace period", namespace)
+    return reconcile.delete_project(kube, namespace, labels)
+
+
+def _retained(kube: Kube, namespace: str) -> dict[str, str] | None:
+    obj = kube.get(SECRET, retained_secret_name(namespace), charts.DATA_NAMESPACE)
+    if obj is None or (obj["metadata"].get("labels") or {}).get(p.RETAINED_SECRET_LABEL) != namespace:
+        return None
+    return read_secret_data(obj)
+
+
+def _forget_retained(kube: Kube, namespace: str) -> None:
+    if _retained(kube, namespace) is not None:
+        kube.delete(SECRET, retained_secret_name(namespace), charts.DATA_NAMESPACE)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------
@@ -102,9 +146,11 @@ def ensure_database(kube: Kube, namespace: str, endpoints: Endpoints, *, labels:
     """`labels` are the project's (with its uid): nothing is made for a namespace that is not the project's."""
     connect = connect or superuser_connect(kube, endpoints)
     reconcile.claim_namespace(kube, namespace, labels)
-    existing = read_secret(kube, namespace, p.DATABASE_SECRET) or {}
+    # A restored project's Secret went with its namespace: the copy kept at deletion gives the same password back.
+    existing = read_secret(kube, namespace, p.DATABASE_SECRET) or _retained(kube, namespace) or {}
     creds = postgres.ensure_database(connect, namespace, password=existing.get(p.DATABASE_PASSWORD_KEY), rotate=rotate)
     _write_project_secret(kube, namespace, "database", creds.secret_data(charts.POSTGRES_HOST, charts.POSTGRES_PORT))
+    _forget_retained(kube, namespace)
     return {"namespace": namespace, "secret": p.DATABASE_SECRET, "database": creds.name, "user": creds.user,
             "host": charts.POSTGRES_HOST, "port": charts.POSTGRES_PORT, "created": creds.created,
             "rotated": creds.rotated}
@@ -114,6 +160,7 @@ def drop_database(kube: Kube, namespace: str, endpoints: Endpoints, *,
                   connect: postgres.Connect | None = None) -> dict[str, Any]:
     connect = connect or superuser_connect(kube, endpoints)
     result = postgres.drop_database(connect, namespace)
+    _forget_retained(kube, namespace)
     secret_deleted = kube.get(NAMESPACE, namespace) is not None and kube.delete(SECRET, p.DATABASE_SECRET, namespace)
     return {"namespace": namespace, **result, "secret_deleted": bool(secret_deleted)}
 

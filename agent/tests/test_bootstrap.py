@@ -20,6 +20,7 @@ from agent import charts
 from agent.data import services
 from conftest import skip_or_fail
 from kubesim.schema import validate_object
+from paas.testing import cnpg
 from paas.testing.agent_account import admin_kube
 
 SUPERUSER_PASSWORD = "not-checked-by-trust-auth"  # noqa: S105
@@ -62,11 +63,16 @@ def boot(bare_k3s, double, local_postgres) -> b.Bootstrapper:
     return b.Bootstrapper(bare_k3s, endpoints, interval=0.02, backoff_base=30.0, clock=Clock())
 
 
-def play_cnpg_operator(kubesim) -> None:
-    """What the CloudNativePG operator would do for our Cluster: run it and publish the superuser Secret."""
+def play_cnpg_operator(kubesim, *, archiving: bool = True) -> None:
+    """What the CloudNativePG operator would do for our Cluster: run it, publish the superuser Secret, and
+    (with `archiving`) archive WAL and take the ScheduledBackup's immediate base backup."""
     kube = admin_kube(kubesim)  # the operator's own identity, not the agent's
     cluster = kube.get(b.PG_CLUSTER, charts.POSTGRES_CLUSTER, charts.DATA_NAMESPACE)
-    if cluster is None or (cluster.get("status") or {}).get("readyInstances"):
+    if cluster is None:
+        return
+    if archiving:
+        play_cnpg_backups(kubesim)
+    if (cluster.get("status") or {}).get("readyInstances"):
         return
     if kube.get(services.SECRET, charts.POSTGRES_SUPERUSER_SECRET, charts.DATA_NAMESPACE) is None:
         kube.apply(services.SECRET, services.secret_object(
@@ -77,6 +83,14 @@ def play_cnpg_operator(kubesim) -> None:
                  body={"status": {"instances": 1, "readyInstances": cluster["spec"]["instances"],
                                   "phase": "Cluster in healthy state"}},
                  content_type="application/merge-patch+json")
+
+
+def set_cluster_condition(kubesim, ctype: str, status: str, reason: str, message: str = "") -> None:
+    cnpg.set_cluster_condition(admin_kube(kubesim), ctype, status, reason, message)
+
+
+def play_cnpg_backups(kubesim) -> None:
+    cnpg.play_cnpg_backups(admin_kube(kubesim))
 
 
 def drive(kubesim, boot: b.Bootstrapper, until: Callable[[dict[str, b.Status]], bool], *, passes: int = 200,
@@ -101,7 +115,8 @@ def all_ready(statuses: dict[str, b.Status]) -> bool:
 def ours(kubesim) -> list[dict[str, Any]]:
     """Every object bootstrap applied (HelmCharts, the HelmChartConfig, the Cluster, Secrets, ConfigMap...)."""
     found = []
-    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ConfigMap", "Secret", "Namespace"):
+    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ScheduledBackup", "ConfigMap",
+                 "Secret", "Namespace"):
         for obj in kubesim.list(kind):
             if (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == "paas":
                 found.append(obj)
@@ -110,8 +125,8 @@ def ours(kubesim) -> list[dict[str, Any]]:
 
 def versions(kubesim) -> dict[tuple[str, str, str], str]:
     out = {}
-    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ConfigMap", "Secret", "Job",
-                 "Deployment", "Namespace"):
+    for kind in ("HelmChart", "HelmChartConfig", "Cluster.postgresql.cnpg.io", "ScheduledBackup", "ConfigMap",
+                 "Secret", "Job", "Deployment", "Namespace"):
         for obj in kubesim.list(kind):
             meta = obj["metadata"]
             out[(kind, meta.get("namespace", ""), meta["name"])] = meta["resourceVersion"]
@@ -146,8 +161,8 @@ def test_it_drives_a_bare_cluster_to_every_component_ready(kubesim, boot, double
 def test_it_applies_only_objects_that_validate_against_the_schemas(kubesim, boot):
     drive(kubesim, boot, all_ready)
     applied = ours(kubesim)
-    assert {o["kind"] for o in applied} == {"HelmChart", "HelmChartConfig", "Cluster", "ConfigMap", "Secret",
-                                            "Namespace"}
+    assert {o["kind"] for o in applied} == {"HelmChart", "HelmChartConfig", "Cluster", "ScheduledBackup", "ConfigMap",
+                                            "Secret", "Namespace"}
     for obj in applied:
         clean = {k: v for k, v in obj.items() if k != "status"}
         clean["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels")}

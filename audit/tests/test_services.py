@@ -186,5 +186,7 @@ def test_every_action_is_recorded_by_some_test_of_this_module():
         "credential.revealed",
         # projects/tests/test_database_dumps.py (a dump and restores of a real database through the agent)
         "database.dumped", "database.restored",
+        # projects/tests/test_projects_restore.py (restoring a deleted project)
+        "project.restored",
     }
     assert covered == set(Action.values)

@@ -206,7 +206,7 @@ def link(state: State) -> None:
 @common_options
 @click.pass_context
 def projects(ctx: click.Context) -> None:
-    """List, create and delete projects (default: list)."""
+    """List, create, delete and restore projects (default: list)."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(projects_list)
 
@@ -266,7 +266,33 @@ def projects_delete(state: State, slug: str, yes: bool) -> None:
         if typed != slug:
             raise click.ClickException("the slug does not match; nothing was deleted")
     state.client.delete(path("organizations", org, "projects", slug), confirm=slug)
-    state.emit({"deleted": slug}, lambda: click.echo(f"Deleted project {slug}."))
+    state.emit({"deleted": slug}, lambda: click.echo(f"Deleted project {slug}. An owner can restore it "
+                                                     f"(paas projects restore {slug}) until its data is removed."))
+
+
+@projects.command("deleted")
+@common
+def projects_deleted(state: State) -> None:
+    """Deleted projects that can still be restored, and until when (owners)."""
+    items = state.client.list(path("organizations", state.org_slug(), "deleted-projects"))
+
+    def human() -> None:
+        table(([p["slug"], p["name"], p["deleted_at"], p["purge_after"],
+                f"r{p['live_revision']}" if p["live_revision"] else "-"] for p in items),
+              ["slug", "name", "deleted", "restorable until", "redeploys"])
+    state.emit(items, human)
+
+
+@projects.command("restore")
+@click.argument("slug")
+@common
+def projects_restore(state: State, slug: str) -> None:
+    """Restore deleted project SLUG within its grace period (owners): the same database and bucket, and its live
+    release redeployed."""
+    result = state.client.post(path("organizations", state.org_slug(), "deleted-projects", slug, "restore"))
+    release = result["release"]
+    state.emit(result, lambda: click.echo(f"Restored project {slug}" + (
+        f"; revision {release['revision']} redeploys its live release." if release else ".")))
 
 
 # --- deploy, releases, rollback, status -------------------------------------------------------------------------

@@ -188,6 +188,16 @@ def test_a_user_logs_in_creates_deploys_watches_rolls_back_and_reads_credits(
     paas("projects", "delete", "store", "--yes")
     assert not Project.objects.active().filter(slug="store").exists()
 
+    # Within the grace period the owner brings it back, its live release redeployed.
+    deleted = json.loads(paas("projects", "deleted", "--json").stdout)
+    assert [p["slug"] for p in deleted] == ["store"]
+    restored = paas("projects", "restore", "store").stdout
+    assert restored.startswith("Restored project store; revision ") and "redeploys its live release" in restored
+    assert Project.objects.active().filter(slug="store").exists()
+    assert json.loads(paas("projects", "deleted", "--json").stdout) == []
+    gone = paas("projects", "restore", "store", ok=False)
+    assert gone.returncode == 1 and "(HTTP 404)" in gone.stderr
+
 
 def test_logs_exec_and_ssh_reach_the_service_through_the_token_sockets(
         paas, daphne_server, connected, kubesim, personas, viewer):  # noqa: F811 (imported fixtures)

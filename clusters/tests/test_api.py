@@ -9,7 +9,8 @@ import yaml
 from rest_framework.test import APIClient
 
 from accounts.services import create_api_token
-from clusters import services
+from agent import bootstrap
+from clusters import infrastructure, services
 from clusters.models import BootstrapComponent, Cluster, ComponentState
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +62,8 @@ def test_it_shows_every_bootstrap_component_with_unreported_ones_marked(operator
 
     assert [(c["component"], c["state"], c["reason"]) for c in body["infrastructure"]] == [
         ("traefik", "ready", ""), ("cnpg", "failed", "no disk"), ("sablier", "unreported", ""),
-        ("garage", "unreported", ""), ("postgres", "unreported", "")]
+        ("garage", "unreported", ""), ("postgres", "unreported", ""), ("backups", "unreported", "")]
+    assert infrastructure.COMPONENT_ORDER == bootstrap.COMPONENTS  # every component the agent reports
 
 
 def test_it_lists_every_cluster_to_operators(operator, cluster):

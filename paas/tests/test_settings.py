@@ -65,6 +65,15 @@ def test_it_refuses_to_start_with_a_malformed_setting():
     assert result.returncode != 0 and "EMAIL_PORT='twenty-five' is not a whole number" in result.stderr
 
 
+def test_it_refuses_to_start_with_a_backup_schedule_cloudnativepg_would_refuse():
+    result = _start({"PAAS_BACKUP_SCHEDULE": "0 3 * * *"})  # five fields: CNPG's cron starts with seconds
+    assert result.returncode != 0
+    assert "PAAS_BACKUP_SCHEDULE='0 3 * * *' must be a six-field cron expression, seconds first" in result.stderr
+    result = _start({"PAAS_BACKUP_RETENTION": "30 days"})
+    assert result.returncode != 0 and "PAAS_BACKUP_RETENTION='30 days' must be a number of days" in result.stderr
+    assert _start({"PAAS_BACKUP_SCHEDULE": "0 0 4 * * 1", "PAAS_BACKUP_RETENTION": "4w"}).stdout.strip() == "started"
+
+
 PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "k7#vQ9!xR2@mL5$wP8^nT3&jH6*bF1(zD4)cY0-sG" + "u" * 10,
               "PAAS_ENCRYPTION_KEY": Fernet.generate_key().decode(), "ALLOWED_HOSTS": "paas.example.com",
               "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto: https"}

@@ -7,4 +7,5 @@
     if (["live", "failed", "superseded"].includes(e.detail.status)) refresh();
   });
   document.addEventListener("live:project.deleted", refresh);
+  document.addEventListener("live:project.restored", refresh);
 })();
