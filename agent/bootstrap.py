@@ -7,6 +7,8 @@ Components, each checked and then created or corrected only where missing or dri
     sablier   HelmChart (Sablier, scale to zero)
     garage    Secrets (admin token, RPC secret) + HelmChart (inline chart) + cluster layout (admin API)
     postgres  CloudNativePG Cluster with superuser access, once the operator is ready
+    tls       HelmChart (cert-manager, with its CRDs) + the ACME ClusterIssuer protocol.ACME_CLUSTER_ISSUER
+              (HTTP-01 through Traefik), when an ACME e-mail is set; ready once the issuer is Ready
 
 Every pass reads the cluster and derives each component's state from its objects (HelmChart ->
 `helm-install-<name>` Job -> released workloads -> the service answering), so an agent that
@@ -32,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from agent import charts
+from agent import charts, protocol
 from agent.data import services
 from agent.data.garage import GarageError
 from agent.k8s import NAMESPACE, NODE, Kind, Kube, KubeError
@@ -42,6 +44,7 @@ log = logging.getLogger("agent.bootstrap")
 
 HELMCHART = Kind("helm.cattle.io/v1", "HelmChart", "helmcharts")
 HELMCHARTCONFIG = Kind("helm.cattle.io/v1", "HelmChartConfig", "helmchartconfigs")
+CLUSTER_ISSUER = Kind("cert-manager.io/v1", "ClusterIssuer", "clusterissuers")
 PG_CLUSTER = Kind("postgresql.cnpg.io/v1", "Cluster", "clusters")
 CONFIGMAP = Kind("v1", "ConfigMap", "configmaps")
 JOB = Kind("batch/v1", "Job", "jobs")
@@ -57,7 +60,7 @@ HELM_BACKOFF_LIMIT = 3  # pod retries inside one Job before the Helm controller 
 LOG_TAIL = 15
 
 PENDING, INSTALLING, READY, FAILED = "pending", "installing", "ready", "failed"
-COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres")
+COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres", "tls")
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
@@ -77,6 +80,9 @@ class Settings:
     garage_data_size: str = "10Gi"
     garage_meta_size: str = "1Gi"
     garage_zone: str = "dc1"
+    # cert-manager's ACME account: no e-mail, no ClusterIssuer (and no TLS for service hosts).
+    acme_email: str = ""
+    acme_server: str = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Settings:
@@ -90,6 +96,10 @@ class Settings:
             quantity_bytes(quantity)  # raises ValueError for junk
         if settings.postgres_instances < 1:
             raise ValueError("postgres_instances must be at least 1")
+        if not settings.acme_server.startswith("https://"):
+            raise ValueError(f"acme_server {settings.acme_server!r} must be an https:// ACME directory URL")
+        if settings.acme_email and "@" not in settings.acme_email:
+            raise ValueError(f"acme_email {settings.acme_email!r} is not an e-mail address")
         return settings
 
 
@@ -139,6 +149,19 @@ def garage_chart(settings: Settings) -> dict[str, Any]:
     return helmchart(charts.GARAGE, values, content=charts.garage_chart_content())
 
 
+def cert_manager_chart() -> dict[str, Any]:
+    return helmchart(charts.CERT_MANAGER, {"crds": {"enabled": True}})
+
+
+def cluster_issuer(settings: Settings) -> dict[str, Any]:
+    """Let's Encrypt (or the configured ACME directory) answering HTTP-01 challenges through K3s's Traefik."""
+    return {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+            "metadata": {"name": protocol.ACME_CLUSTER_ISSUER, "labels": dict(PART_OF)},
+            "spec": {"acme": {"email": settings.acme_email, "server": settings.acme_server,
+                              "privateKeySecretRef": {"name": charts.ACME_ACCOUNT_SECRET},
+                              "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}]}}}
+
+
 def traefik_config(ingress_nodes: bool) -> dict[str, Any]:
     values: dict[str, Any] = {
         # Sablier's middleware must exist while a service is scaled to zero: 503, not 404, for empty services.
@@ -175,8 +198,9 @@ def data_namespace() -> dict[str, Any]:
 
 def desired_objects(settings: Settings, ingress_nodes: bool = True) -> list[dict[str, Any]]:
     """Everything bootstrap applies (the Secrets aside: their values are generated once)."""
-    return [data_namespace(), traefik_config(ingress_nodes), cnpg_chart(), sablier_chart(), garage_chart(settings),
-            postgres_cluster(settings)]
+    objects = [data_namespace(), traefik_config(ingress_nodes), cnpg_chart(), sablier_chart(), garage_chart(settings),
+               postgres_cluster(settings), cert_manager_chart()]
+    return objects + ([cluster_issuer(settings)] if settings.acme_email else [])
 
 
 # --- reading state ------------------------------------------------------------------------------------
@@ -439,6 +463,32 @@ class Bootstrapper:
             return Status("postgres", INSTALLING, f"PostgreSQL does not accept connections yet: {exc}")
         return Status("postgres", READY, f"{ready} instance(s) ready; accepts superuser connections")
 
+    def _tls(self, settings: Settings, retries: dict[str, Any]) -> Status:
+        status = self._chart("tls", cert_manager_chart(), retries)
+        if status.state != READY:
+            return status
+        if not settings.acme_email:
+            status.reason = ("cert-manager installed; no ACME e-mail is set (PAAS_ACME_EMAIL), so there is no issuer "
+                             "and service hosts stay http://")
+            return status
+        try:
+            self._ensure(CLUSTER_ISSUER, cluster_issuer(settings))
+        except KubeError as exc:
+            if exc.status == 404:  # cert-manager's CRDs are not served yet
+                return Status("tls", INSTALLING, "waiting for cert-manager's CRDs", attempt=status.attempt)
+            raise
+        issuer = self.kube.get(CLUSTER_ISSUER, protocol.ACME_CLUSTER_ISSUER) or {}
+        ready = next((c for c in (issuer.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        name = f"ClusterIssuer {protocol.ACME_CLUSTER_ISSUER}"
+        if ready.get("status") == "True":
+            return Status("tls", READY, f"{name} ready: {ready.get('message') or 'ACME account registered'}",
+                          attempt=status.attempt)
+        if ready.get("status") == "False":
+            return Status("tls", FAILED, f"{name} not ready: {ready.get('message') or ready.get('reason')}",
+                          attempt=status.attempt)
+        return Status("tls", INSTALLING, f"{name} applied; waiting for it to register with {settings.acme_server}",
+                      attempt=status.attempt)
+
     def run_pass(self) -> dict[str, Status]:
         """Check everything once and fix what is missing or drifted. Blocking; safe to repeat at any time."""
         state = self._load_state()
@@ -451,6 +501,7 @@ class Bootstrapper:
                "sablier": self._chart("sablier", sablier_chart(), retries)}
         out["garage"] = self._garage(settings, retries)
         out["postgres"] = self._postgres(settings, out["cnpg"])
+        out["tls"] = self._tls(settings, retries)
         for component, status in out.items():
             status.version = charts.versions()[component]
             if status.state == READY and component in retries:

@@ -88,6 +88,11 @@ SERVICE_LABEL = "paas.dev/service"
 SLEEP_ENABLE_LABEL = "sablier.enable"
 SLEEP_GROUP_LABEL = "sablier.group"
 
+# TLS (docs/domains.md): the bootstrap's cert-manager ACME ClusterIssuer, which every project's Certificates name;
+# the agent reports the Certificates' Ready conditions in the observed state under "certificates".
+ACME_CLUSTER_ISSUER = "paas-acme"
+CERTIFICATE_API = "cert-manager.io/v1"
+
 # Where the install manifest puts the agent; never a project's namespace.
 AGENT_NAMESPACE = "paas-system"
 # Every project namespace starts with this, and no Kubernetes or platform namespace does (they are
@@ -127,6 +132,7 @@ PROJECT_KINDS: tuple[tuple[str, str, str], ...] = (
     ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     ("traefik.io/v1alpha1", "Middleware", "middlewares"),
+    (CERTIFICATE_API, "Certificate", "certificates"),
 )
 
 # --- The agent's permissions ----------------------------------------------------------------------------
@@ -153,6 +159,9 @@ _INFRASTRUCTURE_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
       "verbs": ["get", "list", "watch", "create", "patch"]}),
     ("Bootstrap: the shared CloudNativePG Cluster in paas-data.",
      {"apiGroups": ["postgresql.cnpg.io"], "resources": ["clusters"], "verbs": ["get", "list", "create", "patch"]}),
+    ("Bootstrap: cert-manager's ACME ClusterIssuer (TLS for service hosts), applied and read for its Ready "
+     "condition.",
+     {"apiGroups": ["cert-manager.io"], "resources": ["clusterissuers"], "verbs": ["get", "list", "create", "patch"]}),
     ("Bootstrap: readiness of the DaemonSets a chart installs.",
      {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
     ("Bootstrap: the last log lines of a failed helm-install Job's pod; pod_logs: a crash-looping project "
