@@ -153,7 +153,7 @@ _VIEWER_ONLY_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
 # What bootstrap and the data services need beyond the project kinds. Secrets, ConfigMaps, Namespaces, Jobs,
 # Deployments and StatefulSets are already covered by the project kinds' rules.
 _INFRASTRUCTURE_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("Bootstrap: HelmCharts for CloudNativePG, Sablier and Garage and the HelmChartConfig customising "
+    ("Bootstrap: HelmCharts for CloudNativePG, Sablier, Garage and cert-manager and the HelmChartConfig customising "
      "K3s's Traefik, applied (get/create/patch) in kube-system.",
      {"apiGroups": ["helm.cattle.io"], "resources": ["helmcharts", "helmchartconfigs"],
       "verbs": ["get", "list", "watch", "create", "patch"]}),
