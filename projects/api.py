@@ -472,7 +472,7 @@ class DomainListView(GenericAPIView):
         return paginated_response(self, rows, lambda d: domains.domain_dict(_with(d, service), certificates))
 
     @extend_schema(operation_id="service_domains_create", request=DomainCreateSerializer,
-                   responses={201: DomainSerializer, 400: RefusalSerializer})
+                   responses={201: DomainSerializer})
     def post(self, request, org_slug: str, project_slug: str, name: str):
         service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
         form = DomainCreateSerializer(data=request.data)
