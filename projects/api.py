@@ -478,7 +478,7 @@ class DomainListView(GenericAPIView):
         form = DomainCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         try:
-            domain = domains.add_domain(service, form.validated_data["hostname"])
+            domain = domains.add_domain(service, form.validated_data["hostname"], actor=request.user)
         except ValidationError as exc:
             return refused(exc)
         return Response(domains.domain_dict(_with(domain, service)), status=status.HTTP_201_CREATED)
@@ -498,7 +498,7 @@ class DomainDetailView(APIView):
     @extend_schema(operation_id="service_domain_destroy", responses={204: None})
     def delete(self, request, org_slug: str, project_slug: str, name: str, domain_id: int):
         domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "deploy")
-        domains.delete_domain(domain)
+        domains.delete_domain(domain, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

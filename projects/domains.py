@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from audit import services as audit
 from clusters.models import Cluster, ObservedProject
 from projects.models import CustomDomain, DomainStatus, Project, Service
 
@@ -95,7 +96,13 @@ def _expired_claims(now: timezone.datetime) -> Q:
             | Q(status=DomainStatus.VERIFIED, failing_since__lt=cutoff))
 
 
-def add_domain(service: Service, raw_hostname: str) -> CustomDomain:
+def _audit(action: audit.Action, domain: CustomDomain, actor: User | None, **details: Any) -> None:
+    project = domain.service.project
+    audit.record(action, actor=actor, organization=project.organization, target=project,
+                 details={"hostname": domain.hostname, "service": domain.service.name, **details})
+
+
+def add_domain(service: Service, raw_hostname: str, actor: User | None = None) -> CustomDomain:
     """Claim a host name for a public service (unverified, not routed yet).
 
     An expired claim of another project (docs/domains.md) is released first, and that project redeployed
@@ -122,6 +129,7 @@ def add_domain(service: Service, raw_hostname: str) -> CustomDomain:
                 existing.delete()
             domain = CustomDomain.objects.create(service=service, hostname=hostname,
                                                  token=secrets.token_urlsafe(24))
+            _audit(audit.Action.DOMAIN_ADDED, domain, actor, took_over_expired_claim=bool(existing))
     except IntegrityError:  # a concurrent claim of the same name won the race
         raise ValidationError(f"{hostname} is already claimed by another project.", code="domain_taken") from None
     for project in released:
@@ -129,10 +137,12 @@ def add_domain(service: Service, raw_hostname: str) -> CustomDomain:
     return domain
 
 
-def delete_domain(domain: CustomDomain) -> None:
+def delete_domain(domain: CustomDomain, actor: User | None = None) -> None:
     """Remove a claim; a verified one is unrouted by the redeploy this starts."""
     project, was_verified = domain.service.project, domain.verified
-    domain.delete()
+    with transaction.atomic():
+        _audit(audit.Action.DOMAIN_REMOVED, domain, actor)
+        domain.delete()
     if was_verified:
         _redeploy(project, f"{domain.hostname} was removed")
 
@@ -218,7 +228,10 @@ def verify_domain(domain: CustomDomain, actor: User | None = None) -> DnsCheck:
         domain.verified_at = domain.verified_at if domain.verified_at and not newly else now
     elif domain.verified and domain.failing_since is None:
         domain.failing_since = now  # still routed; released to others only after DOMAINS_CLAIM_EXPIRY_DAYS
-    domain.save(update_fields=["status", "verified_at", "failing_since", "checked_at", "message"])
+    with transaction.atomic():
+        domain.save(update_fields=["status", "verified_at", "failing_since", "checked_at", "message"])
+        if newly:
+            _audit(audit.Action.DOMAIN_VERIFIED, domain, actor, proof=result.message)
     log.info("domain checked hostname=%s ok=%s", domain.hostname, result.ok)
     if newly:
         _redeploy(domain.service.project, f"{domain.hostname} was verified", actor)

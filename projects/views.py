@@ -332,7 +332,7 @@ def _domain_rows(project: Project) -> list[dict]:
 def domain_add(request: HttpRequest, org_slug: str, project_slug: str, name: str) -> HttpResponse:
     service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
     try:
-        domain = domains.add_domain(service, request.POST.get("hostname", ""))
+        domain = domains.add_domain(service, request.POST.get("hostname", ""), actor=request.user)
     except ValidationError as exc:
         _error(request, exc)
     else:
@@ -357,7 +357,7 @@ def domain_verify(request: HttpRequest, org_slug: str, project_slug: str, name: 
 @require_POST
 def domain_delete(request: HttpRequest, org_slug: str, project_slug: str, name: str, domain_id: int) -> HttpResponse:
     domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "deploy")
-    domains.delete_domain(domain)
+    domains.delete_domain(domain, actor=request.user)
     messages.success(request, f"{domain.hostname} removed.")
     return redirect("project_detail", org_slug, project_slug)
 

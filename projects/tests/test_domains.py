@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from clusters.models import BootstrapComponent, ComponentState, ObservedProject
 from kubesim.schema import validate_object
 from paas.testing.dns import LocalDns
@@ -297,6 +298,11 @@ def test_members_add_verify_and_remove_domains_viewers_read_outsiders_see_nothin
     assert verified["verified"] is True and verified["status"] == "verified"
     assert client.delete(f"{API}{body['id']}/").status_code == 204
     assert not CustomDomain.objects.exists()
+    logged = AuditEvent.objects.filter(action__startswith="domain.").order_by("pk")
+    assert [(e.action, e.actor, e.details["hostname"]) for e in logged] == [
+        ("domain.added", personas.member, "www.example.com"), ("domain.verified", personas.owner, "www.example.com"),
+        ("domain.removed", personas.owner, "www.example.com")]
+    assert not any(token in str(e.details) for e in logged)
 
 
 def test_the_api_refuses_a_taken_name_with_a_clear_message(client, personas, web, other_web):
