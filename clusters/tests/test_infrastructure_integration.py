@@ -65,7 +65,8 @@ def test_a_connecting_agent_bootstraps_the_cluster_and_the_control_plane_follows
         cluster.refresh_from_db()
         seen.add(cluster.status)
         states = dict(BootstrapComponent.objects.filter(cluster=cluster).values_list("name", "state"))
-        return len(states) == len(b.COMPONENTS) and set(states.values()) == {"ready"} and cluster.status == ClusterStatus.ONLINE
+        return (len(states) == len(b.COMPONENTS) and set(states.values()) == {"ready"}
+                and cluster.status == ClusterStatus.ONLINE)
 
     poll(all_ready, 60, "every component ready")
     assert ClusterStatus.DEGRADED in seen  # degraded while the infrastructure was coming up
