@@ -14,7 +14,6 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from clusters.models import BootstrapComponent, ComponentState, ObservedProject
 from kubesim.schema import validate_object
-from paas.testing.dns import LocalDns
 from projects import domains, manifests, releases
 from projects import services as project_services
 from projects.compose import sleep as S
@@ -27,19 +26,11 @@ WEB_HOST = "web-shop.apps.example.com"
 API = "/api/v1/organizations/acme/projects/shop/services/web/domains/"
 
 
-@pytest.fixture(scope="module")
-def dns_server():
-    with LocalDns() as server:
-        yield server
-
-
 @pytest.fixture
-def zone(dns_server, settings):
-    settings.DNS_VERIFY_NAMESERVERS = [dns_server.address]
+def zone(local_dns, settings):
+    """The run's DNS server (root conftest), which every domain check asks; emptied after each test."""
     settings.DNS_VERIFY_TIMEOUT = 3
-    dns_server.clear()
-    yield dns_server
-    dns_server.clear()
+    return local_dns
 
 
 @pytest.fixture

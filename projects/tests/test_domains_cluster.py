@@ -11,7 +11,6 @@ import pytest
 from clusters.models import BootstrapComponent, ComponentState
 from kubesim.testing import KubeSim
 from kubesim.tests.edge_helpers import fetch
-from paas.testing.dns import LocalDns
 from paas.testing.plane import poll
 from projects import domains, releases, services
 from projects.compose import tls as T
@@ -39,10 +38,8 @@ def _kubesim_server() -> Iterator[KubeSim]:
 
 
 @pytest.fixture
-def zone(settings) -> Iterator[LocalDns]:
-    with LocalDns() as server:
-        settings.DNS_VERIFY_NAMESERVERS = [server.address]
-        yield server
+def zone(local_dns):
+    return local_dns
 
 
 def awake_web(project, owner) -> Service:
