@@ -159,12 +159,29 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def daphne_server(django_db_setup, django_db_blocker, redis_url):
+def local_dns():
+    """A real DNS server (dnslib) every domain check of the test run asks, in this process and in the daphne and
+    Celery processes: records come only from tests (`local_dns.add(...)`), never from the internet."""
+    from paas.testing.dns import LocalDns
+
+    with LocalDns() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _domain_checks_ask_local_dns(local_dns, settings):
+    settings.DNS_VERIFY_NAMESERVERS = [local_dns.address]
+    yield
+    local_dns.clear()
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker, redis_url, local_dns):
     """A real daphne process serving paas.asgi against the test database. Yields its base URL."""
     from paas.testing.processes import start_daphne
 
     with django_db_blocker.unblock():
-        proc, url = start_daphne()
+        proc, url = start_daphne(DNS_VERIFY_NAMESERVERS=local_dns.address)
     yield url
     proc.stop()
 
@@ -182,12 +199,12 @@ def plane(django_db_setup, django_db_blocker, redis_url):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, redis_url):
+def celery_worker(django_db_setup, django_db_blocker, redis_url, local_dns):
     """A real Celery worker process on the test database and Redis broker."""
     from paas.testing.processes import start_celery_worker
 
     with django_db_blocker.unblock():
-        proc = start_celery_worker()
+        proc = start_celery_worker(DNS_VERIFY_NAMESERVERS=local_dns.address)
     yield proc
     proc.stop()
 

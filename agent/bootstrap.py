@@ -9,6 +9,8 @@ Components, each checked and then created or corrected only where missing or dri
     postgres  CloudNativePG Cluster with superuser access, once the operator is ready
     backups   Garage bucket + key, their S3 Secret, the Cluster's WAL archive + base backups to it (in-tree
               Barman Cloud), a ScheduledBackup; ready once CNPG reports WAL archiving working
+    tls       HelmChart (cert-manager, with its CRDs) + the ACME ClusterIssuer protocol.ACME_CLUSTER_ISSUER
+              (HTTP-01 through Traefik), when an ACME e-mail is set; ready once the issuer is Ready
 
 Every pass reads the cluster and derives each component's state from its objects (HelmChart ->
 `helm-install-<name>` Job -> released workloads -> the service answering), so an agent that
@@ -35,8 +37,7 @@ from typing import Any
 
 import yaml
 
-from agent import charts
-from agent import protocol as p
+from agent import charts, protocol
 from agent.data import services
 from agent.data.garage import BucketCredentials, GarageError
 from agent.k8s import NAMESPACE, NODE, Kind, Kube, KubeError
@@ -46,6 +47,7 @@ log = logging.getLogger("agent.bootstrap")
 
 HELMCHART = Kind("helm.cattle.io/v1", "HelmChart", "helmcharts")
 HELMCHARTCONFIG = Kind("helm.cattle.io/v1", "HelmChartConfig", "helmchartconfigs")
+CLUSTER_ISSUER = Kind("cert-manager.io/v1", "ClusterIssuer", "clusterissuers")
 PG_CLUSTER = Kind("postgresql.cnpg.io/v1", "Cluster", "clusters")
 PG_SCHEDULED_BACKUP = Kind("postgresql.cnpg.io/v1", "ScheduledBackup", "scheduledbackups")
 PG_BACKUP = Kind("postgresql.cnpg.io/v1", "Backup", "backups")
@@ -64,7 +66,7 @@ LOG_TAIL = 15
 
 DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 PENDING, INSTALLING, READY, FAILED = "pending", "installing", "ready", "failed"
-COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres", "backups")
+COMPONENTS = ("traefik", "cnpg", "sablier", "garage", "postgres", "backups", "tls")
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
@@ -89,6 +91,9 @@ class Settings:
     # The folder of the bucket this Cluster archives into. A Cluster restored from the bucket must archive
     # into a new one (barman refuses a non-empty archive): docs/infrastructure.md, "Restoring the cluster".
     backup_server_name: str = charts.POSTGRES_CLUSTER
+    # cert-manager's ACME account: no e-mail, no ClusterIssuer (and no TLS for service hosts).
+    acme_email: str = ""
+    acme_server: str = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Settings:
@@ -102,15 +107,19 @@ class Settings:
             quantity_bytes(quantity)  # raises ValueError for junk
         if settings.postgres_instances < 1:
             raise ValueError("postgres_instances must be at least 1")
-        if not re.fullmatch(p.BACKUP_SCHEDULE_PATTERN, settings.backup_schedule):
+        if not re.fullmatch(protocol.BACKUP_SCHEDULE_PATTERN, settings.backup_schedule):
             raise ValueError(f"backup_schedule {settings.backup_schedule!r} is not a six-field cron expression "
                              "(seconds first) like '0 0 3 * * *'")
-        if not re.fullmatch(p.BACKUP_RETENTION_PATTERN, settings.backup_retention):
+        if not re.fullmatch(protocol.BACKUP_RETENTION_PATTERN, settings.backup_retention):
             raise ValueError(f"backup_retention {settings.backup_retention!r} is not a number of days, weeks or "
                              "months like 30d, 4w or 6m")
         if not DNS_NAME.fullmatch(settings.backup_server_name):
             raise ValueError(f"backup_server_name {settings.backup_server_name!r} must be lower-case letters, digits "
                              "and '-' (a folder name in the backup bucket)")
+        if not settings.acme_server.startswith("https://"):
+            raise ValueError(f"acme_server {settings.acme_server!r} must be an https:// ACME directory URL")
+        if settings.acme_email and "@" not in settings.acme_email:
+            raise ValueError(f"acme_email {settings.acme_email!r} is not an e-mail address")
         return settings
 
 
@@ -158,6 +167,19 @@ def garage_chart(settings: Settings) -> dict[str, Any]:
               "adminTokenSecret": charts.GARAGE_ADMIN_SECRET, "rpcSecretSecret": charts.GARAGE_RPC_SECRET,
               "storage": {"metaSize": settings.garage_meta_size, "dataSize": settings.garage_data_size}}
     return helmchart(charts.GARAGE, values, content=charts.garage_chart_content())
+
+
+def cert_manager_chart() -> dict[str, Any]:
+    return helmchart(charts.CERT_MANAGER, {"crds": {"enabled": True}})
+
+
+def cluster_issuer(settings: Settings) -> dict[str, Any]:
+    """Let's Encrypt (or the configured ACME directory) answering HTTP-01 challenges through K3s's Traefik."""
+    return {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+            "metadata": {"name": protocol.ACME_CLUSTER_ISSUER, "labels": dict(PART_OF)},
+            "spec": {"acme": {"email": settings.acme_email, "server": settings.acme_server,
+                              "privateKeySecretRef": {"name": charts.ACME_ACCOUNT_SECRET},
+                              "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}]}}}
 
 
 def traefik_config(ingress_nodes: bool) -> dict[str, Any]:
@@ -243,8 +265,9 @@ def data_namespace() -> dict[str, Any]:
 
 def desired_objects(settings: Settings, ingress_nodes: bool = True) -> list[dict[str, Any]]:
     """Everything bootstrap applies (the Secrets aside: their values are generated once)."""
-    return [data_namespace(), traefik_config(ingress_nodes), cnpg_chart(), sablier_chart(), garage_chart(settings),
-            postgres_cluster(settings, backups=True), scheduled_backup(settings)]
+    objects = [data_namespace(), traefik_config(ingress_nodes), cnpg_chart(), sablier_chart(), garage_chart(settings),
+               postgres_cluster(settings, backups=True), scheduled_backup(settings), cert_manager_chart()]
+    return objects + ([cluster_issuer(settings)] if settings.acme_email else [])
 
 
 # --- reading state ------------------------------------------------------------------------------------
@@ -568,6 +591,32 @@ class Bootstrapper:
             return Status("postgres", INSTALLING, f"PostgreSQL does not accept connections yet: {exc}")
         return Status("postgres", READY, f"{ready} instance(s) ready; accepts superuser connections")
 
+    def _tls(self, settings: Settings, retries: dict[str, Any]) -> Status:
+        status = self._chart("tls", cert_manager_chart(), retries)
+        if status.state != READY:
+            return status
+        if not settings.acme_email:
+            status.reason = ("cert-manager installed; no ACME e-mail is set (PAAS_ACME_EMAIL), so there is no issuer "
+                             "and service hosts stay http://")
+            return status
+        try:
+            self._ensure(CLUSTER_ISSUER, cluster_issuer(settings))
+        except KubeError as exc:
+            if exc.status == 404:  # cert-manager's CRDs are not served yet
+                return Status("tls", INSTALLING, "waiting for cert-manager's CRDs", attempt=status.attempt)
+            raise
+        issuer = self.kube.get(CLUSTER_ISSUER, protocol.ACME_CLUSTER_ISSUER) or {}
+        ready = next((c for c in (issuer.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        name = f"ClusterIssuer {protocol.ACME_CLUSTER_ISSUER}"
+        if ready.get("status") == "True":
+            return Status("tls", READY, f"{name} ready: {ready.get('message') or 'ACME account registered'}",
+                          attempt=status.attempt)
+        if ready.get("status") == "False":
+            return Status("tls", FAILED, f"{name} not ready: {ready.get('message') or ready.get('reason')}",
+                          attempt=status.attempt)
+        return Status("tls", INSTALLING, f"{name} applied; waiting for it to register with {settings.acme_server}",
+                      attempt=status.attempt)
+
     def run_pass(self) -> dict[str, Status]:
         """Check everything once and fix what is missing or drifted. Blocking; safe to repeat at any time."""
         state = self._load_state()
@@ -582,6 +631,7 @@ class Bootstrapper:
         store = self._backup_store(out["garage"])
         out["postgres"] = self._postgres(settings, out["cnpg"], backups=store[0])
         out["backups"] = self._backups(settings, out["postgres"], store)
+        out["tls"] = self._tls(settings, retries)
         for component, status in out.items():
             status.version = charts.versions()[component]
             if status.state == READY and component in retries:

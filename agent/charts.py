@@ -10,6 +10,9 @@ Sources (checked 2026-11):
   (github.com/sablierapp/helm-charts, charts/sablier). Its Service is `sablier-<release>` on port 10000.
 - Sablier's Traefik plugin: github.com/sablierapp/sablier-traefik-plugin v1.3.1 (the plugin left the main
   Sablier repository in Nov 2025). Traefik downloads it from the plugin catalog when it starts.
+- cert-manager: chart `cert-manager` v1.21.1 (cert-manager v1.21.1) from https://charts.jetstack.io
+  (github.com/cert-manager/cert-manager, deploy/charts/cert-manager); `crds.enabled: true` installs its CRDs
+  (the same ones kubesim/crds/cert-manager.io holds).
 - Garage 2.0.0 (image dxflrs/garage:v2.0.0, admin API v2). Garage publishes no Helm repository and no
   chart archive; its own chart only lives in its source tree (script/helm/garage). The platform ships a
   small chart of its own in agent/chart_files/garage (single node, admin port in a Service, tokens from
@@ -47,6 +50,9 @@ CNPG = ChartPin("cnpg", "cloudnative-pg", "0.29.0", "1.30.0", "cnpg-system",
 SABLIER = ChartPin("sablier", "sablier", "1.7.1", "1.16.1", "sablier-system",
                    repo="https://sablierapp.github.io/helm-charts")
 GARAGE = ChartPin("garage", "garage", "0.1.0", "v2.0.0", DATA_NAMESPACE)
+CERT_MANAGER = ChartPin("cert-manager", "cert-manager", "v1.21.1", "v1.21.1", "cert-manager",
+                        repo="https://charts.jetstack.io")
+ACME_ACCOUNT_SECRET = "paas-acme-account-key"  # noqa: S105 (a Secret's name, in cert-manager's namespace)
 
 SABLIER_PLUGIN_MODULE = "github.com/sablierapp/sablier-traefik-plugin"
 SABLIER_PLUGIN_VERSION = "v1.3.1"
@@ -84,6 +90,7 @@ def versions() -> dict[str, dict[str, str]]:
         "postgres": {"chart": "CloudNativePG Cluster", "app": f"operator {CNPG.app_version} default image"},
         "backups": {"chart": "CloudNativePG ScheduledBackup (in-tree Barman Cloud)",
                     "app": f"operator {CNPG.app_version}"},
+        "tls": {"chart": f"{CERT_MANAGER.chart} {CERT_MANAGER.version}", "app": CERT_MANAGER.app_version},
     }
 
 

@@ -33,7 +33,7 @@ from agent.ops import OpError, OpHandler
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # Namespaces no project may be: the platform's own and Kubernetes'.
 RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease", p.AGENT_NAMESPACE, charts.DATA_NAMESPACE,
-            charts.CNPG.target_namespace, charts.SABLIER.target_namespace}
+            charts.CNPG.target_namespace, charts.SABLIER.target_namespace, charts.CERT_MANAGER.target_namespace}
 MAX_USAGE_NAMESPACES = 10_000  # one metering call per cluster and window asks for all its projects at once
 
 

@@ -14,14 +14,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.k8s import DEPLOYMENT, EVENT, NAMESPACE, POD, ConnectionFailed, Kind, Kube, KubeError
-from agent.protocol import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, SLEEP_ENABLE_LABEL
+from agent.protocol import CERTIFICATE_API, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, SLEEP_ENABLE_LABEL
 
 log = logging.getLogger("agent.observe")
 
 MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 MAX_EVENTS = 20
+CERTIFICATE = Kind(CERTIFICATE_API, "Certificate", "certificates")
 WATCHED: tuple[tuple[Kind, str | None], ...] = ((NAMESPACE, MANAGED), (DEPLOYMENT, MANAGED), (POD, MANAGED),
-                                                (EVENT, None))
+                                                (EVENT, None), (CERTIFICATE, MANAGED))
+# A kind the cluster does not serve (no cert-manager yet): look again this rarely instead of every 2 s.
+UNSERVED_RETRY = 60.0
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[bool]]
 
@@ -50,6 +53,18 @@ def deployment_summary(d: dict[str, Any]) -> dict[str, Any]:
     sleeps = labels.get(SLEEP_ENABLE_LABEL) == "true"
     return {"replicas": desired, "ready": ready, "updated": updated, "available": available, "rollout": rollout,
             "sleeps": sleeps, "revision": labels.get(REVISION_LABEL)}
+
+
+def certificate_summary(cert: dict[str, Any]) -> dict[str, Any]:
+    """cert-manager's view of one Certificate: Ready ("True" / "False" / "Unknown"), and whether issuing failed
+    (its Issuing condition False with reason Failed: cert-manager retries later, with backoff)."""
+    conditions = {c.get("type"): c for c in (cert.get("status") or {}).get("conditions") or []}
+    ready, issuing = conditions.get("Ready") or {}, conditions.get("Issuing") or {}
+    failed = issuing.get("status") == "False" and issuing.get("reason") == "Failed"
+    shown = issuing if failed else ready
+    return {"ready": ready.get("status", "Unknown"), "failed": failed, "reason": shown.get("reason", ""),
+            "message": shown.get("message", ""), "dns_names": list((cert.get("spec") or {}).get("dnsNames") or []),
+            "not_after": (cert.get("status") or {}).get("notAfter")}
 
 
 def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
@@ -97,11 +112,14 @@ class Observer:
         cache = self.cache.get(namespace, {})
         events = sorted((event_summary(e) for e in cache.get("Event", {}).values()),
                         key=lambda e: e["time"] or "", reverse=True)[:MAX_EVENTS]
-        return {
+        summary = {
             "deployments": {n: deployment_summary(d) for n, d in sorted(cache.get("Deployment", {}).items())},
             "pods": {n: pod_summary(p) for n, p in sorted(cache.get("Pod", {}).items())},
             "events": events,
         }
+        if cache.get("Certificate"):
+            summary["certificates"] = {n: certificate_summary(c) for n, c in sorted(cache["Certificate"].items())}
+        return summary
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -192,7 +210,15 @@ class Observer:
                     resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                     if event.get("type") != "BOOKMARK":
                         emit(event["type"], obj)
-            except (KubeError, ConnectionFailed, OSError, ValueError) as exc:
+            except KubeError as exc:
+                resource_version = None
+                if exc.status == 404:
+                    log.info("%s are not served by this cluster; looking again in %.0fs", kind.plural, UNSERVED_RETRY)
+                    self._stop.wait(UNSERVED_RETRY)
+                else:
+                    log.warning("watch of %s failed (%s); retrying", kind.plural, exc)
+                    self._stop.wait(2.0)
+            except (ConnectionFailed, OSError, ValueError) as exc:
                 log.warning("watch of %s failed (%s); retrying", kind.plural, exc)
                 resource_version = None
                 self._stop.wait(2.0)

@@ -90,6 +90,11 @@ SERVICE_LABEL = "paas.dev/service"
 SLEEP_ENABLE_LABEL = "sablier.enable"
 SLEEP_GROUP_LABEL = "sablier.group"
 
+# TLS (docs/domains.md): the bootstrap's cert-manager ACME ClusterIssuer, which every project's Certificates name;
+# the agent reports the Certificates' Ready conditions in the observed state under "certificates".
+ACME_CLUSTER_ISSUER = "paas-acme"
+CERTIFICATE_API = "cert-manager.io/v1"
+
 # Where the install manifest puts the agent; never a project's namespace.
 AGENT_NAMESPACE = "paas-system"
 # Every project namespace starts with this, and no Kubernetes or platform namespace does (they are
@@ -140,6 +145,7 @@ PROJECT_KINDS: tuple[tuple[str, str, str], ...] = (
     ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     ("traefik.io/v1alpha1", "Middleware", "middlewares"),
+    (CERTIFICATE_API, "Certificate", "certificates"),
 )
 
 # --- The agent's permissions ----------------------------------------------------------------------------
@@ -160,7 +166,7 @@ _VIEWER_ONLY_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
 # What bootstrap and the data services need beyond the project kinds. Secrets, ConfigMaps, Namespaces, Jobs,
 # Deployments and StatefulSets are already covered by the project kinds' rules.
 _INFRASTRUCTURE_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("Bootstrap: HelmCharts for CloudNativePG, Sablier and Garage and the HelmChartConfig customising "
+    ("Bootstrap: HelmCharts for CloudNativePG, Sablier, Garage and cert-manager and the HelmChartConfig customising "
      "K3s's Traefik, applied (get/create/patch) in kube-system.",
      {"apiGroups": ["helm.cattle.io"], "resources": ["helmcharts", "helmchartconfigs"],
       "verbs": ["get", "list", "watch", "create", "patch"]}),
@@ -171,6 +177,9 @@ _INFRASTRUCTURE_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
       "verbs": ["get", "list", "create", "patch"]}),
     ("Bootstrap: the Backups the ScheduledBackup makes, read for the backups component's state.",
      {"apiGroups": ["postgresql.cnpg.io"], "resources": ["backups"], "verbs": ["get", "list"]}),
+    ("Bootstrap: cert-manager's ACME ClusterIssuer (TLS for service hosts), applied and read for its Ready "
+     "condition.",
+     {"apiGroups": ["cert-manager.io"], "resources": ["clusterissuers"], "verbs": ["get", "list", "create", "patch"]}),
     ("Bootstrap: readiness of the DaemonSets a chart installs.",
      {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "list"]}),
     ("Bootstrap: the last log lines of a failed helm-install Job's pod; pod_logs: a crash-looping project "

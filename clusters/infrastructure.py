@@ -22,7 +22,7 @@ from lib.realtime import publish
 log = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 30
-COMPONENT_ORDER = ("traefik", "cnpg", "sablier", "garage", "postgres", "backups")  # agent.bootstrap.COMPONENTS
+COMPONENT_ORDER = ("traefik", "cnpg", "sablier", "garage", "postgres", "backups", "tls")  # agent.bootstrap.COMPONENTS
 
 
 def component_payload(component: BootstrapComponent) -> dict[str, Any]:

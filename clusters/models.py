@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -102,6 +103,12 @@ class Cluster(models.Model):
 
     def ingress_nodes(self) -> list[dict]:
         return [n for n in self.nodes if n.get("ingress_ready")]
+
+    def tls_ready(self) -> bool:
+        """Service hosts get certificates: an ACME e-mail is configured and the agent reported cert-manager
+        installed with its ClusterIssuer Ready (component "tls", agent/bootstrap.py)."""
+        return bool(settings.PAAS_BOOTSTRAP.get("acme_email")) and self.bootstrap_components.filter(
+            name="tls", state=ComponentState.READY).exists()
 
     def infrastructure_pending(self) -> bool:
         """Some reported bootstrap component is not ready (an agent that never reported counts as fine)."""

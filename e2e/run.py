@@ -372,7 +372,7 @@ class EndToEnd:
         web = next((s for s in self.project["services"] if s["name"] == WEB_SERVICE), None)
         if not web or not web.get("url"):
             raise StepFailed(f"service {WEB_SERVICE!r} has no public URL: {web}")
-        # Plain HTTP through the cluster's Traefik: the platform sets up no certificates yet.
+        # Plain HTTP through the cluster's Traefik: without PAAS_ACME_EMAIL there are no certificates (domains.md).
         url = f"http://{urllib.parse.urlsplit(web['url']).netloc}/"
         if self.cfg.dry_run:
             raise StepSkipped(f"kubesim pods serve no HTTP; not fetched: {url}")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import kubernetes
 
 from kubesim.app import Emulator, load_crds, write_kubeconfig
+from kubesim.controllers.base import set_condition
 from kubesim.controllers.helm import HelmController
 from kubesim.netpol import PodRef, Verdict, evaluate
 from kubesim.resources import ResourceType
@@ -278,6 +279,23 @@ class KubeSim:
             else:
                 helm.forced_failures.discard((namespace, name))
         self.call(mark)
+
+    def set_cert_manager_condition(self, kind: str, namespace: str | None, name: str, ctype: str, status: str,
+                                   reason: str, message: str) -> dict[str, Any]:
+        """Set one status condition on a cert-manager object (`Certificate` or `ClusterIssuer`), as cert-manager's
+        controllers would: kubesim runs no cert-manager, so tests play its outcomes (Ready True, Issuing False with
+        reason Failed, ...). Writes the status subresource; returns the object."""
+        rt = self._resolve(kind)
+
+        def write() -> dict[str, Any]:
+            current = self._emu.cluster.find(rt, namespace or "", name)
+            assert current is not None, f"no {kind} {namespace}/{name}"
+            updated = clone(current)
+            conditions = (updated.get("status") or {}).get("conditions") or []
+            updated.setdefault("status", {})["conditions"] = set_condition(conditions, ctype, status, reason, message)
+            return self._emu.cluster.write(rt, updated, "cert-manager", subresource="status")
+
+        return self.call(write)
 
     def configure_controllers(self, *, enabled: bool | None = None, delay: float | None = None,
                               only: list[str] | None = None) -> None:

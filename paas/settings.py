@@ -268,6 +268,10 @@ PAAS_BOOTSTRAP = {
                                   "a number of days, weeks or months like 30d, 4w or 6m"),
     "backup_server_name": env_match("PAAS_BACKUP_SERVER_NAME", "paas-postgres", r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
                                     "lower-case letters, digits and '-'"),
+    # cert-manager's ACME ClusterIssuer: no e-mail, no TLS (platform hosts stay http://).
+    "acme_email": env_str("PAAS_ACME_EMAIL", ""),
+    "acme_server": env_url("PAAS_ACME_SERVER", "https://acme-staging-v02.api.letsencrypt.org/directory",
+                           schemes=("https",)),
 }
 
 # --- Projects: deploys, secrets at rest
@@ -296,6 +300,16 @@ PROJECTS_MIN_IDLE_TIMEOUT = env_int("PROJECTS_MIN_IDLE_TIMEOUT", 60, minimum=1)
 PROJECTS_DATA_GRACE_HOURS = env_int("PROJECTS_DATA_GRACE_HOURS", 72, minimum=0)  # deleted project's data kept
 CELERY_BEAT_SCHEDULE["hourly-purge-deleted-projects"] = {"task": "projects.tasks.purge_due_projects",
                                                          "schedule": 3600.0}
+
+# --- Custom domains (projects/domains.py, docs/domains.md): DNS ownership checks.
+# host:port of the resolvers that verify domains ("" = the machine's own, /etc/resolv.conf); tests point it at a
+# local DNS server.
+DNS_VERIFY_NAMESERVERS = env_list("DNS_VERIFY_NAMESERVERS", [])
+DNS_VERIFY_TIMEOUT = env_int("DNS_VERIFY_TIMEOUT", 5, minimum=1)
+# Days an unverified claim (or a verified one whose DNS record has gone) holds its host name against other projects.
+DOMAINS_CLAIM_EXPIRY_DAYS = env_int("DOMAINS_CLAIM_EXPIRY_DAYS", 7, minimum=1)
+CELERY_BEAT_SCHEDULE["hourly-reverify-custom-domains"] = {"task": "projects.tasks.reverify_domains",
+                                                          "schedule": 3600.0}
 
 # --- SSH gateway (sshgateway/, `manage.py ssh_gateway`): one port for every service's shell.
 SSH_HOST_KEY_PATH = Path(env_str("SSH_HOST_KEY_PATH", str(VAR_DIR / "ssh_host_ed25519_key")))  # made once if missing

@@ -13,7 +13,7 @@ from django.http import Http404
 
 from accounts.access import get_membership, require
 from accounts.models import Membership, User
-from projects.models import Project, Release, Service, Variable
+from projects.models import CustomDomain, Project, Release, Service, Variable
 
 
 def get_project_for_user(user: User, org_slug: str, project_slug: str,
@@ -66,6 +66,16 @@ def get_variable_for_user(user: User, org_slug: str, project_slug: str, variable
     if variable is None:
         raise Http404("No such variable")
     return variable, membership
+
+
+def get_domain_for_user(user: User, org_slug: str, project_slug: str, name: str, domain_id: int,
+                        permission: str = "deploy") -> tuple[CustomDomain, Membership]:
+    service, membership = get_service_for_user(user, org_slug, project_slug, name, permission)
+    domain = service.domains.filter(pk=domain_id).first()
+    if domain is None:
+        raise Http404("No such domain")
+    domain.service = service
+    return domain, membership
 
 
 class AmbiguousName(Exception):

@@ -21,9 +21,10 @@ from rest_framework.views import APIView
 from accounts.access import get_organization_for_user
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import paginated_response
-from projects import deletion, dumps, logs, manifests, releases, services, wake
+from projects import deletion, domains, dumps, logs, manifests, releases, services, wake
 from projects.access import (
     get_deleted_project_for_user,
+    get_domain_for_user,
     get_project_for_user,
     get_release_for_user,
     get_service_for_user,
@@ -519,3 +520,99 @@ class DatabaseRestoreView(AsyncAPIView):
         except dumps.DumpError as exc:
             return dump_refused(exc)
         return Response(asdict(result))
+
+
+# --- Custom domains (projects/domains.py, docs/domains.md) ----------------------------------------------
+
+
+class DomainCreateSerializer(serializers.Serializer):
+    hostname = serializers.CharField(max_length=300, help_text="A host name like www.example.com (Unicode or xn--).")
+
+
+class DomainRecordSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(required=False)
+    target = serializers.CharField(required=False)
+
+
+class DomainRecordsSerializer(serializers.Serializer):
+    txt = DomainRecordSerializer(help_text="TXT record proving ownership: name and value.")
+    cname = DomainRecordSerializer(help_text="Or a CNAME record: name and target (the service's platform host).")
+
+
+class CertificateStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["none", "pending", "ready", "failed"])
+    reason = serializers.CharField(allow_blank=True)
+
+
+class DomainSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    service = serializers.CharField()
+    hostname = serializers.CharField(help_text="Lowercase IDNA (xn--) form, as routed.")
+    display_name = serializers.CharField(help_text="The Unicode form.")
+    status = serializers.ChoiceField(choices=["pending", "verified"])
+    verified_at = serializers.DateTimeField(allow_null=True)
+    checked_at = serializers.DateTimeField(allow_null=True)
+    failing_since = serializers.DateTimeField(allow_null=True,
+                                              help_text="A verified domain whose DNS record is gone, since when.")
+    message = serializers.CharField(allow_blank=True, help_text="What the last DNS check found.")
+    url = serializers.CharField(allow_blank=True)
+    records = DomainRecordsSerializer()
+    certificate = CertificateStateSerializer()
+
+
+class DomainVerifySerializer(DomainSerializer):
+    verified = serializers.BooleanField(help_text="Whether this check found a record.")
+
+
+class DomainListView(GenericAPIView):
+    """A public service's custom domains; a new one is routed once verified (POST .../verify/)."""
+
+    serializer_class = DomainCreateSerializer
+
+    @extend_schema(operation_id="service_domains_list", responses=DomainSerializer(many=True))
+    def get(self, request, org_slug: str, project_slug: str, name: str):
+        service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "view")
+        certificates = domains.observed_certificates(service.project)
+        rows = service.domains.all()
+        return paginated_response(self, rows, lambda d: domains.domain_dict(_with(d, service), certificates))
+
+    @extend_schema(operation_id="service_domains_create", request=DomainCreateSerializer,
+                   responses={201: DomainSerializer})
+    def post(self, request, org_slug: str, project_slug: str, name: str):
+        service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+        form = DomainCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            domain = domains.add_domain(service, form.validated_data["hostname"], actor=request.user)
+        except ValidationError as exc:
+            return refused(exc)
+        return Response(domains.domain_dict(_with(domain, service)), status=status.HTTP_201_CREATED)
+
+
+def _with(domain: Any, service: Any) -> Any:
+    domain.service = service  # already loaded with its project and cluster
+    return domain
+
+
+class DomainDetailView(APIView):
+    @extend_schema(operation_id="service_domain_retrieve", responses=DomainSerializer)
+    def get(self, request, org_slug: str, project_slug: str, name: str, domain_id: int):
+        domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "view")
+        return Response(domains.domain_dict(domain))
+
+    @extend_schema(operation_id="service_domain_destroy", responses={204: None})
+    def delete(self, request, org_slug: str, project_slug: str, name: str, domain_id: int):
+        domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "deploy")
+        domains.delete_domain(domain, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DomainVerifyView(APIView):
+    """Look the DNS records up now; a newly verified domain is routed by a redeploy this starts."""
+
+    @extend_schema(operation_id="service_domain_verify", request=None, responses=DomainVerifySerializer)
+    def post(self, request, org_slug: str, project_slug: str, name: str, domain_id: int):
+        domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "deploy")
+        result = domains.verify_domain(domain, actor=request.user)
+        return Response({**domains.domain_dict(domain), "verified": result.ok})

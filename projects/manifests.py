@@ -9,9 +9,11 @@ import base64
 import copy
 from typing import Any
 
-from agent.protocol import BUCKET_SECRET, DATABASE_SECRET
+from agent.protocol import ACME_CLUSTER_ISSUER, BUCKET_SECRET, DATABASE_SECRET
 from projects.compose import ComposeRefusal, RenderContext, RenderResult, SleepSettings, labels, render_project
 from projects.compose import validate_compose as _validate_compose
+from projects.compose.tls import secure_routes
+from projects.domains import routed_hosts
 from projects.models import Project, Release
 from projects.plans import plan_limits
 from projects.services import data_ops_available, interpolation_variables
@@ -105,7 +107,9 @@ def render_release(project: Project, release: Release) -> tuple[list[dict[str, A
     """The complete object set of a new release (raises ComposeRefusal)."""
     result = render_project(release.compose_text, render_context(project, release.revision, release.variables))
     objects = _inject_variables(project, copy.deepcopy(result.objects))
-    return objects, result
+    # Verified custom domains, and TLS once the cluster can issue certificates (docs/domains.md).
+    issuer = ACME_CLUSTER_ISSUER if project.cluster.tls_ready() else None
+    return secure_routes(objects, routed_hosts(project), issuer), result
 
 
 def relabel(objects: list[dict[str, Any]], revision: int) -> list[dict[str, Any]]:

@@ -106,6 +106,8 @@ class Service(models.Model):
     # The user's choice, winning over what the ports suggest ("" = follow the compose file).
     exposure_override = models.CharField(max_length=10, choices=Exposure.choices, blank=True)
     public_host = models.CharField(max_length=253, blank=True)
+    # The last release serves it over HTTPS (its Ingress has TLS): only then is the URL shown as https://.
+    tls = models.BooleanField(default=False)
     ports = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=20, default="pending")
     replicas = models.PositiveIntegerField(default=0)
@@ -138,7 +140,9 @@ class Service(models.Model):
 
     @property
     def url(self) -> str:
-        return f"https://{self.public_host}/" if self.public_host else ""
+        if not self.public_host:
+            return ""
+        return f"{'https' if self.tls else 'http'}://{self.public_host}/"
 
     def sleep_blocker(self) -> str:
         """Why this service cannot sleep ("" when it can): only Deployments reached through Traefik wake on
@@ -275,3 +279,39 @@ class Variable(models.Model):
         # Secret values are write-only: never returned, not even masked-by-length.
         return {"id": self.pk, "name": self.name, "service": self.service, "secret": self.is_secret,
                 "value": None if self.is_secret else self.value}
+
+
+class DomainStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for DNS verification"
+    VERIFIED = "verified", "Verified"
+
+
+class CustomDomain(models.Model):
+    """A host name a service answers on besides its platform host, once its owner proved it through DNS.
+
+    One row is one claim: the database refuses a host name twice, across every project and organization.
+    A claim that stayed unverified, or whose DNS record has been gone, for DOMAINS_CLAIM_EXPIRY_DAYS may be
+    taken over by another project (projects.domains.add_domain), so nobody can squat a name they do not own.
+    """
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="domains")
+    hostname = models.CharField(max_length=253, unique=True, help_text="Lowercase, IDNA (xn--) form.")
+    # Published by the owner in the TXT record _paas-challenge.<hostname>; proves control, grants nothing else.
+    token = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=DomainStatus.choices, default=DomainStatus.PENDING)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # The first failed re-check of a verified domain (None while its record is there).
+    failing_since = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True, help_text="What the last DNS check found.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    @property
+    def verified(self) -> bool:
+        return self.status == DomainStatus.VERIFIED

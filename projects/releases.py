@@ -137,6 +137,7 @@ def sync_services(project: Project, objects: list[dict[str, Any]]) -> None:
     """The project's Service rows from a release's objects (workloads, Ingress hosts, managed databases)."""
     found: dict[str, dict[str, Any]] = {}
     hosts: dict[str, str] = {}
+    tls: set[str] = set()
     for obj in objects:
         service = ((obj.get("metadata") or {}).get("labels") or {}).get(labels.SERVICE)
         if not service:
@@ -153,12 +154,14 @@ def sync_services(project: Project, objects: list[dict[str, Any]]) -> None:
             found[service]["ports"] = [p.get("port") for p in obj["spec"].get("ports") or []]
         elif kind == "Ingress":
             hosts[service] = ((obj["spec"].get("rules") or [{}])[0]).get("host", "")
+            if obj["spec"].get("tls"):
+                tls.add(service)
     for name, info in found.items():
         try:
             with transaction.atomic():
                 Service.objects.update_or_create(project=project, name=name, defaults={
                     "kind": info["kind"], "image": info["image"][:500], "replicas": info["replicas"],
-                    "ports": info.get("ports", []), "public_host": hosts.get(name, ""),
+                    "ports": info.get("ports", []), "public_host": hosts.get(name, ""), "tls": name in tls,
                     "exposure": Exposure.PUBLIC if hosts.get(name) else Exposure.PRIVATE})
         except IntegrityError:
             # Hosts are unique by construction; this is the database's backstop (one_public_host_per_cluster).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from projects import deletion, pipeline
+from projects import deletion, domains, pipeline
 
 
 @shared_task(ignore_result=True)
@@ -20,6 +20,12 @@ def purge_project(project_pk: int) -> bool:
 @shared_task(ignore_result=True)
 def purge_due_projects() -> int:
     return deletion.purge_due_projects()
+
+
+@shared_task(ignore_result=True)
+def reverify_domains() -> int:
+    """Beat, hourly: re-check every verified custom domain's DNS record (projects/domains.py)."""
+    return domains.reverify_all()
 
 
 @shared_task(name="projects.record_usage", ignore_result=True)

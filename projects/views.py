@@ -21,9 +21,10 @@ from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import page_of, search
-from projects import deletion, dumps, logs, manifests, releases, services, terminal, wake
+from projects import deletion, domains, dumps, logs, manifests, releases, services, terminal, wake
 from projects.access import (
     get_deleted_project_for_user,
+    get_domain_for_user,
     get_project_for_user,
     get_release_for_user,
     get_service_for_user,
@@ -89,6 +90,7 @@ def project_detail(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
         "services": project.services.all(), "releases": releases, "latest": releases[0] if releases else None,
         "more_releases": more_releases,
         "variables": project.variables.all(), "can_deploy": membership.can("deploy"),
+        "domains": _domain_rows(project),
         "can_delete": membership.can("manage_organization"), "compose_json": json.dumps(project.compose_text),
         "can_dump": membership.can(dumps.DUMP_PERMISSION), "restore_max_bytes": settings.DATABASE_RESTORE_MAX_BYTES})
 
@@ -332,6 +334,51 @@ def service_sleep(request: HttpRequest, org_slug: str, project_slug: str, name: 
     else:
         messages.success(request, f"{service.name}'s sleep settings apply from the next deploy; press Redeploy "
                                   "to apply them now.")
+    return redirect("project_detail", org_slug, project_slug)
+
+
+def _domain_rows(project: Project) -> list[dict]:
+    certificates = domains.observed_certificates(project)
+    rows = []
+    for service in project.services.all():
+        for domain in service.domains.all():
+            domain.service = service
+            rows.append(domains.domain_dict(domain, certificates))
+    return rows
+
+
+@login_required
+@require_POST
+def domain_add(request: HttpRequest, org_slug: str, project_slug: str, name: str) -> HttpResponse:
+    service, _ = get_service_for_user(request.user, org_slug, project_slug, name, "deploy")
+    try:
+        domain = domains.add_domain(service, request.POST.get("hostname", ""), actor=request.user)
+    except ValidationError as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"{domain.hostname} added to {service.name}: create one of the DNS records shown, "
+                                  "then press Verify.")
+    return redirect("project_detail", org_slug, project_slug)
+
+
+@login_required
+@require_POST
+def domain_verify(request: HttpRequest, org_slug: str, project_slug: str, name: str, domain_id: int) -> HttpResponse:
+    domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "deploy")
+    result = domains.verify_domain(domain, actor=request.user)
+    if result.ok:
+        messages.success(request, f"{domain.hostname} is verified ({result.message}); a redeploy routes it.")
+    else:
+        messages.error(request, result.message)
+    return redirect("project_detail", org_slug, project_slug)
+
+
+@login_required
+@require_POST
+def domain_delete(request: HttpRequest, org_slug: str, project_slug: str, name: str, domain_id: int) -> HttpResponse:
+    domain, _ = get_domain_for_user(request.user, org_slug, project_slug, name, domain_id, "deploy")
+    domains.delete_domain(domain, actor=request.user)
+    messages.success(request, f"{domain.hostname} removed.")
     return redirect("project_detail", org_slug, project_slug)
 
 

@@ -278,3 +278,43 @@ def test_it_continues_where_it_stopped_after_an_agent_restart(kubesim, boot):
         assert now["metadata"]["uid"] == chart["metadata"]["uid"]
         assert now["metadata"]["generation"] == chart["metadata"]["generation"]  # not re-applied
     assert kubesim.get("Secret", "paas-data", charts.GARAGE_RPC_SECRET)["data"] == token
+
+
+# --- TLS: cert-manager and the ACME ClusterIssuer -------------------------------------------------------------
+
+
+def test_with_an_acme_email_tls_is_ready_only_once_the_cluster_issuer_is(kubesim, boot):
+    boot.store_settings({"acme_email": "ops@example.com"})
+    drive(kubesim, boot, lambda s: "waiting for it to register" in s["tls"].reason)
+    chart = kubesim.get("HelmChart", "kube-system", "cert-manager")
+    assert chart["spec"]["repo"] == "https://charts.jetstack.io" and chart["spec"]["version"] == "v1.21.1"
+    assert values_of(kubesim, "HelmChart", "cert-manager") == {"crds": {"enabled": True}}
+    issuer = kubesim.get("ClusterIssuer", None, "paas-acme")
+    assert issuer["spec"]["acme"] == {
+        "email": "ops@example.com", "server": "https://acme-staging-v02.api.letsencrypt.org/directory",
+        "privateKeySecretRef": {"name": "paas-acme-account-key"},
+        "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}]}
+    assert validate_object({k: v for k, v in issuer.items() if k not in ("status", "metadata")}
+                           | {"metadata": {"name": "paas-acme"}}) == []
+
+    kubesim.set_cert_manager_condition("ClusterIssuer", None, "paas-acme", "Ready", "False", "ErrRegisterACMEAccount",
+                                       "Failed to register ACME account: 400 urn:ietf:params:acme:error:invalidContact")
+    failed = boot.run_pass()["tls"]
+    assert failed.state == b.FAILED and "invalidContact" in failed.reason
+    kubesim.set_cert_manager_condition("ClusterIssuer", None, "paas-acme", "Ready", "True", "ACMEAccountRegistered",
+                                       "The ACME account was registered with the ACME server")
+    ready = boot.run_pass()["tls"]
+    assert ready.state == b.READY
+    assert ready.reason == "ClusterIssuer paas-acme ready: The ACME account was registered with the ACME server"
+
+
+def test_without_an_acme_email_cert_manager_is_installed_and_no_issuer_is_made(kubesim, boot):
+    statuses = drive(kubesim, boot, lambda s: s["tls"].state == b.READY)
+    assert "no ACME e-mail is set" in statuses["tls"].reason
+    assert kubesim.get("HelmChart", "kube-system", "cert-manager") is not None
+    assert kubesim.list("ClusterIssuer") == []
+
+
+def test_it_refuses_an_acme_server_that_is_not_https(boot):
+    with pytest.raises(ValueError, match="must be an https:// ACME directory URL"):
+        boot.store_settings({"acme_email": "ops@example.com", "acme_server": "http://acme.example/directory"})

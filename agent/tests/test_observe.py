@@ -65,3 +65,35 @@ def test_a_rollout_is_not_complete_while_old_pods_still_serve_and_new_ones_are_n
     done = {**mid, "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
                               "availableReplicas": 1}}
     assert deployment_summary(done)["rollout"] == "complete"
+
+
+async def test_it_reports_certificates_as_cert_manager_sets_them(kube, kubesim):
+    published: list[dict] = []
+
+    async def publish(kind: str, data: dict) -> bool:
+        published.append(data)
+        return True
+
+    certificate = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
+                   "spec": {"secretName": "tlsweb", "dnsNames": ["web.apps.example.com", "www.example.com"],
+                            "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "paas-acme"}}}
+    observer = Observer(kube, publish, debounce=0.05, watch_timeout=5)
+    task = asyncio.create_task(observer.run())
+    try:
+        await asyncio.to_thread(reconcile.apply_project, kube, NS, LABELS, 1, [certificate])
+        state = await collect_until(observer, published, lambda s: "web" in s.get("certificates", {}))
+        assert state["certificates"]["web"] | {"not_after": None} == {
+            "ready": "Unknown", "failed": False, "reason": "", "message": "", "not_after": None,
+            "dns_names": ["web.apps.example.com", "www.example.com"]}
+        await asyncio.to_thread(kubesim.set_cert_manager_condition, "Certificate", NS, "web", "Issuing", "False",
+                                "Failed", "The certificate request has failed to complete and will be retried")
+        state = await collect_until(observer, published, lambda s: s["certificates"]["web"]["failed"])
+        assert state["certificates"]["web"]["message"].startswith("The certificate request has failed")
+        await asyncio.to_thread(kubesim.set_cert_manager_condition, "Certificate", NS, "web", "Issuing", "True",
+                                "Issuing", "Issuing certificate as Secret does not exist")
+        await asyncio.to_thread(kubesim.set_cert_manager_condition, "Certificate", NS, "web", "Ready", "True",
+                                "Ready", "Certificate is up to date and has not expired")
+        state = await collect_until(observer, published, lambda s: s["certificates"]["web"]["ready"] == "True")
+        assert state["certificates"]["web"]["message"] == "Certificate is up to date and has not expired"
+    finally:
+        task.cancel()

@@ -46,6 +46,7 @@ class Tenant:
     release: Any
     service: Any
     variable: Any
+    domain: Any  # a custom domain claim of its web service
     invitation: Any
     membership: Membership  # a membership an attacker would like to change or remove
     ssh_key: Any
@@ -74,7 +75,7 @@ class World:
 def _tenant(owner: User, org: Organization, *, project_name: str, web: str, image: str, var: tuple[str, str],
             secret: tuple[str, str], invitee: str, key_comment: str, token_name: str, cluster: Any) -> Tenant:
     from accounts import services as accounts
-    from projects import manifests, releases
+    from projects import domains, manifests, releases
     from projects import services as projects
 
     project = projects.create_project(org, owner, project_name, cluster,
@@ -85,13 +86,14 @@ def _tenant(owner: User, org: Organization, *, project_name: str, web: str, imag
     release.manifests, _ = manifests.render_release(project, release)
     release.save(update_fields=["manifests"])
     releases.sync_services(project, release.manifests)
+    domain = domains.add_domain(project.services.get(name=web), f"www.{project.slug}.example.org")
     membership = Membership.objects.get(user=owner, organization=org)
     invitation = accounts.invite(membership, invitee).invitation
     key_text = asyncssh.generate_private_key("ssh-ed25519", comment=key_comment).export_public_key("openssh")
     ssh_key = accounts.add_ssh_key(owner, key_comment, key_text.decode().strip())
     api_token, _ = accounts.create_api_token(owner, token_name)
     return Tenant(org=org, users=[owner], project=project, release=release, service=project.services.get(name=web),
-                  variable=variable, invitation=invitation, membership=membership, ssh_key=ssh_key,
+                  variable=variable, domain=domain, invitation=invitation, membership=membership, ssh_key=ssh_key,
                   api_token=api_token)
 
 

@@ -44,8 +44,8 @@ def test_a_member_deploys_from_the_editor_watches_it_live_rolls_back_and_deletes
     type_compose(page, THREE_SERVICES)
     expect(page.get_by_test_id("problems")).to_contain_text("Valid: 3 service(s)", timeout=10000)
     deploy_and_wait(page, "live")
-    expect(page.get_by_test_id("url-web")).to_have_text("https://web-shop-acme-47cbdb9d.apps.example.com/")
-    expect(page.get_by_test_id("url-api")).to_have_text("https://api-shop-acme-b8d0645d.apps.example.com/")
+    expect(page.get_by_test_id("url-web")).to_have_text("http://web-shop-acme-47cbdb9d.apps.example.com/")
+    expect(page.get_by_test_id("url-api")).to_have_text("http://api-shop-acme-b8d0645d.apps.example.com/")
     expect(page.locator("tr[data-service=worker]")).to_contain_text("private")
     expect(page.locator("tr[data-service=web] [data-field=replicas]")).to_have_text("1/1")
 

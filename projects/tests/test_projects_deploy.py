@@ -34,8 +34,8 @@ def test_it_deploys_fails_with_reasons_rolls_back_and_deletes(connected, kubesim
     assert [s["status"] for s in first.step_list()] == ["done", "skipped", "done", "done"]
     assert {d["metadata"]["name"] for d in kubesim.list("deployments", "tenant-acme-shop")} == {"web", "api", "worker"}
     urls = {s.name: s.url for s in project.services.all()}
-    assert urls == {"web": "https://web-shop-acme-47cbdb9d.apps.example.com/",
-                    "api": "https://api-shop-acme-b8d0645d.apps.example.com/",
+    assert urls == {"web": "http://web-shop-acme-47cbdb9d.apps.example.com/",
+                    "api": "http://api-shop-acme-b8d0645d.apps.example.com/",
                     "worker": ""}
 
     broken = finished(releases.deploy(project, personas.owner, THREE_SERVICES.replace(
