@@ -6,7 +6,8 @@
 
 The stack, started here as processes on loopback: DEBUG=false settings, a fresh PostgreSQL database made for
 this run (dropped at the end unless --keep-database), Redis (--redis-db), 2 daphne processes (no proxy in front:
-users are split between the two ports by turns), 2 Celery workers, kubesim (controllers on, 0.5 s delay) and one
+users are split between the two ports by turns), 2 Celery workers (`celery -A paas worker` as in production: a
+prefork pool of one process per core each, --worker-concurrency), kubesim (controllers on, 0.5 s delay) and one
 agent connected to the first daphne as the install manifest's ServiceAccount. The bench plays the TLS proxy:
 requests carry `X-Forwarded-Proto: https` (SECURE_PROXY_SSL_HEADER), so the HTTPS redirect and secure cookies
 stay on. Organizations, people, memberships, projects, API tokens and a first release per project are made with
@@ -32,6 +33,7 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -102,11 +104,27 @@ def production_environment(database_url: str, redis_url: str) -> None:
     )
 
 
+def collect_static() -> None:
+    """DEBUG=false serves hashed names from STATIC_ROOT's manifest; collecting takes minutes on a busy machine
+    (monaco compressed twice), so an up-to-date manifest is reused."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    sources = [p for p in (BASE_DIR / "static").rglob("*") if p.is_file()]
+    if manifest.exists() and all(p.stat().st_mtime < manifest.stat().st_mtime for p in sources):
+        print(f"static files: reusing {manifest} (newer than static/)")
+        return
+    print("static files: collecting (a few minutes the first time)")
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 class Stack:
     """The processes of the control plane, kubesim and the agent; stopped in reverse order."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, concurrency: int) -> None:
         self.workdir = workdir
+        self.concurrency = concurrency  # of each worker's prefork pool; 0: Celery's default, one per core
         self.procs: list = []
         self.daphnes: list = []
         self.workers: list = []
@@ -131,8 +149,9 @@ class Stack:
             self.hosts.append(host)
         for n in range(2):
             worker = ManagedProcess(f"worker{n}", [
-                sys.executable, "-m", "celery", "-A", "paas", "worker", "--pool=solo", "--loglevel=WARNING",
-                "-n", f"load{n}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"], child_env())
+                sys.executable, "-m", "celery", "-A", "paas", "worker", "--loglevel=WARNING", "-n", f"load{n}@%h",
+                *([f"--concurrency={self.concurrency}"] if self.concurrency else []),
+                "--without-gossip", "--without-mingle", "--without-heartbeat"], child_env())
             self.procs.append(worker.start())
             self.workers.append(worker)
         self.cluster = cluster_services.create_cluster("Load (simulated)", "apps.load.test", simulated=True)
@@ -159,15 +178,21 @@ class Stack:
 def seed(stack: Stack, orgs: int, browsers: int, deployers: int, pollers: int) -> dict:
     """Organizations with an owner (who deploys), members (who browse), projects and API tokens, made with the
     product's services functions; a first release of every browsed project, deployed through the stack."""
+    from allauth.account.models import EmailAddress
     from django.conf import settings
     from django.test import Client
 
-    from accounts.models import Membership
+    from accounts.models import Membership, User
     from accounts.services import accept_invitation, create_api_token, create_organization, invite
-    from conftest import make_user
     from projects import releases
     from projects.models import Release, ReleaseStatus
     from projects.services import create_project
+
+    def make_user(email: str) -> User:
+        # Signed in by session cookie: no password, so no 220 slow password hashes on a busy machine.
+        user = User.objects.create_user(username=email.split("@")[0], email=email, password=None)
+        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+        return user
 
     def cookie(user) -> str:
         client = Client()
@@ -377,7 +402,8 @@ def report(results: dict, idle: dict[str, float], queries_before: dict, queries_
 
     sockets_ok = results["sockets_open_at_end"] == args.browsers
     all_met &= sockets_ok
-    print(f"live sockets open at the end: {results['sockets_open_at_end']} of {args.browsers}, "
+    print(f"live sockets open at the end: {results['sockets_open_at_end']} of {args.browsers} (since the start, ramp "
+          f"included: {t['sockets_refused']} failed to open, {t['sockets_dropped']} closed by the server); "
           f"{t['socket_messages']} live events received (goal: all open): {verdict(sockets_ok)}")
 
     print(f"\ndatabase queries per request, before the load and after it added {releases_added} releases "
@@ -421,6 +447,8 @@ def main() -> int:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
                         help="Redis server (its database number is replaced by --redis-db)")
     parser.add_argument("--redis-db", type=int, default=8, help="Redis database number (default 8)")
+    parser.add_argument("--worker-concurrency", type=int, default=0,
+                        help="processes in each Celery worker's pool (default: Celery's, one per core)")
     parser.add_argument("--keep-database", action="store_true", help="leave the run's database behind")
     args = parser.parse_args()
     duration = 15.0 if args.quick else max(5.0, args.duration)
@@ -433,6 +461,9 @@ def main() -> int:
     args.pollers = min(args.pollers, args.orgs)  # one poller per organization (a member's token)
     redis_url = urlunsplit(urlsplit(args.redis_url)._replace(path=f"/{args.redis_db}"))
 
+    # Stopped with Ctrl-C or kill: still stop the stack and drop the database (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     database_url, database = fresh_database(args.database_url)
     workdir = Path(tempfile.mkdtemp(prefix="load-bench-"))
     production_environment(database_url, redis_url)
@@ -441,13 +472,12 @@ def main() -> int:
     try:
         setup_django(database_url, redis_url)
         import redis
-        from django.core.management import call_command
 
         from projects.models import Release
 
         redis.Redis.from_url(redis_url).flushdb()  # queues and rate limits of an earlier run on this db
-        call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG=false serves the hashed manifest
-        stack = Stack(workdir)
+        collect_static()
+        stack = Stack(workdir, args.worker_concurrency)
         stack.start()
         print(f"stack up: daphne {' and '.join(stack.hosts)}; seeding {args.orgs} organizations")
         world = seed(stack, args.orgs, args.browsers, args.deployers, args.pollers)

@@ -27,7 +27,7 @@ from locust.env import Environment  # noqa: E402
 
 CONFIG: dict = {}
 TALLY = {"deploys_live": 0, "deploys_failed": 0, "deploys_timed_out": 0, "deploys_in_flight": 0,
-         "sockets_opened": 0, "sockets_dropped": 0, "socket_messages": 0}
+         "sockets_opened": 0, "sockets_refused": 0, "sockets_dropped": 0, "socket_messages": 0}
 DEPLOY_SECONDS: list[float] = []
 # "The load balancer": daphne behind each user, by turns (the bench runs no proxy; users split between the ports).
 _BROWSER_IDS = itertools.count()
@@ -79,6 +79,7 @@ class BrowsingUser(_Identity, FastHttpUser):
                 origin=f"https://{parts.netloc}")
         except Exception as exc:  # noqa: BLE001  (any failure to open is what the report counts)
             _fire("WS", "org events socket: open", started, exc)
+            TALLY["sockets_refused"] += 1
             return
         _fire("WS", "org events socket: open", started)
         TALLY["sockets_opened"] += 1
@@ -241,9 +242,10 @@ def main() -> None:
                 "max": e.max_response_time} for e in env.stats.entries.values()]
     errors = [{"name": e.name, "type": e.method, "error": str(e.error), "count": e.occurrences}
               for e in env.stats.errors.values()]
-    sockets_open = TALLY["sockets_opened"] - TALLY["sockets_dropped"]
+    tally = dict(TALLY)  # before quit(): stopping the users ends their deploys' waits
     runner.quit()
-    results = {"entries": entries, "errors": errors, "tally": dict(TALLY), "sockets_open_at_end": sockets_open,
+    results = {"entries": entries, "errors": errors, "tally": tally,
+               "sockets_open_at_end": tally["sockets_opened"] - tally["sockets_dropped"],
                "deploy_seconds": DEPLOY_SECONDS, "window": window, "users": total}
     with open(results_path, "w") as out:  # noqa: PTH123
         json.dump(results, out)
