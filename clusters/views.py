@@ -14,6 +14,7 @@ from clusters import infrastructure, manifest, services
 from clusters.access import get_cluster_for_operator, require_operator
 from clusters.forms import ClusterForm
 from clusters.models import Cluster
+from lib.pagination import page_of, search
 
 
 def install_context(cluster: Cluster, secret: str) -> dict:
@@ -25,8 +26,9 @@ def install_context(cluster: Cluster, secret: str) -> dict:
 @login_required
 def cluster_list(request: HttpRequest) -> HttpResponse:
     require_operator(request.user)
-    clusters = Cluster.objects.prefetch_related("organizations")
-    return render(request, "clusters/list.html", {"clusters": clusters})
+    # An operator with many regions finds one by name, slug or base domain; 50 a page.
+    clusters, q = search(request, Cluster.objects.prefetch_related("organizations"), "name", "slug", "base_domain")
+    return render(request, "clusters/list.html", {"clusters": page_of(request, clusters), "q": q})
 
 
 @login_required
@@ -47,11 +49,15 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def cluster_detail(request: HttpRequest, slug: str) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, slug)
+    # A cluster may hold thousands of projects: a page of them (their manifests stay in the database), found by
+    # namespace, and what the agent observed of those.
+    desired, q = search(request, cluster.desired_projects.defer("manifests"), "namespace")
+    desired = page_of(request, desired)
     return render(request, "clusters/detail.html", {
         "cluster": cluster,
         "events": cluster.events.all()[:30],
-        "desired": cluster.desired_projects.all(),
-        "observed": cluster.observed_projects.all(),
+        "desired": desired, "q": q,
+        "observed": cluster.observed_projects.filter(namespace__in=[d.namespace for d in desired]),
         "components": infrastructure.components_for(cluster),
     })
 

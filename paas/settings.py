@@ -380,7 +380,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "paas.staticfiles.StaticFilesStorage"  # no source maps followed: see there
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG

@@ -145,6 +145,14 @@ def _cluster_event(w: World, i: int) -> str:
     return f"refused #{i}"
 
 
+def _desired(w: World, i: int) -> str:
+    namespace = f"tenant-grown-{i}"
+    cluster_services.set_desired_project(w.cluster, namespace, {}, 1, [{"kind": "ConfigMap"}] * 50, push=False)
+    cluster_services.record_observed(w.cluster.pk, namespace, {"deployments": {
+        f"web{i}": {"ready": 1, "replicas": 1, "rollout": "complete"}}})
+    return namespace, f"web{i} 1/1"
+
+
 def _organization(w: World, i: int) -> str:
     create_organization(w.owner, f"Venture {i}")
     return f"Venture {i}"
@@ -154,7 +162,8 @@ ADD: dict[str, Callable[[World, int], str | tuple[str, ...]]] = {
     "projects": _project, "services": _service, "releases": _release, "variables": _variable, "ledger": _ledger,
     "usage": _usage, "usage_projects": _usage_project, "audit": _audit, "members": _member,
     "invitations": _invitation, "ssh_keys": _ssh_key,
-    "api_tokens": _api_token, "clusters": _cluster, "cluster_events": _cluster_event, "organizations": _organization,
+    "api_tokens": _api_token, "clusters": _cluster, "cluster_events": _cluster_event, "desired": _desired,
+    "organizations": _organization,
 }
 
 ORG, PROJECT = ("org",), ("org", "project")
@@ -174,7 +183,7 @@ LISTS = [
     ("ssh_keys", (), "owner", ["ssh_keys"]),
     ("api_tokens", (), "owner", ["api_tokens"]),
     ("cluster_list", (), "operator", ["clusters"]),
-    ("cluster_detail", ("cluster",), "operator", ["cluster_events"]),
+    ("cluster_detail", ("cluster",), "operator", ["cluster_events", "desired"]),
     ("api_organizations", (), "owner", ["organizations"]),
     ("api_projects", ORG, "owner", ["projects"]),
     ("api_project", PROJECT, "owner", ["services"]),
@@ -318,3 +327,28 @@ def test_the_releases_members_and_ledger_pages_search(world):
     assert ledger.count('data-testid="ledger-row"') == 1
     api = client.get(reverse("api_billing_ledger", args=[world.org.slug]), {"q": "INVOICE"}).json()
     assert api["count"] == 3
+
+
+def test_the_cluster_list_and_a_clusters_projects_page_and_search_for_operators(world):
+    world.add("clusters", 60)
+    client = Client()
+    client.force_login(world.operator)
+    clusters = reverse("cluster_list")
+
+    first = client.get(clusters).content.decode()
+    assert first.count('data-testid="cluster-row"') == 50 and "Page 1 of 2" in first and 'rel="next"' in first
+    assert client.get(clusters, {"page": 2}).content.decode().count('data-testid="cluster-row"') == 11  # + fsn
+    found = client.get(clusters, {"q": "region 4"}).content.decode()  # name, slug or base domain, any case
+    assert found.count('data-testid="cluster-row"') == 11 and "Region 41" in found and "Region 5<" not in found
+    assert client.get(clusters, {"q": "R7.EXAMPLE"}).content.decode().count('data-testid="cluster-row"') == 1
+    assert "No cluster matches “nowhere”" in client.get(clusters, {"q": "nowhere"}).content.decode()
+
+    world.add("desired", 60)
+    detail = reverse("cluster_detail", args=[world.cluster.slug])
+    page = client.get(detail).content.decode()
+    assert page.count('<td class="mono">tenant-grown-') == 50 and "Page 1 of 2" in page
+    assert page.count('<div data-namespace="tenant-grown-') == 50, "what was observed of the listed projects"
+    searched = client.get(detail, {"q": "grown-17"}).content.decode()
+    assert searched.count('<td class="mono">tenant-grown-') == 1 and "web17 1/1" in searched
+    assert "web18 1/1" not in searched
+    assert "No namespace matches “nothing”" in client.get(detail, {"q": "nothing"}).content.decode()
