@@ -35,9 +35,10 @@ def poll(predicate: Callable[[], T], timeout: float = 15.0, what: str = "conditi
 class ControlPlane:
     """Our own daphne on a fixed port, so a test can restart it and the agent finds it again."""
 
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.port = free_port()
         self.proc: ManagedProcess | None = None
+        self.env = env  # extra environment for daphne (the chaos tests' private Redis)
 
     @property
     def url(self) -> str:
@@ -48,7 +49,8 @@ class ControlPlane:
         return f"ws://127.0.0.1:{self.port}/agent/ws"
 
     def start(self) -> None:
-        self.proc, _ = start_daphne(self.port, AGENT_HEARTBEAT_SECONDS=HEARTBEAT, SITE_URL=self.url)
+        self.proc, _ = start_daphne(self.port, **{"AGENT_HEARTBEAT_SECONDS": HEARTBEAT, "SITE_URL": self.url,
+                                                   **self.env})
 
     def stop(self) -> None:
         if self.proc:
