@@ -116,6 +116,11 @@ class Run:
                 continue
             ensure = data.ensure_database if what == "database" else data.ensure_bucket
             outcome = ensure(self.project.cluster_id, self.project.namespace, self.project.labels)
+            deadline = time.monotonic() + settings.PROJECTS_AGENT_WAIT
+            while outcome.agent_away and time.monotonic() < deadline:  # as in apply(): wait, saying so
+                self.step("data", "running", AGENT_AWAY)
+                self.wait_for_agent(deadline)
+                outcome = ensure(self.project.cluster_id, self.project.namespace, self.project.labels)
             if not outcome.ok and outcome.retry:
                 raise Failed(f"{what}_not_ready", f"The cluster's {what} service is not reachable yet "
                              f"({outcome.error}); deploy again in a few minutes.")
