@@ -69,13 +69,15 @@ def kill9(proc: ManagedProcess | None) -> None:
 
 
 class Stack:
-    """daphne (a ControlPlane on a fixed port), a Celery worker, Celery beat and one agent, all on `redis`."""
+    """daphne (a ControlPlane on a fixed port), a Celery worker, Celery beat and one agent, all on `redis`;
+    `agent_env` tells the agent where the cluster's shared PostgreSQL and Garage listen."""
 
-    def __init__(self, redis: PrivateRedis, kubeconfig: Path, tmp_path: Path, token: str, **env: str) -> None:
+    def __init__(self, redis: PrivateRedis, kubeconfig: Path, tmp_path: Path, token: str,
+                 agent_env: dict[str, str], **env: str) -> None:
         self.redis, self.tmp_path, self.token = redis, tmp_path, token
         self.env = {"REDIS_URL": redis.url, **env}
         self.plane = ControlPlane(**self.env)
-        self.agents = Agents(self.plane, kubeconfig, tmp_path)
+        self.agents = Agents(self.plane, kubeconfig, tmp_path, **agent_env)
         self.worker: ManagedProcess | None = None
         self.beat: ManagedProcess | None = None
         self.agent: ManagedProcess | None = None

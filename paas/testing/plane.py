@@ -61,8 +61,9 @@ class ControlPlane:
 class Agents:
     """Agent processes dialling `plane` (anything with an `agent_url`), each with its own token file."""
 
-    def __init__(self, plane: ControlPlane, kubeconfig: Path, tmp_path: Path) -> None:
+    def __init__(self, plane: ControlPlane, kubeconfig: Path, tmp_path: Path, **env: str) -> None:
         self.plane, self.kubeconfig, self.tmp_path = plane, kubeconfig, tmp_path
+        self.env = env  # extra environment for every agent (where the chaos tests' data services listen)
         self.running: list[ManagedProcess] = []
 
     def start(self, token: str, name: str = "agent") -> ManagedProcess:
@@ -72,7 +73,7 @@ class Agents:
         proc = ManagedProcess(name, [sys.executable, "-m", "agent", "--server", self.plane.agent_url,
                                      "--token-file", str(token_file), "--kubeconfig", str(self.kubeconfig)],
                               child_env(AGENT_HEALTH_PORT=str(health), AGENT_BACKOFF_CAP="1",
-                                        AGENT_REFUSED_GRACE="1")).start()
+                                        AGENT_REFUSED_GRACE="1", **self.env)).start()
         proc.health_port = health  # type: ignore[attr-defined]
         self.running.append(proc)
         return proc

@@ -23,12 +23,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connections
 from django.test import Client
 
 from accounts.services import create_api_token
+from agent import charts
+from agent.bootstrap import data_namespace
+from agent.data.garage import GarageAdmin
+from agent.data.services import SECRET, secret_object
+from agent.k8s import NAMESPACE
+from agent.tests.garage_double import GarageDouble
 from billing.ledger import get_account
 from billing.models import CreditEntry, EntryKind, UsageRecord
 from billing.money import FINE_PER_MILLICREDIT
@@ -36,7 +43,7 @@ from billing.usage import window_key
 from clusters import services as cluster_services
 from clusters.models import Cluster
 from conftest import skip_or_fail
-from paas.testing.agent_account import agent_kubeconfig
+from paas.testing.agent_account import admin_kube, agent_kubeconfig
 from paas.testing.chaos import PrivatePostgres, PrivateRedis, Stack, kill9, redis_server_binary, seconds_since
 from paas.testing.plane import online, poll
 from projects import services as project_services
@@ -77,6 +84,8 @@ class World:
     project: Project
     token: str
     kubesim: Any
+    data_pg: PrivatePostgres  # the cluster's shared PostgreSQL, where project databases are made
+    garage: GarageDouble
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         base = f"{self.stack.plane.url}/api/v1/organizations/{self.project.organization.slug}/projects/" \
@@ -107,25 +116,42 @@ class World:
 @contextmanager
 def built_world(kubesim, tmp_path: Path, personas, redis_binary: str,
                 before_start: Callable[[], None] = lambda: None) -> Iterator[World]:
-    """The project and its cluster, then the processes (after `before_start`, which may move the database)."""
+    """The project (wanting a database and a bucket) and its cluster, whose shared PostgreSQL is a private one and
+    whose Garage is the double; then the processes (after `before_start`, which may move the database)."""
+    if reason := PrivatePostgres.available():
+        skip_or_fail(reason)
     kubesim.set_pod_start_delay(POD_START)
-    redis = PrivateRedis(redis_binary)
+    redis, data_pg, garage = PrivateRedis(redis_binary), PrivatePostgres(), GarageDouble()
     redis.start()
+    data_pg.init()
+    garage.start()
+    GarageAdmin(garage.url, garage.token).ensure_layout(capacity=10 * 1024**3)  # as the bootstrap does
+    admin = admin_kube(kubesim)  # what the bootstrap leaves in paas-data on a real cluster
+    admin.apply(NAMESPACE, data_namespace())
+    for name, data in ((charts.POSTGRES_SUPERUSER_SECRET, {"username": "postgres", "password": "trust"}),
+                       (charts.GARAGE_ADMIN_SECRET, {"token": garage.token})):
+        admin.apply(SECRET, secret_object(charts.DATA_NAMESPACE, name, data, {}), charts.DATA_NAMESPACE)
     cluster = cluster_services.create_cluster("Chaos", "apps.example.com", simulated=True, slug="chaos")
     project = project_services.create_project(personas.org, personas.owner, "Shop", cluster,
                                               compose_text=TEN_SERVICES)
+    Project.objects.filter(pk=project.pk).update(wants_database=True, wants_bucket=True)
+    project.refresh_from_db()
     _, token = create_api_token(personas.owner, "chaos")
     agent_token = cluster_services.issue_token(cluster)
     kubeconfig = agent_kubeconfig(kubesim, tmp_path / "kubeconfig")
     before_start()
-    stack = Stack(redis, kubeconfig, tmp_path, agent_token, **ENV)
+    agent_env = {"AGENT_POSTGRES_HOST": "127.0.0.1", "AGENT_POSTGRES_PORT": str(data_pg.port),
+                 "AGENT_GARAGE_ADMIN_URL": garage.url}
+    stack = Stack(redis, kubeconfig, tmp_path, agent_token, agent_env, **ENV)
     try:
         stack.start()
         poll(lambda: online(cluster), 60, "agent online")
-        yield World(stack, cluster, project, token, kubesim)
+        yield World(stack, cluster, project, token, kubesim, data_pg, garage)
     finally:
         stack.stop()
         kill9(redis.proc)
+        garage.stop()
+        data_pg.stop()
 
 
 @pytest.fixture
@@ -189,8 +215,13 @@ def deploy_through(world: World, fault: str, inject: Callable[[], None], recover
     """Deploy, inject the fault once step `when` runs, recover, and assert the release ends live (or failed
     with a reason and a redeploy is live); returns the observed outcome."""
     revision = world.deploy()
-    poll(lambda: ((r := world.release(revision)) and r["status"] == "deploying"
-                  and (r["steps"].get(when) or {}).get("status") == "running"), 120, f"step {when} running")
+    def at_step() -> dict[str, Any] | None:
+        release = world.release(revision)
+        if release and release["status"] not in IN_FLIGHT:
+            raise AssertionError(f"release {revision} settled before step {when} ran: {release}")
+        running = release and (release["steps"].get(when) or {}).get("status") == "running"
+        return release if running else None
+    poll(at_step, 120, f"step {when} running")
     started = time.monotonic()
     inject()
     recover()
@@ -198,8 +229,8 @@ def deploy_through(world: World, fault: str, inject: Callable[[], None], recover
     final = poll(lambda: settled(world, revision, seen), RECOVERY,
                  f"release {revision} settled\n{world.stack.logs()}")
     if final["status"] == "live":
-        outcome = "live" + (" (the apply step showed it waited for the agent)" if f"apply: {AGENT_AWAY}" in seen
-                            else "")
+        waited = sorted(step.split(":")[0] for step in seen if step.endswith(AGENT_AWAY))
+        outcome = "live" + (f" (the {' and '.join(waited)} step showed it waited for the agent)" if waited else "")
     else:
         assert final["status"] == "failed", final
         assert final["error"] and final["error_code"], final  # a reason the user can read
@@ -210,6 +241,7 @@ def deploy_through(world: World, fault: str, inject: Callable[[], None], recover
     seconds = seconds_since(started)
     assert_nothing_in_flight(world)
     assert_deployed_once(world)
+    assert_data_once(world, final)
     record(fault, "deploy", outcome, seconds)
     return outcome
 
@@ -227,6 +259,17 @@ def assert_deployed_once(world: World) -> None:
     assert len(names) == SERVICES == len(set(names)), names
     poll(lambda: all((d.get("status") or {}).get("readyReplicas") == 1
                      for d in kubesim.list("Deployment", world.project.namespace)), 60, "every Deployment ready")
+
+
+def assert_data_once(world: World, release: dict[str, Any]) -> None:
+    """The project's database and bucket were made, once: one database and role in the shared PostgreSQL, one
+    bucket in Garage, however often the pipeline ran."""
+    assert release["steps"]["data"]["status"] == "done", release["steps"]
+    with psycopg.connect(host="127.0.0.1", port=world.data_pg.port, user="postgres", dbname="postgres") as conn:
+        databases = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'p\\_%'")]
+        roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'p\\_%'")]
+    assert len(databases) == 1 and len(roles) == 1, (databases, roles)
+    assert len(world.garage.buckets) == 1, world.garage.buckets
 
 
 def charge_through(world: World, fault: str, inject: Callable[[], None], recover: Callable[[], None]) -> str:
@@ -350,8 +393,11 @@ def test_a_deploy_queued_while_the_agent_is_away_for_two_minutes_shows_why_and_c
 
         def waiting_for_agent() -> dict[str, Any] | None:
             release = world.release(revision)
-            apply = (release or {}).get("steps", {}).get("apply") or {}
-            return release if release["status"] == "deploying" and apply.get("message") == AGENT_AWAY else None
+            if release and release["status"] not in IN_FLIGHT:
+                raise AssertionError(f"release {revision} settled while the agent was away: {release}")
+            # The first step that needs the agent (data: the database and bucket) says it waits for it.
+            data = (release or {}).get("steps", {}).get("data") or {}
+            return release if release and data.get("message") == AGENT_AWAY else None
         poll(waiting_for_agent, 60, "the pending step shown")
         page = Client()
         page.force_login(world.project.organization.memberships.get(role="owner").user)
@@ -370,5 +416,6 @@ def test_a_deploy_queued_while_the_agent_is_away_for_two_minutes_shows_why_and_c
     record("agent away 2 min", "deploy", outcome, seconds_since(back))
     assert_nothing_in_flight(world)
     assert_deployed_once(world)
+    assert_data_once(world, final)
     # The outage spanned ~30 charging windows: none of them may be charged twice.
     assert_charged_once(world, "agent away 2 min", fault_at, back)
