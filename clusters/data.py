@@ -28,13 +28,14 @@ class Outcome:
     result: dict[str, Any] = field(default_factory=dict)  # what the agent answered (never a secret)
     error: str = ""
     retry: bool = False  # worth retrying later: the agent is away or the shared service is not ready yet
+    agent_away: bool = False  # no agent answered (offline, or gone with the call in flight)
 
 
 def _call(cluster: Cluster | int, op: str, payload: dict[str, Any], timeout: float = DATA_TIMEOUT) -> Outcome:
     try:
         return Outcome(True, rpc.call(cluster, op, payload, timeout=timeout) or {})
     except (rpc.AgentOffline, rpc.AgentTimeout) as exc:
-        return Outcome(False, error=str(exc), retry=True)
+        return Outcome(False, error=str(exc), retry=True, agent_away=True)
     except rpc.AgentError as exc:
         not_ready = exc.code == protocol.ERR_FAILED and exc.message.startswith("not ready")
         return Outcome(False, error=exc.message, retry=not_ready)

@@ -45,8 +45,9 @@ class Watch:
     """A subscription to one namespace's pokes; use as a context manager."""
 
     def __init__(self, cluster_id: int, namespace: str) -> None:
+        self._channel = channel(cluster_id, namespace)
         self._pubsub = _client().pubsub()
-        self._pubsub.subscribe(channel(cluster_id, namespace))
+        self._pubsub.subscribe(self._channel)
         # Wait for the confirmation: from then on every poke reaches us, so a read of the stored state
         # made after this cannot miss a change.
         deadline = time.monotonic() + 5
@@ -59,12 +60,26 @@ class Watch:
         """Block until the next poke or for `timeout` seconds; True when poked. Pokes queued meanwhile count once."""
         deadline = time.monotonic() + timeout
         poked = False
-        while not poked and (left := deadline - time.monotonic()) > 0:
-            message = self._pubsub.get_message(timeout=left)
-            poked = message is not None and message["type"] == "message"
-        while poked and self._pubsub.get_message(timeout=0.0) is not None:
-            pass  # a burst of states: one look at the latest is enough
+        try:
+            while not poked and (left := deadline - time.monotonic()) > 0:
+                message = self._pubsub.get_message(timeout=left)
+                poked = message is not None and message["type"] == "message"
+            while poked and self._pubsub.get_message(timeout=0.0) is not None:
+                pass  # a burst of states: one look at the latest is enough
+        except redis.RedisError as exc:
+            # Redis restarting: the caller looks at the stored state again anyway; subscribe afresh meanwhile.
+            log.warning("watch lost its subscription, subscribing again: %s", exc)
+            time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
+            self._resubscribe()
         return poked
+
+    def _resubscribe(self) -> None:
+        try:
+            self._pubsub.close()
+            self._pubsub = _client().pubsub()
+            self._pubsub.subscribe(self._channel)
+        except redis.RedisError as exc:
+            log.warning("watch could not subscribe yet: %s", exc)
 
     def close(self) -> None:
         self._pubsub.close()

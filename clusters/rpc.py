@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import logging
 import os
 import threading
 import time
 from typing import Any
 
+import redis
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.db import database_sync_to_async
 from prometheus_client import Gauge, Histogram
@@ -28,6 +30,8 @@ from prometheus_client import Gauge, Histogram
 from agent import protocol
 from clusters import bus
 from clusters.models import Cluster
+
+log = logging.getLogger(__name__)
 
 DELIVERY_TIMEOUT = 3.0  # seconds for the consumer holding the socket to acknowledge a call
 
@@ -120,6 +124,20 @@ async def _call(cluster_id: int, address: str, op: str, payload: dict[str, Any] 
         RPC_SECONDS.labels(op, outcome).observe(time.perf_counter() - started)
 
 
+async def _post_call(address: str, message: dict[str, Any]) -> None:
+    """Post a call on the bus, once more after a moment if Redis dropped the connection (a restart leaves one
+    stale connection per process); nothing was sent when it still fails, so the agent counts as offline."""
+    for attempt in (1, 2):
+        try:
+            await bus.post(address, message)
+            return
+        except (OSError, redis.RedisError) as exc:
+            if attempt == 2:
+                raise AgentOffline(f"the control plane's message bus (Redis) is not reachable: {exc}") from None
+            log.warning("posting a call failed, trying once more: %s", exc)
+            await asyncio.sleep(0.5)
+
+
 async def _call_once(cluster_id: int, address: str, op: str, payload: dict[str, Any] | None, timeout: float) -> Any:
     if not address:
         raise AgentOffline(f"cluster {cluster_id} has no connected agent")
@@ -128,8 +146,8 @@ async def _call_once(cluster_id: int, address: str, op: str, payload: dict[str, 
     reply_to = box.register(replies.put_nowait)
     deadline = asyncio.get_running_loop().time() + timeout
     try:
-        await bus.post(address, {"type": "agent.rpc", "cluster": cluster_id, "op": op, "payload": payload or {},
-                                 "reply_to": reply_to, "timeout": timeout})
+        await _post_call(address, {"type": "agent.rpc", "cluster": cluster_id, "op": op, "payload": payload or {},
+                                   "reply_to": reply_to, "timeout": timeout})
         try:
             # A live consumer answers (or acknowledges) within moments. Without that, an address left behind
             # by a daphne process that died would make every call wait for its full timeout.

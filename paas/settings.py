@@ -295,6 +295,13 @@ TERMINAL_IDLE_TIMEOUT = env_int("TERMINAL_IDLE_TIMEOUT", 900, minimum=1)
 PROJECTS_ROLLOUT_RECHECK = 2.0
 PROJECTS_APPLY_TIMEOUT = env_int("PROJECTS_APPLY_TIMEOUT", 120, minimum=1)
 PROJECTS_DATA_TIMEOUT = env_int("PROJECTS_DATA_TIMEOUT", 120, minimum=1)
+# A deploying release's worker renews its lease every sixth of this; a release whose lease ran out (its worker was
+# killed) or whose queue message was lost (a Redis restart) is queued again by the beat job below.
+# Seconds a deploy waits, showing so, for an offline agent to reconnect before it fails with "agent_offline".
+PROJECTS_AGENT_WAIT = env_int("PROJECTS_AGENT_WAIT", 600, minimum=0)
+PROJECTS_RELEASE_LEASE = env_int("PROJECTS_RELEASE_LEASE", 30, minimum=3)
+CELERY_BEAT_SCHEDULE["resume-stalled-releases-every-10s"] = {"task": "projects.resume_stalled_releases",
+                                                             "schedule": 10.0}
 # Shortest idle timeout a service may be given (seconds); 1 minute in the product, less in tests.
 PROJECTS_MIN_IDLE_TIMEOUT = env_int("PROJECTS_MIN_IDLE_TIMEOUT", 60, minimum=1)
 PROJECTS_DATA_GRACE_HOURS = env_int("PROJECTS_DATA_GRACE_HOURS", 72, minimum=0)  # deleted project's data kept

@@ -214,6 +214,10 @@ class Release(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Renewed by the worker running the pipeline (and set when the release is queued again): a release in flight
+    # whose heartbeat is older than PROJECTS_RELEASE_LEASE has lost its worker or its queue message.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed this release.")
 
     class Meta:
         ordering = ["project", "-revision"]

@@ -4,27 +4,44 @@ run_release(pk) is the body of the Celery task. The release was rendered when it
 (projects.releases); the pipeline claims it with a compare-and-set (pending -> deploying), so a second
 run is a no-op, and checks between steps (and while following the rollout) whether a newer release
 superseded it, in which case it stops quietly.
+
+While it runs, a thread renews the release's heartbeat; resume_stalled() (a beat job) puts a release whose
+heartbeat stopped (its worker was killed) back to pending and has it queued again, so a deploy is never left
+"deploying" by a dead worker, and re-queues a pending release whose queue message was lost.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from agent import protocol
 from clusters import data, observed, rpc
 from clusters import services as cluster_services
 from clusters.converge import OFFLINE, TIMEOUT, converge
-from clusters.models import ObservedProject
+from clusters.models import Cluster, ClusterStatus, ObservedProject
 from projects import manifests, releases, wake
-from projects.models import Release, ReleaseStatus
+from projects.models import IN_FLIGHT, Release, ReleaseStatus
 from projects.services import data_ops_available
 from projects.status import QUOTA_PATTERN, Verdict, assess, live_message, quota_message
+
+log = logging.getLogger(__name__)
+CONNECTED = (ClusterStatus.ONLINE, ClusterStatus.DEGRADED)
+MAX_ATTEMPTS = 3  # claims of one release before resume_stalled fails it instead of queueing it again
+
+
+AGENT_AWAY = "Waiting for the cluster's agent to reconnect; the release is saved and is applied when it is back."
 
 
 class Superseded(Exception):
@@ -99,6 +116,11 @@ class Run:
                 continue
             ensure = data.ensure_database if what == "database" else data.ensure_bucket
             outcome = ensure(self.project.cluster_id, self.project.namespace, self.project.labels)
+            deadline = time.monotonic() + settings.PROJECTS_AGENT_WAIT
+            while outcome.agent_away and time.monotonic() < deadline:  # as in apply(): wait, saying so
+                self.step("data", "running", AGENT_AWAY)
+                self.wait_for_agent(deadline)
+                outcome = ensure(self.project.cluster_id, self.project.namespace, self.project.labels)
             if not outcome.ok and outcome.retry:
                 raise Failed(f"{what}_not_ready", f"The cluster's {what} service is not reachable yet "
                              f"({outcome.error}); deploy again in a few minutes.")
@@ -123,9 +145,17 @@ class Run:
         # Converged here rather than by clusters' push task: a solo worker running this task would only
         # get to that task after the rollout timeout.
         applied = converge(desired, timeout=settings.PROJECTS_APPLY_TIMEOUT)
+        # An agent that is away (or went away with the call in flight) is waited for, with the step saying so:
+        # the apply is idempotent, so sending it again once the agent is back is safe.
+        deadline = time.monotonic() + settings.PROJECTS_AGENT_WAIT
+        while applied.code in (OFFLINE, TIMEOUT) and time.monotonic() < deadline:
+            self.step("apply", "running", AGENT_AWAY)
+            self.wait_for_agent(deadline)
+            applied = converge(desired, timeout=settings.PROJECTS_APPLY_TIMEOUT)
         if applied.code == OFFLINE:
-            raise Failed("agent_offline", "The cluster's agent is offline. The release is saved and the cluster "
-                         "will converge to it when the agent reconnects; deploy again to follow it.")
+            raise Failed("agent_offline", f"The cluster's agent stayed offline for {settings.PROJECTS_AGENT_WAIT}s. "
+                         "The release is saved and the cluster will converge to it when the agent reconnects; "
+                         "deploy again to follow it.")
         if applied.code == TIMEOUT:
             raise Failed("timeout", "The cluster's agent did not answer in time; try again.")
         if applied.code == protocol.ERR_STALE_REVISION:
@@ -144,6 +174,14 @@ class Run:
                       for r in applied.results if r.get("kind") == "Deployment")
         self.step("apply", "done", f"{len(applied.results)} objects applied")
         return started, changed
+
+    def wait_for_agent(self, deadline: float) -> None:
+        """Until the cluster's agent is connected again (or the deadline), checking the release is still current."""
+        while time.monotonic() < deadline:
+            self.check_current()
+            if Cluster.objects.filter(pk=self.project.cluster_id, status__in=CONNECTED).exists():
+                return
+            time.sleep(settings.PROJECTS_ROLLOUT_RECHECK)
 
     def observed_state(self, applied_at: float, changed: bool) -> dict[str, Any] | None:
         """The namespace's stored observed state, if it can tell about this release (None: not yet)."""
@@ -212,11 +250,80 @@ class Run:
         who = f"service {service!r}" if service else f"pod {pod}"
         return Failed("crash_loop", f"{who} keeps crashing (CrashLoopBackOff). Last log lines:\n{lines}")
 
+@contextmanager
+def heartbeat(release_pk: int) -> Iterator[None]:
+    """Renew the release's lease while the block runs, from a thread: the steps block for minutes on the agent."""
+    stop = threading.Event()
+    interval = settings.PROJECTS_RELEASE_LEASE / 6
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                try:
+                    Release.objects.filter(pk=release_pk, status=ReleaseStatus.DEPLOYING).update(
+                        heartbeat_at=timezone.now())
+                except DatabaseError as exc:  # e.g. PostgreSQL restarting: the next beat reconnects
+                    log.warning("release heartbeat failed: release=%s error=%s", release_pk, exc)
+                    connection.close()
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"release-{release_pk}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        # Bounded: a beat may wait on a row lock held by the caller's own transaction (eager tasks in tests).
+        thread.join(timeout=5)
+
+
+def resume_stalled(now: Any = None) -> list[int]:
+    """Releases to queue again, by primary key.
+
+    Deploying ones whose heartbeat is older than the lease (their worker died) go back to pending with their
+    steps cleared; after MAX_ATTEMPTS claims they fail with code "interrupted" instead. Pending ones not started
+    within the lease (their queue message was lost) keep their state. Each is claimed with a compare-and-set on
+    its heartbeat, so concurrent sweeps resume it once; run_release's own claim makes a duplicate delivery
+    harmless."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.PROJECTS_RELEASE_LEASE)
+    stalled = Release.objects.filter(status__in=IN_FLIGHT).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+    resumed = []
+    for pk, status, beat, attempts in stalled.values_list("pk", "status", "heartbeat_at", "attempts"):
+        changes: dict[str, Any] = {"heartbeat_at": now}
+        if status == ReleaseStatus.DEPLOYING and attempts >= MAX_ATTEMPTS:
+            # Interrupted every time (or failing in a way the pipeline does not report): stop, and say so.
+            message = (f"The deploy was interrupted {attempts} times (a worker stopped, or the control plane lost "
+                       "its database or Redis); deploy again.")
+            if Release.objects.filter(pk=pk, status=status, heartbeat_at=beat).update(
+                    status=ReleaseStatus.FAILED, error_code="interrupted", error=message, finished_at=now):
+                log.warning("release failed after %s interrupted attempts: release=%s", attempts, pk)
+                releases.publish_progress(Release.objects.select_related("project").get(pk=pk), message)
+            continue
+        if status == ReleaseStatus.DEPLOYING:
+            changes.update(status=ReleaseStatus.PENDING, steps={})
+        if Release.objects.filter(pk=pk, status=status, heartbeat_at=beat).update(**changes):
+            log.warning("release queued again: release=%s was=%s heartbeat=%s", pk, status, beat)
+            resumed.append(pk)
+            if status == ReleaseStatus.DEPLOYING:
+                releases.publish_progress(Release.objects.select_related("project").get(pk=pk),
+                                          "The worker deploying this release stopped; it is queued again.")
+    return resumed
+
+
 def run_release(release_pk: int) -> str:
     claimed = Release.objects.filter(pk=release_pk, status=ReleaseStatus.PENDING).update(
-        status=ReleaseStatus.DEPLOYING, started_at=timezone.now())
+        status=ReleaseStatus.DEPLOYING, started_at=timezone.now(), heartbeat_at=timezone.now(),
+        attempts=F("attempts") + 1)
     if not claimed:
         return "not pending"  # already run, or superseded before it started
+    with heartbeat(release_pk):
+        return _run(release_pk)
+
+
+def _run(release_pk: int) -> str:
     release = Release.objects.select_related("project__organization", "project__cluster", "rollback_of").get(
         pk=release_pk)
     release.status = ReleaseStatus.DEPLOYING

@@ -12,6 +12,15 @@ def deploy_release(release_pk: int) -> str:
     return pipeline.run_release(release_pk)
 
 
+@shared_task(name="projects.resume_stalled_releases", ignore_result=True)
+def resume_stalled_releases() -> int:
+    """Beat: queue again the releases whose worker died or whose queue message was lost."""
+    resumed = pipeline.resume_stalled()
+    for pk in resumed:
+        deploy_release.delay(pk)
+    return len(resumed)
+
+
 @shared_task(ignore_result=True)
 def purge_project(project_pk: int) -> bool:
     return deletion.purge_project(project_pk)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -90,12 +91,15 @@ def record_window(window_start: datetime) -> int:
         if desired is None:
             continue  # never deployed: nothing runs
         observed = ObservedProject.objects.filter(cluster=project.cluster, namespace=project.namespace).first()
-        for service, figures in service_usage(desired.manifests, observed.state if observed else {}).items():
-            billing_usage.record_usage(project.organization, {
-                "cluster": project.cluster.slug, "namespace": project.namespace, "service": service,
-                "window_start": window_start.isoformat(), "window_seconds": seconds, **figures,
-            })
-            made += 1
+        # All of a project's services or none: a worker or database lost mid-loop leaves no half-measured window
+        # for the charge to bill part of.
+        with transaction.atomic():
+            for service, figures in service_usage(desired.manifests, observed.state if observed else {}).items():
+                billing_usage.record_usage(project.organization, {
+                    "cluster": project.cluster.slug, "namespace": project.namespace, "service": service,
+                    "window_start": window_start.isoformat(), "window_seconds": seconds, **figures,
+                })
+                made += 1
     return made + record_data_window(window_start)
 
 

@@ -35,9 +35,10 @@ def poll(predicate: Callable[[], T], timeout: float = 15.0, what: str = "conditi
 class ControlPlane:
     """Our own daphne on a fixed port, so a test can restart it and the agent finds it again."""
 
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.port = free_port()
         self.proc: ManagedProcess | None = None
+        self.env = env  # extra environment for daphne (the chaos tests' private Redis)
 
     @property
     def url(self) -> str:
@@ -48,7 +49,8 @@ class ControlPlane:
         return f"ws://127.0.0.1:{self.port}/agent/ws"
 
     def start(self) -> None:
-        self.proc, _ = start_daphne(self.port, AGENT_HEARTBEAT_SECONDS=HEARTBEAT, SITE_URL=self.url)
+        self.proc, _ = start_daphne(self.port, **{"AGENT_HEARTBEAT_SECONDS": HEARTBEAT, "SITE_URL": self.url,
+                                                   **self.env})
 
     def stop(self) -> None:
         if self.proc:
@@ -59,8 +61,9 @@ class ControlPlane:
 class Agents:
     """Agent processes dialling `plane` (anything with an `agent_url`), each with its own token file."""
 
-    def __init__(self, plane: ControlPlane, kubeconfig: Path, tmp_path: Path) -> None:
+    def __init__(self, plane: ControlPlane, kubeconfig: Path, tmp_path: Path, **env: str) -> None:
         self.plane, self.kubeconfig, self.tmp_path = plane, kubeconfig, tmp_path
+        self.env = env  # extra environment for every agent (where the chaos tests' data services listen)
         self.running: list[ManagedProcess] = []
 
     def start(self, token: str, name: str = "agent") -> ManagedProcess:
@@ -70,7 +73,7 @@ class Agents:
         proc = ManagedProcess(name, [sys.executable, "-m", "agent", "--server", self.plane.agent_url,
                                      "--token-file", str(token_file), "--kubeconfig", str(self.kubeconfig)],
                               child_env(AGENT_HEALTH_PORT=str(health), AGENT_BACKOFF_CAP="1",
-                                        AGENT_REFUSED_GRACE="1")).start()
+                                        AGENT_REFUSED_GRACE="1", **self.env)).start()
         proc.health_port = health  # type: ignore[attr-defined]
         self.running.append(proc)
         return proc

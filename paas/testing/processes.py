@@ -133,3 +133,15 @@ def start_celery_worker(**env: str) -> ManagedProcess:
     ).start()
     proc.wait_for(lambda: "ready." in proc.output(), 60, "become ready")
     return proc
+
+
+def start_celery_beat(schedule_dir: Path, **env: str) -> ManagedProcess:
+    """Celery beat with its schedule file in `schedule_dir`: the periodic jobs of CELERY_BEAT_SCHEDULE."""
+    proc = ManagedProcess(
+        "celery-beat",
+        [sys.executable, "-m", "celery", "-A", "paas", "beat", "--loglevel=INFO",
+         "--schedule", str(schedule_dir / "celerybeat-schedule")],
+        child_env(**env),
+    ).start()
+    proc.wait_for(lambda: "beat: Starting" in proc.output(), 60, "start")
+    return proc
