@@ -249,10 +249,10 @@ class RestoredSerializer(serializers.Serializer):
 
 
 def deleted_project_dict(project: Project) -> dict[str, Any]:
-    live = project.live_release()
+    """A project from `deletion.recently_deleted` (which annotates `live_revision`)."""
     return {"name": project.name, "slug": project.slug, "cluster": project.cluster.slug,
             "deleted_at": project.deleted_at.isoformat(), "purge_after": project.purge_after.isoformat(),
-            "live_revision": live.revision if live else None}
+            "live_revision": project.live_revision}
 
 
 class DeletedProjectListView(GenericAPIView):

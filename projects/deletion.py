@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization, User
@@ -75,8 +76,10 @@ def purge_due_projects() -> int:
 
 def recently_deleted(org: Organization) -> list[Project]:
     """The organization's deleted projects that can still be restored, the most recently deleted first."""
+    live = Release.objects.filter(project=OuterRef("pk"), status=ReleaseStatus.LIVE).order_by("-revision")
     return list(Project.objects.filter(organization=org, deleted_at__isnull=False, purge_after__gt=timezone.now())
-                .select_related("organization").order_by("-deleted_at"))
+                .select_related("organization", "cluster")
+                .annotate(live_revision=Subquery(live.values("revision")[:1])).order_by("-deleted_at"))
 
 
 def restore_project(project: Project, user: User | None) -> Release | None:

@@ -340,7 +340,7 @@ def service_sleep(request: HttpRequest, org_slug: str, project_slug: str, name: 
 def _domain_rows(project: Project) -> list[dict]:
     certificates = domains.observed_certificates(project)
     rows = []
-    for service in project.services.all():
+    for service in project.services.prefetch_related("domains"):  # one query for all services' domains
         for domain in service.domains.all():
             domain.service = service
             rows.append(domains.domain_dict(domain, certificates))

@@ -27,7 +27,7 @@ from clusters import services as cluster_services
 from clusters.models import ClusterEvent, EventKind
 from conftest import make_user
 from projects import services as project_services
-from projects.models import Project, Release, Service, Variable
+from projects.models import CustomDomain, Project, Release, Service, Variable
 
 COMPOSE = """services:
   web:
@@ -153,6 +153,21 @@ def _desired(w: World, i: int) -> str:
     return namespace, f"web{i} 1/1"
 
 
+def _deleted_project(w: World, i: int) -> str:
+    now = timezone.now()
+    Project.objects.create(organization=w.org, name=f"Gone {i}", slug=f"gone-{i}", cluster=w.cluster,
+                           namespace=f"tenant-gone-{i}", created_by=w.owner, deleted_at=now,
+                           purge_after=now + timedelta(hours=1))
+    return f"gone-{i}"
+
+
+def _domain(w: World, i: int) -> str:
+    service, _ = Service.objects.get_or_create(project=w.project, cluster=w.cluster, name="web",
+                                               defaults={"status": "running"})
+    CustomDomain.objects.create(service=service, hostname=f"www{i}.example.org", token=f"token{i}")
+    return f"www{i}.example.org"
+
+
 def _organization(w: World, i: int) -> str:
     create_organization(w.owner, f"Venture {i}")
     return f"Venture {i}"
@@ -163,16 +178,16 @@ ADD: dict[str, Callable[[World, int], str | tuple[str, ...]]] = {
     "usage": _usage, "usage_projects": _usage_project, "audit": _audit, "members": _member,
     "invitations": _invitation, "ssh_keys": _ssh_key,
     "api_tokens": _api_token, "clusters": _cluster, "cluster_events": _cluster_event, "desired": _desired,
-    "organizations": _organization,
+    "organizations": _organization, "deleted_projects": _deleted_project, "domains": _domain,
 }
 
 ORG, PROJECT = ("org",), ("org", "project")
 
 # (URL name, its arguments, who asks, what grows). The rows of every kind grow together where a page shows several.
 LISTS = [
-    ("project_list", ORG, "owner", ["projects"]),
+    ("project_list", ORG, "owner", ["projects", "deleted_projects"]),
     ("project_rows", ORG, "owner", ["projects"]),
-    ("project_detail", PROJECT, "owner", ["services", "releases", "variables"]),
+    ("project_detail", PROJECT, "owner", ["services", "releases", "variables", "domains"]),
     ("project_service_rows", PROJECT, "owner", ["services"]),
     ("project_logs", PROJECT, "owner", ["services"]),
     ("release_list", PROJECT, "owner", ["releases"]),
@@ -196,6 +211,8 @@ LISTS = [
     ("api_billing_usage_daily", ORG, "owner", ["usage_projects"]),
     ("api_audit_events", ORG, "owner", ["audit"]),
     ("api_clusters", (), "operator", ["clusters"]),
+    ("api_deleted_projects", ORG, "owner", ["deleted_projects"]),
+    ("api_service_domains", PROJECT + ("service",), "owner", ["domains"]),
 ]
 
 
@@ -218,7 +235,7 @@ def _fetch(client: Client, url: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(("name", "args", "who", "grows"), LISTS, ids=[row[0] for row in LISTS])
 def test_a_list_costs_the_same_queries_for_3_rows_as_for_30(world, name, args, who, grows):
-    values = {"org": world.org.slug, "project": world.project.slug, "cluster": world.cluster.slug}
+    values = {"org": world.org.slug, "project": world.project.slug, "cluster": world.cluster.slug, "service": "web"}
     url = reverse(name, args=[values[a] for a in args])
     client = Client()
     client.force_login(getattr(world, who))
@@ -250,7 +267,10 @@ def test_every_list_route_is_measured():
         "project_variables", "project_variable_delete", "release_detail", "release_rollback", "project_data_reveal",
         "api_me", "api_organization", "api_cluster", "api_cluster_install", "api_project_validate", "api_release",
         "api_release_rollback", "api_project_logs", "api_service_logs", "api_service_exposure", "api_service_sleep",
-        "api_service_wake", "api_variable", "api_billing_balance",
+        "api_service_wake", "api_variable", "api_billing_balance", "project_restore", "api_project_restore",
+        "project_database_dump", "project_database_restore", "api_database_dump", "api_database_restore",
+        "project_domain_add", "project_domain_delete", "project_domain_verify", "api_service_domain",
+        "api_service_domain_verify",
         # CSV exports stream every row in chunks, by design.
         "billing_ledger_csv", "billing_usage_csv", "audit_csv",
     }
