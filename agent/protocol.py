@@ -129,6 +129,14 @@ PROJECT_KINDS: tuple[tuple[str, str, str], ...] = (
     ("traefik.io/v1alpha1", "Middleware", "middlewares"),
 )
 
+# Members' own Kubernetes access (kubectl through the control plane, docs/kubectl.md): the agent relays their
+# requests impersonating one of these ServiceAccounts of the project's namespace, and nobody else. Every release
+# renders both (projects.compose.namespace): the viewer reads the namespace (never Secrets), the deployer may also
+# exec, attach and port-forward; neither writes an object the platform owns.
+KUBE_VIEWER_ACCOUNT = "project-viewer"
+KUBE_DEPLOYER_ACCOUNT = "project-deployer"
+KUBE_ACCOUNTS = {"viewer": KUBE_VIEWER_ACCOUNT, "deployer": KUBE_DEPLOYER_ACCOUNT}
+
 # --- The agent's permissions ----------------------------------------------------------------------------
 # The install manifest (clusters.manifest) grants the agent's ClusterRole these rules, each with its reason
 # as a comment, and nothing else: what the agent does today. A feature that makes the agent call Kubernetes
@@ -142,6 +150,12 @@ _VIEWER_ONLY_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("Service endpoints", {"apiGroups": [""], "resources": ["endpoints"], "verbs": [*READ_VERBS]}),
     ("Deployments' ReplicaSets", {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": [*READ_VERBS]}),
     ("events.k8s.io Events", {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": [*READ_VERBS]}),
+)
+
+# What the project-deployer Role adds to the viewer's: streams into the project's pods. The agent holds pods/exec
+# already (the terminal); it holds attach and port-forward only to grant them.
+DEPLOYER_STREAM_RULES: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward"], "verbs": ["create", "get"]},
 )
 
 # What bootstrap and the data services need beyond the project kinds. Secrets, ConfigMaps, Namespaces, Jobs,
@@ -180,6 +194,14 @@ def _rbac_rules() -> tuple[tuple[str, dict[str, Any]], ...]:
         *((f"{why}: only so that the project-viewer Role can grant it to members. Kubernetes lets the agent "
            "create a Role and bind it only with permissions it holds itself.", rule)
           for why, rule in _VIEWER_ONLY_RULES),
+        ("Attach and port-forward: only so that the project-deployer Role can grant them to members who may "
+         "deploy (kubectl through the control plane). Kubernetes lets the agent create a Role and bind it only "
+         "with permissions it holds itself.",
+         {"apiGroups": [""], "resources": ["pods/attach", "pods/portforward"], "verbs": ["create", "get"]}),
+        (f"Members' kubectl requests, relayed as the project's {KUBE_VIEWER_ACCOUNT} or {KUBE_DEPLOYER_ACCOUNT} "
+         "ServiceAccount (Impersonate-User), and as nobody else: resourceNames limits it to those two names.",
+         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"],
+          "resourceNames": [KUBE_DEPLOYER_ACCOUNT, KUBE_VIEWER_ACCOUNT]}),
         *((f"Project objects in API group {group or 'core'!r}: server-side apply (get/create/patch), "
            "pruning (list/delete) and, for Deployments, observed rollout state (watch).",
            {"apiGroups": [group], "resources": sorted(plurals), "verbs": [*RECONCILE_VERBS]})
@@ -211,6 +233,7 @@ OP_DATA_CREDENTIALS = "data_credentials"
 STREAM_ECHO = "echo"
 STREAM_EXEC = "exec"
 STREAM_LOGS = "logs"
+STREAM_KUBE_API = "kube_api"
 
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone
