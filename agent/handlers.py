@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from agent import charts, infra, logs, metrics, reconcile, shell
+from agent import charts, infra, kubeapi, logs, metrics, reconcile, shell
 from agent import protocol as p
 from agent.k8s import DEPLOYMENT, POD, Kube, KubeError
 from agent.ops import OpError, OpHandler, Stream, StreamHandler
@@ -189,4 +189,9 @@ def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
     async def pod_logs_stream(stream: Stream, payload: dict[str, Any]) -> None:
         await logs.serve(kube, stream, payload)
 
-    return {**STREAM_OPS, p.STREAM_EXEC: exec_op, p.STREAM_LOGS: pod_logs_stream}
+    relay = kubeapi.KubeApiRelay(kube)
+
+    async def kube_api(stream: Stream, payload: dict[str, Any]) -> None:
+        await relay.serve(stream, payload)
+
+    return {**STREAM_OPS, p.STREAM_EXEC: exec_op, p.STREAM_LOGS: pod_logs_stream, p.STREAM_KUBE_API: kube_api}

@@ -19,8 +19,9 @@ Control messages are JSON text frames with a "type":
     both          stream.close {id, reason}
     agent -> cp   event        {kind, data}             e.g. kind "observed": a namespace's state
 
-Stream operations (opened with stream.open): "echo" (sends back what it gets) and "exec" (a command or a
-shell in a project's container; its frames carry one channel byte first, see EXEC_* below).
+Stream operations (opened with stream.open): "echo" (sends back what it gets), "exec" (a command or a
+shell in a project's container; its frames carry one channel byte first, see EXEC_* below) and "kube_api"
+(one Kubernetes API request of a member's kubectl, relayed as a project ServiceAccount; KUBE_* frames below).
 
 Stream data travels in binary frames: a 4-byte big-endian stream id, then the bytes.
 """
@@ -66,6 +67,78 @@ ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED,
 #   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
 #   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
 EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
+
+# Stream op "kube_api": the data is a sequence of frames, each a kind byte and a 4-byte big-endian length, then
+# that many bytes (the tunnel may split and join chunks, so frames carry their own boundaries).
+#   agent -> cp: KUBE_HEAD {"status": int, "headers": [[name, value], ...], "subprotocol": str}, then KUBE_BODY
+#                chunks (HTTP; the stream closes after the last) or KUBE_TEXT / KUBE_BINARY messages (WebSocket)
+#   cp -> agent: KUBE_TEXT / KUBE_BINARY messages (WebSocket only); closing the stream ends the request
+KUBE_HEAD, KUBE_BODY, KUBE_TEXT, KUBE_BINARY = 0, 1, 2, 3
+KUBE_MAX_FRAME = 16 * 1024 * 1024
+KUBE_MAX_REQUEST_BODY = 1024 * 1024  # bytes of a relayed request's body (it travels in the open payload)
+_KUBE_FRAME = struct.Struct(">BI")
+# The request headers a relayed request keeps (everything else, Authorization and Impersonate-* above all, is
+# dropped), and the response headers it brings back.
+KUBE_REQUEST_HEADERS = ("accept", "content-type", "user-agent", "kubectl-command", "kubectl-session")
+KUBE_RESPONSE_HEADERS = ("content-type", "warning", "audit-id", "cache-control", "x-kubernetes-pf-flowschema-uid",
+                         "x-kubernetes-pf-prioritylevel-uid")
+# Requests about the caller alone, which kubectl makes (`auth can-i`, `auth whoami`): allowed outside the namespace.
+_KUBE_SELF_REVIEWS = (
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+    "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+    "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+)
+
+
+def pack_kube_frame(kind: int, data: bytes = b"") -> bytes:
+    return _KUBE_FRAME.pack(kind, len(data)) + data
+
+
+class KubeFrameReader:
+    """Reassembles KUBE_* frames from stream chunks, however the tunnel cut them."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= _KUBE_FRAME.size:
+            kind, size = _KUBE_FRAME.unpack_from(self._buffer)
+            if size > KUBE_MAX_FRAME:
+                raise ValueError(f"a kube_api frame of {size} bytes is over the limit")
+            end = _KUBE_FRAME.size + size
+            if len(self._buffer) < end:
+                break
+            frames.append((kind, bytes(self._buffer[_KUBE_FRAME.size:end])))
+            del self._buffer[:end]
+        return frames
+
+
+def kube_api_path_allowed(method: str, path: str, namespace: str) -> bool:
+    """May a member's kubectl reach this API path of the project's namespace? Discovery (read-only), the caller's
+    own reviews, and anything under /api/v1/namespaces/<namespace>/ or /apis/<g>/<v>/namespaces/<namespace>/.
+    Both sides check it; RBAC on the impersonated ServiceAccount then decides the verb."""
+    parts = path.split("/")
+    if parts[0] != "" or any(part in ("", ".", "..") or "%" in part or "\\" in part for part in parts[1:]):
+        return False  # no empty, dot or escaped segments: one spelling per path
+    parts = parts[1:]
+    if method == "POST" and path in _KUBE_SELF_REVIEWS:
+        return True
+    if method in ("GET", "HEAD") and (
+        parts in (["api"], ["apis"], ["version"], ["api", "v1"], ["openapi", "v2"])
+        or (parts[0] == "apis" and len(parts) <= 3)
+        or (parts[:2] == ["openapi", "v3"] and len(parts) <= 5)
+    ):
+        return True
+    if parts[:2] == ["api", "v1"]:
+        rest = parts[2:]
+    elif parts[0] == "apis" and len(parts) > 3:
+        rest = parts[3:]
+    else:
+        return False
+    return len(rest) >= 3 and rest[0] == "namespaces" and rest[1] == namespace
+
 
 # --- Names on Kubernetes objects ------------------------------------------------------------------------
 

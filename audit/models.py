@@ -44,6 +44,8 @@ class Action(models.TextChoices):
     CLUSTER_TOKEN_REVOKED = "cluster.token_revoked", "Cluster agent token revoked"
     TERMINAL_SESSION = "terminal.session", "Terminal session"
     SSH_SESSION = "ssh.session", "SSH session"
+    KUBE_ACCESS_CREATED = "kube_access.created", "kubectl access created"
+    KUBE_ACCESS_REVOKED = "kube_access.revoked", "kubectl access revoked"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
