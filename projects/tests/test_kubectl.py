@@ -4,8 +4,12 @@ the official kubernetes client and /usr/bin/kubectl as the members' tools."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from kubernetes import client, watch
@@ -13,7 +17,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream as k8s_stream
 
 from accounts.models import Membership, Role
+from kubesim.tls import serving_files
 from paas.testing.plane import poll
+from paas.testing.processes import free_port, start_tls_daphne
 from projects import kubeaccess, releases
 from projects.kubeaccess import PROXY_PREFIX
 from projects.models import KubeAccess, ReleaseStatus
@@ -168,3 +174,92 @@ def test_a_deployer_execs_with_stdin_and_a_viewer_may_not(connected, daphne_serv
         k8s_stream(viewer_api.connect_get_namespaced_pod_exec, pod, project.namespace, command=["echo", "hello"],
                    stderr=True, stdin=False, stdout=True, tty=False)
     assert "403" in str(exc.value)
+
+
+# --- with /usr/bin/kubectl -------------------------------------------------------------------------------------
+
+KUBECTL = shutil.which("kubectl")
+
+
+@pytest.fixture(scope="module")
+def tls_plane(django_db_setup, django_db_blocker, redis_url, tmp_path_factory):
+    """A second daphne serving HTTPS (kubectl sends its token only over TLS), with its CA for the kubeconfigs."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key, ca_pem = serving_files("127.0.0.1", directory)
+    ca = directory / "ca.pem"
+    ca.write_text(ca_pem)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    with django_db_blocker.unblock():
+        proc, _ = start_tls_daphne(cert, key, port, SITE_URL=url, KUBECTL_CA_FILE=str(ca))
+    yield SimpleNamespace(url=url, ca=ca)
+    proc.stop()
+
+
+def kubeconfig_file(settings, tls_plane, tmp_path, project, user) -> Path:
+    settings.SITE_URL, settings.KUBECTL_CA_FILE = tls_plane.url, str(tls_plane.ca)
+    _, token = kubeaccess.create_access(user, project, f"{user.email} kubectl")
+    path = tmp_path / f"{user.pk}.kubeconfig"
+    path.write_text(kubeaccess.kubeconfig(project, token, user))
+    return path
+
+
+def kubectl(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([KUBECTL, "--kubeconfig", str(config), *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+def test_kubectl_gets_logs_and_execs_in_the_namespace_and_nothing_more(connected, tls_plane, settings, tmp_path,
+                                                                       personas, project, viewer):
+    deployed(project, personas.owner)
+    config = kubeconfig_file(settings, tls_plane, tmp_path, project, personas.member)
+    got = kubectl(config, "get", "pods", "-o", "name")
+    assert got.returncode == 0, got.stderr
+    pods = got.stdout.split()
+    assert len(pods) == 3 and all(p.startswith("pod/") for p in pods)
+    web = next(p.removeprefix("pod/") for p in pods if p.startswith("pod/web-"))
+    logs = kubectl(config, "logs", web)
+    assert logs.returncode == 0 and logs.stdout.strip(), logs.stderr
+    run = kubectl(config, "exec", web, "--", "echo", "hello from kubectl")
+    assert (run.returncode, run.stdout) == (0, "hello from kubectl\n"), run.stderr
+
+    secrets = kubectl(config, "get", "secrets")
+    assert secrets.returncode == 1
+    assert (f'User "system:serviceaccount:{project.namespace}:project-deployer" cannot list resource "secrets"'
+            in secrets.stderr)
+    delete = kubectl(config, "delete", "deployment", "web")
+    assert delete.returncode == 1 and 'cannot delete resource "deployments"' in delete.stderr
+    elsewhere = kubectl(config, "get", "pods", "-n", "kube-system")
+    assert elsewhere.returncode == 1 and "outside this project's namespace" in elsewhere.stderr
+    assert kubectl(config, "get", "pods", "-o", "name").stdout.split() == pods  # nothing was deleted
+
+    viewer_config = kubeconfig_file(settings, tls_plane, tmp_path, project, viewer)
+    assert kubectl(viewer_config, "get", "pods", "-o", "name").stdout.split() == pods
+    refused_exec = kubectl(viewer_config, "exec", web, "--", "echo", "hello")
+    assert refused_exec.returncode == 1 and "hello" not in refused_exec.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+def test_revoking_ends_an_open_kubectl_watch(connected, tls_plane, settings, tmp_path, personas, project):
+    deployed(project, personas.owner)
+    config = kubeconfig_file(settings, tls_plane, tmp_path, project, personas.member)
+    out = tmp_path / "watch.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(config), "get", "pods", "-w", "-o", "name"],
+                                stdout=sink, stderr=subprocess.STDOUT, text=True)
+    try:
+        poll(lambda: out.read_text().count("pod/") >= 3, 30, "kubectl to list the pods")
+        time.sleep(1)  # past the list, into the watch
+        assert proc.poll() is None
+        kubeaccess.revoke_access(KubeAccess.objects.get(user=personas.member), personas.member)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    again = kubectl(config, "get", "pods")
+    assert again.returncode == 1 and "Unauthorized" in again.stderr
