@@ -76,16 +76,6 @@ def create_access(user: User, project: Project, name: str) -> tuple[KubeAccess, 
     return access, raw
 
 
-def get_access_for_user(user: User, org_slug: str, project_slug: str, access_id: int) -> KubeAccess:
-    """The user's own active credential on that project: 404 for anyone else's, as for every tenant object."""
-    project, _ = get_project_for_user(user, org_slug, project_slug, "view")
-    access = KubeAccess.objects.active().filter(pk=access_id, project=project, user=user).first()
-    if access is None:
-        raise Http404("No such kubectl credential")
-    access.project = project
-    return access
-
-
 def revoke_access(access: KubeAccess, actor: User) -> None:
     """Revoke now: the next request is refused and open watches and exec sessions are closed."""
     with transaction.atomic():

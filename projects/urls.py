@@ -25,6 +25,8 @@ urlpatterns = [
     path(P + "releases/", views.release_list, name="release_list"),
     path(P + "releases/<int:revision>/", views.release_detail, name="release_detail"),
     path(P + "releases/<int:revision>/rollback/", views.rollback, name="release_rollback"),
+    path(P + "kubectl/", views.kubectl_create, name="project_kubectl_create"),
+    path(P + "kubectl/<int:access_id>/revoke/", views.kubectl_revoke, name="project_kubectl_revoke"),
     path(P + "data/<str:service>/reveal/", views.reveal_data_credentials, name="project_data_reveal"),
 ]
 
