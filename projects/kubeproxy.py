@@ -263,9 +263,16 @@ async def _websocket(scope: dict[str, Any], receive: Receive, send: Send) -> Non
             elif message.get("text") is not None:
                 await stream.send(p.pack_kube_frame(p.KUBE_TEXT, message["text"].encode()))
 
+    lost = False
+
+    async def watch_access() -> None:
+        nonlocal lost
+        await _access_lost(target)
+        lost = True
+
     try:
-        await _first(to_client(), to_agent(), _access_lost(target))
+        await _first(to_client(), to_agent(), watch_access())
     finally:
         await stream.close()
         with contextlib.suppress(Exception):
-            await send({"type": "websocket.close", "code": 1000})
+            await send({"type": "websocket.close", "code": CLOSE_NO_ACCESS if lost else 1000})

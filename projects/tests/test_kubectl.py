@@ -166,8 +166,12 @@ def test_a_deployer_execs_with_stdin_and_a_viewer_may_not(connected, daphne_serv
     while "piped through the tunnel" not in seen and time.monotonic() < deadline:
         session.update(timeout=1)
         seen += session.read_stdout()
-    session.close()
     assert "piped through the tunnel" in seen
+    kubeaccess.revoke_access(KubeAccess.objects.get(user=personas.member), personas.member)
+    deadline = time.monotonic() + 15
+    while session.is_open() and time.monotonic() < deadline:
+        session.update(timeout=1)
+    assert not session.is_open(), "the exec session is still open after the revocation"
 
     viewer_api = client.CoreV1Api(api_for(daphne_server, project, viewer_token))
     with pytest.raises(Exception) as exc:  # noqa: PT011 (the client raises its websocket handshake error)
@@ -245,21 +249,29 @@ def test_kubectl_gets_logs_and_execs_in_the_namespace_and_nothing_more(connected
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
-def test_revoking_ends_an_open_kubectl_watch(connected, tls_plane, settings, tmp_path, personas, project):
+def test_revoking_ends_an_open_kubectl_watch_and_log_follow(connected, tls_plane, settings, tmp_path, personas,
+                                                            project):
     deployed(project, personas.owner)
     config = kubeconfig_file(settings, tls_plane, tmp_path, project, personas.member)
-    out = tmp_path / "watch.out"
-    with out.open("w") as sink:
+    web = next(p.removeprefix("pod/") for p in kubectl(config, "get", "pods", "-o", "name").stdout.split()
+               if p.startswith("pod/web-"))
+    out, logs_out = tmp_path / "watch.out", tmp_path / "logs.out"
+    with out.open("w") as sink, logs_out.open("w") as logs_sink:
         proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(config), "get", "pods", "-w", "-o", "name"],
                                 stdout=sink, stderr=subprocess.STDOUT, text=True)
+        follow = subprocess.Popen([KUBECTL, "--kubeconfig", str(config), "logs", "-f", web],
+                                  stdout=logs_sink, stderr=subprocess.STDOUT, text=True)
     try:
         poll(lambda: out.read_text().count("pod/") >= 3, 30, "kubectl to list the pods")
+        poll(lambda: logs_out.read_text().strip(), 30, "kubectl logs -f to print the first lines")
         time.sleep(1)  # past the list, into the watch
-        assert proc.poll() is None
+        assert proc.poll() is None and follow.poll() is None
         kubeaccess.revoke_access(KubeAccess.objects.get(user=personas.member), personas.member)
         proc.wait(timeout=20)
+        follow.wait(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        for process in (proc, follow):
+            if process.poll() is None:
+                process.kill()
     again = kubectl(config, "get", "pods")
     assert again.returncode == 1 and "Unauthorized" in again.stderr
