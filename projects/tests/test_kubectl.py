@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import portforward
 from kubernetes.stream import stream as k8s_stream
 
 from accounts.models import Membership, Role
@@ -275,3 +276,34 @@ def test_revoking_ends_an_open_kubectl_watch_and_log_follow(connected, tls_plane
                 process.kill()
     again = kubectl(config, "get", "pods")
     assert again.returncode == 1 and "Unauthorized" in again.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_deployer_port_forwards_and_a_viewer_may_not(connected, daphne_server, personas, project, viewer):
+    deployed(project, personas.owner)
+    _, member_token = kubeaccess.create_access(personas.member, project, "laptop")
+    _, viewer_token = kubeaccess.create_access(viewer, project, "laptop")
+    member = client.CoreV1Api(api_for(daphne_server, project, member_token))
+    pod = next(p for p in member.list_namespaced_pod(project.namespace).items
+               if p.metadata.labels["paas.dev/service"] == "web")
+    port = pod.spec.containers[0].ports[0].container_port
+    forward = portforward(member.connect_get_namespaced_pod_portforward, pod.metadata.name, project.namespace,
+                          ports=str(port))
+    sock = forward.socket(port)
+    sock.settimeout(15)
+    sock.sendall(b"GET /through-the-tunnel HTTP/1.1\r\nHost: web\r\n\r\n")
+    answer = b""
+    while not answer.partition(b"\r\n\r\n")[2].endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert f"{pod.metadata.name} on port {port}: GET /through-the-tunnel".encode() in answer
+    forward.close()
+
+    viewer_api = client.CoreV1Api(api_for(daphne_server, project, viewer_token))
+    with pytest.raises(Exception) as exc:  # noqa: PT011 (the client raises its websocket handshake error)
+        portforward(viewer_api.connect_get_namespaced_pod_portforward, pod.metadata.name, project.namespace,
+                    ports=str(port))
+    assert "403" in str(exc.value)
