@@ -120,8 +120,8 @@ def kube_api_path_allowed(method: str, path: str, namespace: str) -> bool:
     own reviews, and anything under /api/v1/namespaces/<namespace>/ or /apis/<g>/<v>/namespaces/<namespace>/.
     Both sides check it; RBAC on the impersonated ServiceAccount then decides the verb."""
     parts = path.split("/")
-    if parts[0] != "" or any(part in ("", ".", "..") or "%" in part or "\\" in part for part in parts[1:]):
-        return False  # no empty, dot or escaped segments: one spelling per path
+    if parts[0] != "" or any(part in ("", ".", "..") or any(c in part for c in "%?#\\") for part in parts[1:]):
+        return False  # no empty, dot or escaped segments, nothing a URL would read as query or fragment
     parts = parts[1:]
     if method == "POST" and path in _KUBE_SELF_REVIEWS:
         return True
