@@ -26,7 +26,6 @@ from django.utils import timezone
 
 from accounts.models import Membership, User, hash_token
 from audit.services import Action, record
-from lib.realtime import access_changed
 from projects.access import get_project_for_user
 from projects.models import KubeAccess, Project
 
@@ -77,18 +76,18 @@ def create_access(user: User, project: Project, name: str) -> tuple[KubeAccess, 
 
 
 def revoke_access(access: KubeAccess, actor: User) -> None:
-    """Revoke now: the next request is refused and open watches and exec sessions are closed."""
+    """Revoke now: the next request is refused, and open watches and exec sessions are closed at their next
+    re-check (projects.kubeproxy.ACCESS_RECHECK_SECONDS)."""
     with transaction.atomic():
         if KubeAccess.objects.filter(pk=access.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()) != 1:
             return
         record(Action.KUBE_ACCESS_REVOKED, actor=actor, organization=access.project.organization,
                target=access.project, details={"name": access.name, "prefix": access.prefix})
-        access_changed(access.user_id)  # the proxy's open streams re-check (after commit)
 
 
 def revoke_for_membership(user_id: int, organization_id: int) -> int:
     """A member who leaves loses every credential of that organization's projects for good (a later membership
-    must not bring old kubeconfigs back). Open streams close through access_changed, which the removal sends."""
+    must not bring old kubeconfigs back). Open streams close at their next re-check."""
     return KubeAccess.objects.active().filter(user_id=user_id, project__organization_id=organization_id).update(
         revoked_at=timezone.now())
 

@@ -5,8 +5,8 @@ authenticated and authorized again (projects.kubeaccess.resolve), checked to sta
 namespace (agent.protocol.kube_api_path_allowed) and relayed through the cluster's agent as a `kube_api`
 stream, which impersonates the member's project ServiceAccount. Plain requests stream their response (a watch
 stays open); WebSocket requests (exec, attach, port-forward) relay message by message. A watch or a WebSocket
-that is open when the credential is revoked, the member leaves or the role changes is closed at once: it listens
-for the user's `access.changed` notices (lib.realtime) and re-checks.
+that is open when the credential is revoked, the member leaves or the role changes is closed within a second: it
+re-checks the credential every ACCESS_RECHECK_SECONDS.
 
 Raw ASGI rather than Django or Channels' consumers: a response must stream for as long as a watch lasts, and a
 consumer's dispatch loop would not hear the access notice while its handler streams.
@@ -23,11 +23,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 
 from agent import protocol as p
 from clusters import rpc
-from lib.realtime import user_group
 from projects import kubeaccess
 from projects.kubeaccess import KubeTarget
 
@@ -35,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+ACCESS_RECHECK_SECONDS = 1.0  # how often an open watch or WebSocket re-checks its credential and the member's role
 RECV_POLL = 30.0  # seconds: a quiet watch is normal, so reads keep waiting past the stream's own timeout
 CLOSE_NO_ACCESS = 4403
 
@@ -86,23 +85,15 @@ def _long_lived(query: str, websocket: bool) -> bool:
 
 
 async def _access_lost(target: KubeTarget) -> None:
-    """Returns once the target's access is gone: revoked credential, lost membership or project, changed role."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = user_group(target.user_id)
-    await layer.group_add(group, channel)
-    try:
-        # A change committed before we joined sent its notice to nobody: check once now.
+    """Returns once the target's access is gone: revoked credential, lost membership or project, changed role.
+
+    Checked every ACCESS_RECHECK_SECONDS while the stream is open. (Listening for the user's `access.changed`
+    notices on the channel layer instead left a cancelled channel-layer receive hanging in daphne after every
+    exec, which held kubectl's session open: polling is bounded and needs nothing to be cancelled cleanly.)"""
+    while True:
+        await asyncio.sleep(ACCESS_RECHECK_SECONDS)
         if not await database_sync_to_async(kubeaccess.still_valid)(target):
             return
-        while True:
-            message = await layer.receive(channel)
-            if message.get("type") == "access.changed" and not await database_sync_to_async(
-                    kubeaccess.still_valid)(target):
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await layer.group_discard(group, channel)
 
 
 async def _open(target: KubeTarget, payload: dict[str, Any]) -> tuple[rpc.AgentStream, dict[str, Any],
@@ -143,15 +134,24 @@ async def _frames(stream: rpc.AgentStream, reader: p.KubeFrameReader):  # type: 
             yield frame
 
 
+CANCEL_GRACE = 2.0  # seconds the cancelled sides get to wind down before the response is ended anyway
+
+
 async def _first(*coros: Awaitable[Any]) -> None:
-    """Run until the first finishes (the response ended, the client left, access was lost); cancel the rest."""
+    """Run until the first finishes (the response ended, the client left, access was lost); cancel the rest.
+
+    The rest get a bounded time to finish: a cancelled channel-layer receive may take its time, and the client
+    (kubectl waits for the server to close an exec) must not wait for it."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        if pending:
+            log.info("kubectl proxy: %d side(s) still winding down after %ss: %s", len(pending), CANCEL_GRACE,
+                     ", ".join(t.get_coro().__name__ for t in pending))
 
 
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
