@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from agent import charts, dumps, infra, logs, metrics, reconcile, shell
+from agent import charts, dumps, infra, kubeapi, logs, metrics, reconcile, shell
 from agent import protocol as p
 from agent.data import services as data_services
 from agent.k8s import DEPLOYMENT, POD, Kube, KubeError
@@ -196,5 +196,10 @@ def build_stream_ops(kube: Kube) -> dict[str, StreamHandler]:
     async def db_restore(stream: Stream, payload: dict[str, Any]) -> None:
         await dumps.serve(kube, stream, payload, "restore")
 
+    relay = kubeapi.KubeApiRelay(kube)
+
+    async def kube_api(stream: Stream, payload: dict[str, Any]) -> None:
+        await relay.serve(stream, payload)
+
     return {**STREAM_OPS, p.STREAM_EXEC: exec_op, p.STREAM_LOGS: pod_logs_stream, p.STREAM_DB_DUMP: db_dump,
-            p.STREAM_DB_RESTORE: db_restore}
+            p.STREAM_DB_RESTORE: db_restore, p.STREAM_KUBE_API: kube_api}

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,15 @@ class ExecConnection:
         self._api.close()
 
 
+@dataclass(frozen=True)
+class HttpAccess:
+    """How to reach the apiserver with the agent's own credentials, for a raw HTTP client (agent.kubeapi)."""
+
+    base_url: str
+    ssl: ssl.SSLContext | bool  # False: plain HTTP or verification switched off in the kubeconfig
+    headers: dict[str, str]
+
+
 class Kube:
     """A thin JSON-in, JSON-out wrapper over the official client's ApiClient."""
 
@@ -146,6 +156,24 @@ class Kube:
 
     def close(self) -> None:
         self.api.close()
+
+    def http_access(self) -> HttpAccess:
+        """The apiserver's URL, TLS settings and the agent's Authorization header, read from the client's
+        configuration on every call (an in-cluster token is refreshed by the client's hook)."""
+        cfg = self.api.configuration
+        headers = {}
+        token = cfg.get_api_key_with_prefix("authorization") or cfg.get_api_key_with_prefix("BearerToken")
+        if token:
+            headers["Authorization"] = token
+        context: ssl.SSLContext | bool = False
+        if cfg.host.startswith("https:") and cfg.verify_ssl:
+            context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        elif cfg.host.startswith("https:"):
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        if isinstance(context, ssl.SSLContext) and cfg.cert_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        return HttpAccess(cfg.host.rstrip("/"), context, headers)
 
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
                 content_type: str = "application/json", timeout: float | None = None) -> dict[str, Any]:

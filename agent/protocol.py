@@ -20,9 +20,11 @@ Control messages are JSON text frames with a "type":
     agent -> cp   event        {kind, data}             e.g. kind "observed": a namespace's state
 
 Stream operations (opened with stream.open): "echo" (sends back what it gets), "exec" (a command or a
-shell in a project's container; its frames carry one channel byte first, see EXEC_* below), and "db_dump" /
+shell in a project's container; its frames carry one channel byte first, see EXEC_* below), "db_dump" /
 "db_restore" (pg_dump out of / pg_restore into the project's own database, framed as exec is: the dump is
-EXEC_STDOUT, the upload EXEC_STDIN then EXEC_STDIN_EOF, pg_*'s messages EXEC_STDERR, then EXEC_STATUS).
+EXEC_STDOUT, the upload EXEC_STDIN then EXEC_STDIN_EOF, pg_*'s messages EXEC_STDERR, then EXEC_STATUS), and
+"kube_api" (one Kubernetes API request of a member's kubectl, relayed as a project ServiceAccount; KUBE_* frames
+below).
 
 Stream data travels in binary frames: a 4-byte big-endian stream id, then the bytes.
 """
@@ -68,6 +70,78 @@ ERROR_CODES = (ERR_UNSUPPORTED, ERR_BAD_REQUEST, ERR_STALE_REVISION, ERR_FAILED,
 #   cp -> agent: EXEC_STDIN bytes, EXEC_RESIZE {"Width": cols, "Height": rows}, EXEC_STDIN_EOF (no data)
 #   agent -> cp: EXEC_STDOUT, EXEC_STDERR, then last EXEC_STATUS {"exit_code": int, "message": str}
 EXEC_STDIN, EXEC_STDOUT, EXEC_STDERR, EXEC_STATUS, EXEC_RESIZE, EXEC_STDIN_EOF = 0, 1, 2, 3, 4, 255
+
+# Stream op "kube_api": the data is a sequence of frames, each a kind byte and a 4-byte big-endian length, then
+# that many bytes (the tunnel may split and join chunks, so frames carry their own boundaries).
+#   agent -> cp: KUBE_HEAD {"status": int, "headers": [[name, value], ...], "subprotocol": str}, then KUBE_BODY
+#                chunks (HTTP; the stream closes after the last) or KUBE_TEXT / KUBE_BINARY messages (WebSocket)
+#   cp -> agent: KUBE_TEXT / KUBE_BINARY messages (WebSocket only); closing the stream ends the request
+KUBE_HEAD, KUBE_BODY, KUBE_TEXT, KUBE_BINARY = 0, 1, 2, 3
+KUBE_MAX_FRAME = 16 * 1024 * 1024
+KUBE_MAX_REQUEST_BODY = 1024 * 1024  # bytes of a relayed request's body (it travels in the open payload)
+_KUBE_FRAME = struct.Struct(">BI")
+# The request headers a relayed request keeps (everything else, Authorization and Impersonate-* above all, is
+# dropped), and the response headers it brings back.
+KUBE_REQUEST_HEADERS = ("accept", "content-type", "user-agent", "kubectl-command", "kubectl-session")
+KUBE_RESPONSE_HEADERS = ("content-type", "warning", "audit-id", "cache-control", "x-kubernetes-pf-flowschema-uid",
+                         "x-kubernetes-pf-prioritylevel-uid")
+# Requests about the caller alone, which kubectl makes (`auth can-i`, `auth whoami`): allowed outside the namespace.
+_KUBE_SELF_REVIEWS = (
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+    "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+    "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+)
+
+
+def pack_kube_frame(kind: int, data: bytes = b"") -> bytes:
+    return _KUBE_FRAME.pack(kind, len(data)) + data
+
+
+class KubeFrameReader:
+    """Reassembles KUBE_* frames from stream chunks, however the tunnel cut them."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= _KUBE_FRAME.size:
+            kind, size = _KUBE_FRAME.unpack_from(self._buffer)
+            if size > KUBE_MAX_FRAME:
+                raise ValueError(f"a kube_api frame of {size} bytes is over the limit")
+            end = _KUBE_FRAME.size + size
+            if len(self._buffer) < end:
+                break
+            frames.append((kind, bytes(self._buffer[_KUBE_FRAME.size:end])))
+            del self._buffer[:end]
+        return frames
+
+
+def kube_api_path_allowed(method: str, path: str, namespace: str) -> bool:
+    """May a member's kubectl reach this API path of the project's namespace? Discovery (read-only), the caller's
+    own reviews, and anything under /api/v1/namespaces/<namespace>/ or /apis/<g>/<v>/namespaces/<namespace>/.
+    Both sides check it; RBAC on the impersonated ServiceAccount then decides the verb."""
+    parts = path.split("/")
+    if parts[0] != "" or any(part in ("", ".", "..") or any(c in part for c in "%?#\\") for part in parts[1:]):
+        return False  # no empty, dot or escaped segments, nothing a URL would read as query or fragment
+    parts = parts[1:]
+    if method == "POST" and path in _KUBE_SELF_REVIEWS:
+        return True
+    if method in ("GET", "HEAD") and (
+        parts in (["api"], ["apis"], ["version"], ["api", "v1"], ["openapi", "v2"])
+        or (parts[0] == "apis" and len(parts) <= 3)
+        or (parts[:2] == ["openapi", "v3"] and len(parts) <= 5)
+    ):
+        return True
+    if parts[:2] == ["api", "v1"]:
+        rest = parts[2:]
+    elif parts[0] == "apis" and len(parts) > 3:
+        rest = parts[3:]
+    else:
+        return False
+    return len(rest) >= 3 and rest[0] == "namespaces" and rest[1] == namespace
+
 
 # --- Names on Kubernetes objects ------------------------------------------------------------------------
 
@@ -148,6 +222,14 @@ PROJECT_KINDS: tuple[tuple[str, str, str], ...] = (
     (CERTIFICATE_API, "Certificate", "certificates"),
 )
 
+# Members' own Kubernetes access (kubectl through the control plane, docs/kubectl.md): the agent relays their
+# requests impersonating one of these ServiceAccounts of the project's namespace, and nobody else. Every release
+# renders both (projects.compose.namespace): the viewer reads the namespace (never Secrets), the deployer may also
+# exec, attach and port-forward; neither writes an object the platform owns.
+KUBE_VIEWER_ACCOUNT = "project-viewer"
+KUBE_DEPLOYER_ACCOUNT = "project-deployer"
+KUBE_ACCOUNTS = {"viewer": KUBE_VIEWER_ACCOUNT, "deployer": KUBE_DEPLOYER_ACCOUNT}
+
 # --- The agent's permissions ----------------------------------------------------------------------------
 # The install manifest (clusters.manifest) grants the agent's ClusterRole these rules, each with its reason
 # as a comment, and nothing else: what the agent does today. A feature that makes the agent call Kubernetes
@@ -161,6 +243,12 @@ _VIEWER_ONLY_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("Service endpoints", {"apiGroups": [""], "resources": ["endpoints"], "verbs": [*READ_VERBS]}),
     ("Deployments' ReplicaSets", {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": [*READ_VERBS]}),
     ("events.k8s.io Events", {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": [*READ_VERBS]}),
+)
+
+# What the project-deployer Role adds to the viewer's: streams into the project's pods. The agent holds pods/exec
+# already (the terminal); it holds attach and port-forward only to grant them.
+DEPLOYER_STREAM_RULES: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward"], "verbs": ["create", "get"]},
 )
 
 # What bootstrap and the data services need beyond the project kinds. Secrets, ConfigMaps, Namespaces, Jobs,
@@ -207,6 +295,14 @@ def _rbac_rules() -> tuple[tuple[str, dict[str, Any]], ...]:
         *((f"{why}: only so that the project-viewer Role can grant it to members. Kubernetes lets the agent "
            "create a Role and bind it only with permissions it holds itself.", rule)
           for why, rule in _VIEWER_ONLY_RULES),
+        ("Attach and port-forward: only so that the project-deployer Role can grant them to members who may "
+         "deploy (kubectl through the control plane). Kubernetes lets the agent create a Role and bind it only "
+         "with permissions it holds itself.",
+         {"apiGroups": [""], "resources": ["pods/attach", "pods/portforward"], "verbs": ["create", "get"]}),
+        (f"Members' kubectl requests, relayed as the project's {KUBE_VIEWER_ACCOUNT} or {KUBE_DEPLOYER_ACCOUNT} "
+         "ServiceAccount (Impersonate-User), and as nobody else: resourceNames limits it to those two names.",
+         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"],
+          "resourceNames": [KUBE_DEPLOYER_ACCOUNT, KUBE_VIEWER_ACCOUNT]}),
         *((f"Project objects in API group {group or 'core'!r}: server-side apply (get/create/patch), "
            "pruning (list/delete) and, for Deployments, observed rollout state (watch).",
            {"apiGroups": [group], "resources": sorted(plurals), "verbs": [*RECONCILE_VERBS]})
@@ -241,6 +337,7 @@ STREAM_EXEC = "exec"
 STREAM_LOGS = "logs"
 STREAM_DB_DUMP = "db_dump"
 STREAM_DB_RESTORE = "db_restore"
+STREAM_KUBE_API = "kube_api"
 
 DEFAULT_HEARTBEAT = 15.0  # seconds between pings, each way
 DEAD_AFTER_HEARTBEATS = 3  # a peer silent for this many intervals is considered gone

@@ -50,6 +50,8 @@ class Action(models.TextChoices):
     SSH_SESSION = "ssh.session", "SSH session"
     DATABASE_DUMPED = "database.dumped", "Database dumped"
     DATABASE_RESTORED = "database.restored", "Database restored"
+    KUBE_ACCESS_CREATED = "kube_access.created", "kubectl access created"
+    KUBE_ACCESS_REVOKED = "kube_access.revoked", "kubectl access revoked"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):

@@ -37,6 +37,8 @@ SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
 MIN_EXPIRATION = 600
 REVIEW_GROUPS = ("authorization.k8s.io", "authentication.k8s.io")
 _STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
+IMPERSONATE_USER, IMPERSONATE_GROUP, IMPERSONATE_UID = "Impersonate-User", "Impersonate-Group", "Impersonate-Uid"
+IMPERSONATE_EXTRA = "Impersonate-Extra-"
 USER = web.RequestKey("user", UserInfo)  # the authenticated user, kept on the request
 # A subresource, not served on its own; named for its validation errors.
 _TOKEN_REQUEST = ResourceType("authentication.k8s.io", "v1", "TokenRequest", "tokenrequests")
@@ -184,6 +186,8 @@ class AccessControl:
     def admit(self, request: web.Request) -> UserInfo:
         """Authenticate and authorize a request (401/403 as ApiError); the user is kept on the request."""
         user = self.authenticate(request)
+        if self.enabled:
+            user = self.impersonate(request, user)
         request[USER] = user
         if not self.enabled or user.privileged:
             return user
@@ -194,6 +198,50 @@ class AccessControl:
             attrs.verb = "create"
             self.authorizer.require(user, attrs)
         return user
+
+    def impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
+        """The identity the request acts as (upstream `filters.WithImpersonation`): with `Impersonate-User`, the
+        caller must hold `impersonate` on that user (on `serviceaccounts`, in its namespace, for a ServiceAccount
+        username), on each `Impersonate-Group` and on `Impersonate-Uid`; then the request is authorized as the
+        impersonated user alone. A ServiceAccount impersonated without groups gets its usual groups."""
+        headers = request.headers
+        name = headers.get(IMPERSONATE_USER, "")
+        groups = tuple(headers.getall(IMPERSONATE_GROUP, []))
+        uid = headers.get(IMPERSONATE_UID, "")
+        extras = [key for key in headers if key.lower().startswith(IMPERSONATE_EXTRA.lower())]
+        if not name:
+            if groups or uid or extras:
+                raise bad_request(f"requested {_impersonation_summary(groups, uid, extras)} without impersonating "
+                                  "a user")
+            return user
+        # Only the groups asked for are checked; a ServiceAccount's own groups come with it unasked.
+        checks: list[Attributes] = []
+        if name.startswith(rbac.SA_PREFIX):
+            namespace, _, sa_name = name[len(rbac.SA_PREFIX):].partition(":")
+            checks.append(Attributes(verb="impersonate", api_version="v1", resource="serviceaccounts",
+                                     namespace=namespace, name=sa_name))
+            if not groups:
+                groups = sa_user(namespace, sa_name).groups
+        else:
+            checks.append(Attributes(verb="impersonate", api_version="v1", resource="users", name=name))
+        checks += [Attributes(verb="impersonate", api_version="v1", resource="groups", name=g)
+                   for g in headers.getall(IMPERSONATE_GROUP, [])]
+        if uid:
+            checks.append(Attributes(verb="impersonate", api_group="authentication.k8s.io", api_version="v1",
+                                     resource="uids", name=uid))
+        for key in extras:
+            extra = key[len(IMPERSONATE_EXTRA):].lower()
+            for value in headers.getall(key):
+                checks.append(Attributes(verb="impersonate", api_group="authentication.k8s.io", api_version="v1",
+                                         resource="userextras", subresource=extra, name=value))
+        if not user.privileged:
+            for attrs in checks:
+                allowed, reason = self.authorizer.decide(user, attrs)
+                if not allowed:
+                    raise rbac.forbidden(user, attrs, reason)
+        if name != "system:anonymous" and AUTHENTICATED not in groups:
+            groups = (*groups, AUTHENTICATED)
+        return UserInfo(name, tuple(groups), uid)
 
     def require(self, request: web.Request, verb: str) -> None:
         """A further check for the same object under another verb (server-side apply creating it: `create`)."""
@@ -373,6 +421,11 @@ def _self_review_from_protobuf(kind: str, raw: bytes) -> dict[str, Any]:
     if kind == "SelfSubjectReview":
         return {}
     raise ValueError(f"{kind} is only accepted as JSON here")
+
+
+def _impersonation_summary(groups: tuple[str, ...], uid: str, extras: list[str]) -> str:
+    parts = [f"{IMPERSONATE_GROUP}={g}" for g in groups] + ([f"{IMPERSONATE_UID}={uid}"] if uid else []) + extras
+    return ", ".join(parts)
 
 
 def _user_info(user: UserInfo) -> dict[str, Any]:

@@ -79,6 +79,8 @@ class ResourceType:
                 entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"])
             elif sub in ("exec", "attach"):
                 entry.update(kind="PodExecOptions" if sub == "exec" else "PodAttachOptions", verbs=["create", "get"])
+            elif sub == "portforward":
+                entry.update(kind="PodPortForwardOptions", verbs=["create", "get"])
             out.append(entry)
         return out
 
@@ -92,7 +94,7 @@ def builtin_types() -> list[ResourceType]:
     return [
         _b("", "v1", "Namespace", "namespaces", namespaced=False, short_names=["ns"],
            subresources=("status", "finalize"), name_rule="label"),
-        _b("", "v1", "Pod", "pods", short_names=["po"], subresources=("status", "log", "exec", "attach"),
+        _b("", "v1", "Pod", "pods", short_names=["po"], subresources=("status", "log", "exec", "attach", "portforward"),
            categories=["all"], **gen),
         _b("", "v1", "Service", "services", short_names=["svc"], subresources=("status",), name_rule="dns1035",
            categories=["all"]),

@@ -164,7 +164,7 @@ class ApiServer:
             raise resource_not_found()  # a namespaced object addressed without its namespace
         if r.sub is not None and r.sub not in rt.subresources:
             raise resource_not_found()
-        if r.sub in ("log", "exec", "attach"):
+        if r.sub in ("log", "exec", "attach", "portforward"):
             return await streams.handle(self, request, rt, ns, r.name or "", r.sub)
         if self.access.serves(rt, r.sub):
             return _json(await self.access.serve(request, rt, ns, r.name), 201)

@@ -1,10 +1,13 @@
-"""pods/log (text, follow, tail...) and pods/exec + pods/attach over the channel.k8s.io WebSocket protocols."""
+"""pods/log (text, follow, tail...), pods/exec + pods/attach over the channel.k8s.io WebSocket protocols, and
+pods/portforward over the WebSocket port-forward protocol (v4.channel.k8s.io: per port a data and an error channel,
+each opened with the port number as two little-endian bytes), where the emulated pod answers HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import shlex
+import struct
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -115,6 +118,8 @@ async def handle(server: ApiServer, request: web.Request, rt: ResourceType, name
         if request.method != "GET":
             raise ApiError("MethodNotAllowed", "the server does not allow this method on the requested resource")
         return await _logs(server, request, pod)
+    if sub == "portforward":
+        return await _portforward(request, pod)
     return await _exec(server, request, pod, sub)
 
 
@@ -290,6 +295,77 @@ async def _exec(server: ApiServer, request: web.Request, pod: dict[str, Any], su
                       "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
         await session.write(ERROR, json.dumps(status))
     pump.cancel()
+    await ws.close()
+    return ws
+
+
+# The WebSocket port-forward protocols kubelet speaks (the base64 one is not emulated).
+PORTFORWARD_PROTOCOLS = (V4, "portforward.k8s.io")
+_MAX_REQUEST_HEAD = 64 * 1024
+
+
+def _forward_ports(request: web.Request) -> list[int]:
+    ports: list[int] = []
+    for value in request.query.getall("ports", []):
+        for item in value.split(","):
+            try:
+                port = int(item)
+            except ValueError:
+                raise bad_request(f'invalid port "{item}"') from None
+            if not 0 < port < 65536:
+                raise bad_request(f"port {port} must be > 0 and < 65536")
+            ports.append(port)
+    if not ports:
+        raise bad_request('query parameter "port" is required')
+    return ports
+
+
+def _pod_http_answer(pod: dict[str, Any], port: int, head: bytes) -> bytes:
+    """What an emulated pod's server on `port` answers to one HTTP request (no process runs, as at the edge)."""
+    line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    meta = pod["metadata"]
+    body = f"Hello from {meta['namespace']}/{meta['name']} on port {port}: {line}\n".encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\nX-Kubesim-Pod: {meta['namespace']}/{meta['name']}\r\n\r\n".encode()
+            + body)
+
+
+async def _portforward(request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
+    """Each forwarded port is one connection to the pod: a container port answers each HTTP request it gets; any
+    other port reports a refused connection on its error channel, as the container runtime does."""
+    ports = _forward_ports(request)
+    if (pod.get("status") or {}).get("phase") != "Running":
+        raise bad_request(f"unable to upgrade connection: pod {pod['metadata']['name']} is not running")
+    ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=0)
+    if not ws.can_prepare(request).ok:
+        raise bad_request("Upgrade request required")
+    await ws.prepare(request)
+    open_ports = {p.get("containerPort") for c in pod["spec"].get("containers", []) for p in c.get("ports") or []}
+    for index, port in enumerate(ports):
+        for channel in (2 * index, 2 * index + 1):
+            await ws.send_bytes(bytes([channel]) + struct.pack("<H", port))
+        if port not in open_ports:
+            uid = pod["metadata"].get("uid", "")
+            await ws.send_bytes(bytes([2 * index + 1]) + (
+                f"error forwarding port {port} to pod {uid}, uid : failed to connect to localhost:{port} inside "
+                f"namespace {pod['metadata']['name']}: connect: connection refused").encode())
+    pending: dict[int, bytes] = defaultdict(bytes)
+    async for message in ws:
+        if message.type != WSMsgType.BINARY or not message.data:
+            if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+            continue
+        channel, data = message.data[0], message.data[1:]
+        index = channel // 2
+        if channel % 2 or index >= len(ports) or ports[index] not in open_ports:
+            continue
+        pending[index] += data
+        while b"\r\n\r\n" in pending[index]:
+            head, _, rest = pending[index].partition(b"\r\n\r\n")
+            pending[index] = rest
+            await ws.send_bytes(bytes([channel]) + _pod_http_answer(pod, ports[index], head))
+        if len(pending[index]) > _MAX_REQUEST_HEAD:
+            pending[index] = b""
     await ws.close()
     return ws
 

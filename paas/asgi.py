@@ -4,7 +4,8 @@ Browser sockets are origin-checked and session-authenticated. Agents are not bro
 (no Origin header, no session): their sockets authenticate with a cluster token inside
 the consumer, so they are routed around the browser stack by path prefix. The same browser
 routes opened with a personal API token (`Authorization: Bearer`, the CLI) authenticate with it
-instead of the session (accounts/ws_auth.py).
+instead of the session (accounts/ws_auth.py). The kubectl proxy (projects/kubeproxy.py, docs/kubectl.md) takes
+its own prefix, for HTTP and WebSockets alike: kubectl is no browser and authenticates with its kubeconfig's token.
 
 The routing functions here are plain functions that return the chosen application's coroutine:
 an `async def` router would stay suspended, with its frame and scope, for the whole life of every
@@ -24,6 +25,8 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from accounts.ws_auth import APITokenWebSocketAuth, bearer_token  # noqa: E402
 from paas.routing import AGENT_PREFIX, agent_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
+from projects import kubeproxy  # noqa: E402
+from projects.kubeaccess import PROXY_PREFIX  # noqa: E402
 
 browser_sockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns)))
 token_sockets = APITokenWebSocketAuth(URLRouter(browser_websocket_urlpatterns))
@@ -47,6 +50,8 @@ def websocket_app(scope, receive, send):
 
 
 def application(scope, receive, send):
+    if scope["type"] in ("http", "websocket") and scope["path"].startswith(PROXY_PREFIX):
+        return kubeproxy.application(scope, receive, send)
     if scope["type"] == "websocket":
         return websocket_app(scope, receive, send)
     if scope["type"] == "http":

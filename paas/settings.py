@@ -290,6 +290,9 @@ PAAS_PLAN_DEFAULTS = json.loads(env_str("PAAS_PLAN_DEFAULTS", "{}"))
 PROJECTS_ROLLOUT_TIMEOUT = env_int("PROJECTS_ROLLOUT_TIMEOUT", 300, minimum=1)  # seconds until a deploy fails
 # Seconds without input or output after which a browser terminal session is closed.
 TERMINAL_IDLE_TIMEOUT = env_int("TERMINAL_IDLE_TIMEOUT", 900, minimum=1)
+# kubectl through the control plane (docs/kubectl.md): the CA certificate (PEM file) put into downloaded
+# kubeconfigs, for a SITE_URL whose certificate no public CA signed. kubectl sends its token only over HTTPS.
+KUBECTL_CA_FILE = env_str("KUBECTL_CA_FILE", "")
 # A rollout is followed by waiting for the agent's next observed state (clusters.observed); this is only the
 # safety net: seconds after which the deploy task looks again even if no notification came.
 PROJECTS_ROLLOUT_RECHECK = 2.0

@@ -13,7 +13,7 @@ from django.http import Http404
 
 from accounts.access import get_membership, require
 from accounts.models import Membership, User
-from projects.models import CustomDomain, Project, Release, Service, Variable
+from projects.models import CustomDomain, KubeAccess, Project, Release, Service, Variable
 
 
 def get_project_for_user(user: User, org_slug: str, project_slug: str,
@@ -76,6 +76,17 @@ def get_domain_for_user(user: User, org_slug: str, project_slug: str, name: str,
         raise Http404("No such domain")
     domain.service = service
     return domain, membership
+
+
+def get_kube_access_for_user(user: User, org_slug: str, project_slug: str, access_id: int) -> KubeAccess:
+    """The user's own active kubectl credential on that project: 404 for anyone else's, as for any tenant object
+    (an owner revokes others' access by removing the member, which revokes all of theirs)."""
+    project, _ = get_project_for_user(user, org_slug, project_slug, "view")
+    access = KubeAccess.objects.active().filter(pk=access_id, project=project, user=user).first()
+    if access is None:
+        raise Http404("No such kubectl credential")
+    access.project = project
+    return access
 
 
 class AmbiguousName(Exception):

@@ -319,3 +319,32 @@ class CustomDomain(models.Model):
     @property
     def verified(self) -> bool:
         return self.status == DomainStatus.VERIFIED
+
+
+class KubeAccessQuerySet(models.QuerySet["KubeAccess"]):
+    def active(self) -> KubeAccessQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class KubeAccess(models.Model):
+    """A member's kubectl credential for one project (docs/kubectl.md). Only the token's SHA-256 is stored; the
+    kubeconfig holding it is downloaded once. What it may do follows the member's role at each request."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="kube_accesses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="kube_accesses")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="First characters, to recognise a token in lists.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = KubeAccessQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "kubectl access"
+        verbose_name_plural = "kubectl accesses"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -21,10 +21,11 @@ from accounts.access import get_organization_for_user
 from accounts.models import Organization
 from clusters.access import clusters_for_organization, get_cluster_for_org
 from lib.pagination import page_of, search
-from projects import deletion, domains, dumps, logs, manifests, releases, services, terminal, wake
+from projects import deletion, domains, dumps, kubeaccess, logs, manifests, releases, services, terminal, wake
 from projects.access import (
     get_deleted_project_for_user,
     get_domain_for_user,
+    get_kube_access_for_user,
     get_project_for_user,
     get_release_for_user,
     get_service_for_user,
@@ -91,6 +92,8 @@ def project_detail(request: HttpRequest, org_slug: str, project_slug: str) -> Ht
         "more_releases": more_releases,
         "variables": project.variables.all(), "can_deploy": membership.can("deploy"),
         "domains": _domain_rows(project),
+        "kube_accesses": project.kube_accesses.active().filter(user=request.user),
+        "kube_identity": kubeaccess.identity_for(membership),
         "can_delete": membership.can("manage_organization"), "compose_json": json.dumps(project.compose_text),
         "can_dump": membership.can(dumps.DUMP_PERMISSION), "restore_max_bytes": settings.DATABASE_RESTORE_MAX_BYTES})
 
@@ -239,6 +242,31 @@ def variable_delete(request: HttpRequest, org_slug: str, project_slug: str, vari
     variable, _ = get_variable_for_user(request.user, org_slug, project_slug, variable_id, "deploy")
     services.delete_variable(variable, actor=request.user)
     return redirect(f"{project_url(variable.project)}#variables")
+
+
+@login_required
+@require_POST
+def kubectl_create(request: HttpRequest, org_slug: str, project_slug: str) -> HttpResponse:
+    """A new kubectl credential of the signed-in member, answered as the kubeconfig file (its only copy)."""
+    project, _ = get_project_for_user(request.user, org_slug, project_slug, "view")
+    try:
+        _, raw = kubeaccess.create_access(request.user, project, request.POST.get("name", ""))
+    except ValidationError as exc:
+        _error(request, exc)
+        return redirect(f"{project_url(project)}#kubectl")
+    response = HttpResponse(kubeaccess.kubeconfig(project, raw, request.user), content_type="application/yaml")
+    response["Content-Disposition"] = f'attachment; filename="{project.organization.slug}-{project.slug}.kubeconfig"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def kubectl_revoke(request: HttpRequest, org_slug: str, project_slug: str, access_id: int) -> HttpResponse:
+    access = get_kube_access_for_user(request.user, org_slug, project_slug, access_id)
+    kubeaccess.revoke_access(access, request.user)
+    messages.success(request, f"kubectl credential {access.name} is revoked.")
+    return redirect(f"{project_url(access.project)}#kubectl")
 
 
 @login_required

@@ -15,7 +15,7 @@ from kubesim import podsecurity
 from kubesim.rbac import uncovered
 from kubesim.schema import validate_object
 from paas.testing.agent_account import agent_kubeconfig
-from projects.compose.namespace import viewer_rules
+from projects.compose.namespace import deployer_rules, viewer_rules
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "agent.md"
 ROLE, ROLE_BINDING = (next(k for k in PROJECT_KINDS if k.kind == kind) for kind in ("Role", "RoleBinding"))
@@ -81,10 +81,15 @@ def test_the_agent_pod_passes_its_namespaces_restricted_pod_security(cluster):
 
 def test_the_agent_holds_every_permission_of_the_roles_it_creates():
     """kube-apiserver refuses a Role (and a binding to it) granting more than its writer holds: the agent has no
-    escalate/bind, so its ClusterRole must cover the project-viewer Role of every release."""
+    escalate/bind, so its ClusterRole must cover the project-viewer and project-deployer Roles of every release.
+    It may impersonate those two ServiceAccounts by name, and nobody else."""
     held = [rule for _, rule in p.RBAC_RULES]
     assert uncovered(held, viewer_rules()) == []
-    assert not any(verb in rule["verbs"] for rule in held for verb in ("escalate", "bind", "impersonate", "*"))
+    assert uncovered(held, deployer_rules()) == []
+    assert not any(verb in rule["verbs"] for rule in held for verb in ("escalate", "bind", "*"))
+    impersonating = [rule for rule in held if "impersonate" in rule["verbs"]]
+    assert impersonating == [{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"],
+                              "resourceNames": ["project-deployer", "project-viewer"]}]
 
 
 def test_the_docs_table_lists_exactly_the_agents_rules():
@@ -112,7 +117,10 @@ def test_the_agent_can_write_a_releases_viewer_role_as_its_service_account(clust
                                               "name": "project-viewer"},
                                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                                                 "name": "alice"}]}, "acme-shop")
-        role["rules"] = [*viewer_rules(), {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]}]
+        kube.apply(ROLE, {**role, "metadata": {"name": "project-deployer", "namespace": "acme-shop"},
+                          "rules": deployer_rules()}, "acme-shop")
+        role["rules"] = [*viewer_rules(), {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"],
+                                           "verbs": ["patch"]}]
         with pytest.raises(KubeError) as exc:
             kube.apply(ROLE, role, "acme-shop")
         assert exc.value.status == 403 and "attempting to grant RBAC permissions not currently held" in str(exc.value)

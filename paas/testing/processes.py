@@ -124,6 +124,18 @@ def start_daphne(port: int | None = None, **env: str) -> tuple[ManagedProcess, s
     return proc, f"http://127.0.0.1:{port}"
 
 
+def start_tls_daphne(cert: Path, key: Path, port: int | None = None, **env: str) -> tuple[ManagedProcess, str]:
+    """daphne serving HTTPS with that certificate (for kubectl, which sends a bearer token only over TLS)."""
+    port = port or free_port()
+    endpoint = f"ssl:port={port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    proc = ManagedProcess(
+        "daphne-tls", [sys.executable, "-m", "paas.daphne_server", "-e", endpoint, "paas.asgi:application"],
+        child_env(**env),
+    ).start()
+    proc.wait_for(lambda: port_open(port), 30, "listen")
+    return proc, f"https://127.0.0.1:{port}"
+
+
 def start_celery_worker(**env: str) -> ManagedProcess:
     proc = ManagedProcess(
         "celery",

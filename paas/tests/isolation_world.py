@@ -51,6 +51,7 @@ class Tenant:
     membership: Membership  # a membership an attacker would like to change or remove
     ssh_key: Any
     api_token: Any
+    kube_access: Any = None  # the owner's kubectl credential on the project
 
 
 @dataclass
@@ -75,7 +76,7 @@ class World:
 def _tenant(owner: User, org: Organization, *, project_name: str, web: str, image: str, var: tuple[str, str],
             secret: tuple[str, str], invitee: str, key_comment: str, token_name: str, cluster: Any) -> Tenant:
     from accounts import services as accounts
-    from projects import domains, manifests, releases
+    from projects import domains, kubeaccess, manifests, releases
     from projects import services as projects
 
     project = projects.create_project(org, owner, project_name, cluster,
@@ -92,9 +93,10 @@ def _tenant(owner: User, org: Organization, *, project_name: str, web: str, imag
     key_text = asyncssh.generate_private_key("ssh-ed25519", comment=key_comment).export_public_key("openssh")
     ssh_key = accounts.add_ssh_key(owner, key_comment, key_text.decode().strip())
     api_token, _ = accounts.create_api_token(owner, token_name)
+    kube_access, _ = kubeaccess.create_access(owner, project, f"{token_name}-kubectl")
     return Tenant(org=org, users=[owner], project=project, release=release, service=project.services.get(name=web),
                   variable=variable, domain=domain, invitation=invitation, membership=membership, ssh_key=ssh_key,
-                  api_token=api_token)
+                  api_token=api_token, kube_access=kube_access)
 
 
 def build_world() -> World:

@@ -26,6 +26,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -114,6 +115,8 @@ ROUTES: dict[str, str] = {
     "project_service_terminal": TENANT,
     "project_variables": TENANT,
     "project_variable_delete": TENANT,
+    "project_kubectl_create": TENANT,  # a credential of one's own on the project (viewers too)
+    "project_kubectl_revoke": TENANT,
     "release_list": TENANT,
     "release_detail": TENANT,
     "release_rollback": TENANT,
@@ -191,6 +194,7 @@ URL_ARGUMENTS: dict[str, Callable[[World, Tenant], Any]] = {
     "service": lambda world, t: t.service.name,
     "variable_id": lambda world, t: t.variable.pk,
     "domain_id": lambda world, t: t.domain.pk,
+    "access_id": lambda world, t: t.kube_access.pk,
     "uid": lambda world, t: t.project.uid,
     "slug": lambda world, t: world.cluster.slug,
     "cluster_id": lambda world, t: world.cluster.pk,
@@ -208,10 +212,12 @@ URL_ARGUMENTS: dict[str, Callable[[World, Tenant], Any]] = {
     "provider": lambda world, t: "github",
 }
 
-# Rows of their own organization that a role may not change: a viewer none at all; a member none of those only
-# owners and admins manage (the organization, its members and invitations, its credits).
+# Rows of their own organization that a role may not change: a viewer none at all but kubectl credentials of their
+# own (read-only access to the project's namespace) and the audit events recording them; a member none of those
+# only owners and admins manage (the organization, its members and invitations, its credits).
+VIEWER_MAY_CHANGE = {"projects.KubeAccess", "audit.AuditEvent"}
 OWN_ROWS_LOCKED: dict[str, set[str] | None] = {
-    "viewer": None,
+    "viewer": {model._meta.label for model in apps.get_models(include_auto_created=True)} - VIEWER_MAY_CHANGE,
     "member": {"accounts.Organization", "accounts.Membership", "accounts.Invitation", "billing.BillingAccount",
                "billing.CreditEntry"},
 }

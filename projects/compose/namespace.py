@@ -3,13 +3,16 @@
 Namespace with Pod Security labels; NetworkPolicies (default deny both ways, then allow: within
 the namespace, in from Traefik, out to kube-dns, out to the shared PostgreSQL and Garage, and out to
 the internet only when the project enables it); a view ServiceAccount/Role/RoleBinding for the
-project's members; ResourceQuota and LimitRange from the plan.
+project's members, and a deployer ServiceAccount/Role/RoleBinding (also exec, attach, port-forward) that the
+agent impersonates for members who may deploy (docs/kubectl.md); ResourceQuota and LimitRange from the plan.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from typing import Any
+
+from agent import protocol
 
 from . import labels as L
 from .context import RenderContext
@@ -18,7 +21,8 @@ from .k8s import metadata
 # Never "internet": private, shared, link-local and loopback ranges (the node and metadata services).
 PRIVATE_V4 = ("10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")
 PRIVATE_V6 = ("fc00::/7", "fe80::/10", "::1/128")
-VIEWER = "project-viewer"
+VIEWER = protocol.KUBE_VIEWER_ACCOUNT
+DEPLOYER = protocol.KUBE_DEPLOYER_ACCOUNT
 
 
 def _namespace(ctx: RenderContext) -> dict[str, Any]:
@@ -137,32 +141,42 @@ def viewer_rules() -> list[dict[str, Any]]:
     ]
 
 
-def _rbac(ctx: RenderContext) -> list[dict[str, Any]]:
-    subjects: list[dict[str, Any]] = [{"kind": "ServiceAccount", "name": VIEWER, "namespace": ctx.namespace}]
-    subjects += [
-        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": member} for member in sorted(set(ctx.members))
-    ]
+def deployer_rules() -> list[dict[str, Any]]:
+    """The viewer's reads plus streams into pods; no writes, so kubectl cannot fight the desired state."""
+    return [*viewer_rules(), *(dict(rule) for rule in protocol.DEPLOYER_STREAM_RULES)]
+
+
+def _access(ctx: RenderContext, name: str, rules: list[dict[str, Any]],
+            users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    subjects = [{"kind": "ServiceAccount", "name": name, "namespace": ctx.namespace}, *users]
     return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": metadata(ctx, VIEWER, component="access"),
+            "metadata": metadata(ctx, name, component="access"),
             "automountServiceAccountToken": False,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": metadata(ctx, VIEWER, component="access"),
-            "rules": viewer_rules(),
+            "metadata": metadata(ctx, name, component="access"),
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": metadata(ctx, VIEWER, component="access"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": VIEWER},
+            "metadata": metadata(ctx, name, component="access"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
             "subjects": subjects,
         },
     ]
+
+
+def _rbac(ctx: RenderContext) -> list[dict[str, Any]]:
+    users: list[dict[str, Any]] = [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": member} for member in sorted(set(ctx.members))
+    ]
+    return [*_access(ctx, VIEWER, viewer_rules(), users), *_access(ctx, DEPLOYER, deployer_rules(), [])]
 
 
 def _quota(ctx: RenderContext) -> list[dict[str, Any]]:
