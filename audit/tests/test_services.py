@@ -190,5 +190,7 @@ def test_every_action_is_recorded_by_some_test_of_this_module():
         "project.restored",
         # projects/tests/test_domains.py (the API test records all three with their actors)
         "domain.added", "domain.verified", "domain.removed",
+        # projects/tests/test_kubectl_access.py (creating and revoking a kubeconfig)
+        "kube_access.created", "kube_access.revoked",
     }
     assert covered == set(Action.values)

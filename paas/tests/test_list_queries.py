@@ -270,7 +270,7 @@ def test_every_list_route_is_measured():
         "api_service_wake", "api_variable", "api_billing_balance", "project_restore", "api_project_restore",
         "project_database_dump", "project_database_restore", "api_database_dump", "api_database_restore",
         "project_domain_add", "project_domain_delete", "project_domain_verify", "api_service_domain",
-        "api_service_domain_verify",
+        "api_service_domain_verify", "project_kubectl_create", "project_kubectl_revoke",
         # CSV exports stream every row in chunks, by design.
         "billing_ledger_csv", "billing_usage_csv", "audit_csv",
     }
