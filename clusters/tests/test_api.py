@@ -62,7 +62,8 @@ def test_it_shows_every_bootstrap_component_with_unreported_ones_marked(operator
 
     assert [(c["component"], c["state"], c["reason"]) for c in body["infrastructure"]] == [
         ("traefik", "ready", ""), ("cnpg", "failed", "no disk"), ("sablier", "unreported", ""),
-        ("garage", "unreported", ""), ("postgres", "unreported", ""), ("backups", "unreported", "")]
+        ("garage", "unreported", ""), ("postgres", "unreported", ""), ("backups", "unreported", ""),
+        ("tls", "unreported", "")]
     assert infrastructure.COMPONENT_ORDER == bootstrap.COMPONENTS  # every component the agent reports
 
 
