@@ -199,9 +199,12 @@ async def _await(coro: Any) -> Any:
 
 def run_sync(coro: Any, timeout: float) -> Any:
     """Run a coroutine of this module for a sync caller. Not for use inside an event loop."""
-    if getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None:
+    outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if outer is not None and outer.is_running():
         # Inside sync_to_async (a sync view or a database_sync_to_async helper under daphne): run it on the
-        # outer loop, so asgiref can keep running that loop's other sync work in this thread meanwhile.
+        # outer loop, so asgiref can keep running that loop's other sync work in this thread meanwhile. asgiref
+        # leaves the thread-local set after a call ends, so a loop that no longer runs means we are not inside
+        # one: then the background loop, whose database helpers use their own thread and connection.
         return async_to_sync(_await)(coro)
     future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
     try:
