@@ -1,5 +1,10 @@
 """daphne, with less memory per idle WebSocket: `python -m paas.daphne_server` takes daphne's arguments.
 
+One default differs: a WebSocket may take up to 30 s (not daphne's 5) to finish its opening handshake, which
+waits for the session lookup and access check. Under load those queue behind page requests, and at 5 s daphne
+(autobahn's open-handshake timeout) dropped the connection: a live socket refused instead of opened late
+(docs/load.md). `--websocket_connect_timeout N` still sets it.
+
 One process holds thousands of idle agent sockets (goal: 5,000 under 150 MB; bench/tunnel_bench.py),
 so a few kilobytes that daphne keeps per socket for nothing add up. Two things, by subclassing only:
 
@@ -45,8 +50,15 @@ class LeanServer(Server):
         self.__dict__["ws_factory"] = factory
 
 
+WEBSOCKET_CONNECT_TIMEOUT = 30  # seconds
+
+
 class LeanCommandLineInterface(CommandLineInterface):
     server_class = LeanServer
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parser.set_defaults(websocket_connect_timeout=WEBSOCKET_CONNECT_TIMEOUT)
 
 
 if __name__ == "__main__":
