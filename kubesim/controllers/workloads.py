@@ -54,6 +54,8 @@ class Kubelet(Controller):
         super().__init__(cluster, logs, delay)
         self.starts_at: dict[str, float] = {}  # pod uid -> when its containers start
         self.stops_at: dict[str, float] = {}  # pod uid -> when the terminating pod is removed
+        # pod uid -> when its containers started (startedAt has whole seconds only, too coarse for `sleep 1.5`)
+        self.running_since: dict[str, float] = {}
 
     def keys_for(self, event: Event) -> Iterable[Key]:
         if event.key == ("", "pods") and event.type != "DELETED":
@@ -62,6 +64,7 @@ class Kubelet(Controller):
             self.logs.forget_pod(event.obj["metadata"]["namespace"], event.obj["metadata"]["name"])
             self.starts_at.pop(event.obj["metadata"].get("uid", ""), None)
             self.stops_at.pop(event.obj["metadata"].get("uid", ""), None)
+            self.running_since.pop(event.obj["metadata"].get("uid", ""), None)
         return ()
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -79,7 +82,7 @@ class Kubelet(Controller):
         if status.get("phase") in ("Succeeded", "Failed") or status.get("containerStatuses"):
             if status.get("phase") == "Running" and pod["spec"].get("restartPolicy") in ("Never", "OnFailure") \
                     and all((cs.get("state") or {}).get("running") for cs in status["containerStatuses"]):
-                remaining = _sleep_remaining(pod)
+                remaining = _sleep_remaining(pod, self.running_since.get(pod["metadata"].get("uid", "")))
                 if remaining > 0:  # `sleep N` runs for N seconds, as in a container
                     self.enqueue_later((namespace, name), remaining)
                     return
@@ -158,6 +161,7 @@ class Kubelet(Controller):
 
     def _start(self, pod: dict[str, Any]) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        self.running_since[pod["metadata"].get("uid", "")] = time.monotonic()
         pod_ip, host_ip = self._pod_ip(pod)
         statuses, phase, ready = [], "Running", True
         annotations = pod["metadata"].get("annotations") or {}
@@ -224,8 +228,9 @@ class Kubelet(Controller):
         self.write_status(self.rt("v1", "Pod"), pod, status)
 
 
-def _sleep_remaining(pod: dict[str, Any]) -> float:
-    """Seconds left of a run-to-completion pod whose first container runs `sleep N` (0: it exits now)."""
+def _sleep_remaining(pod: dict[str, Any], since: float | None = None) -> float:
+    """Seconds left of a run-to-completion pod whose first container runs `sleep N` (0: it exits now); `since`
+    is when it started (time.monotonic()), else its status's startedAt."""
     container = pod["spec"]["containers"][0]
     words = [*(container.get("command") or []), *(container.get("args") or [])]
     if len(words) != 2 or words[0].rsplit("/", 1)[-1] != "sleep":
@@ -234,6 +239,8 @@ def _sleep_remaining(pod: dict[str, Any]) -> float:
         seconds = float(words[1])
     except ValueError:
         return 0.0
+    if since is not None:
+        return max(0.0, seconds - (time.monotonic() - since))
     statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
     started = ((statuses[0].get("state") or {}).get("running") or {}).get("startedAt")
     if not started:
