@@ -78,8 +78,10 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 self.argv, cwd=BASE_DIR, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 # Its own group, so stop() reaches its children too; the parent-death signal, so a killed
-                # pytest leaves no daphne or worker behind to eat the next run's tasks.
-                start_new_session=True, preexec_fn=die_with_parent(),
+                # pytest leaves no daphne or worker behind to eat the next run's tasks. SIGKILL, not SIGTERM: a
+                # test's process has nothing to save, and a daphne stuck in its shutdown once outlived a run by
+                # minutes, holding the next run's test database open.
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL),
             )
         return self
 
